@@ -1,0 +1,276 @@
+//! OpenAI chat completions, streaming, with tools.
+//!
+//! Works against any server that speaks the same wire format (OpenAI,
+//! vLLM, Ollama, OpenRouter) through the configured base URL.
+
+use std::cell::RefCell;
+
+use agenthost_plugin::json::write_str;
+use agenthost_plugin::lines::{LineBuffer, sse_data};
+use serde::Deserialize;
+
+wit_bindgen::generate!({ path: "../../wit", world: "provider" });
+
+use agenthost::plugin::types::{
+    AuthScheme, ChatRequest, FinishReason, HttpRequest, Message, Outbound, PluginError, PluginKind,
+    PluginMetadata, ProviderConfig, ProviderEvent, Role, ToolCallBegin, ToolCallFragment,
+};
+use exports::agenthost::plugin::provider_api::{Guest, GuestDecoder};
+
+struct Plugin;
+
+impl Guest for Plugin {
+    type Decoder = Decoder;
+
+    fn metadata() -> PluginMetadata {
+        PluginMetadata {
+            name: "openai".into(),
+            kind: PluginKind::Provider,
+            version: env!("CARGO_PKG_VERSION").into(),
+            description: "OpenAI-compatible chat completions (OpenAI, vLLM, Ollama, OpenRouter)"
+                .into(),
+        }
+    }
+
+    fn build_request(
+        config: ProviderConfig,
+        request: ChatRequest,
+    ) -> Result<Outbound, PluginError> {
+        let body = request_body(&config.base_url, &request);
+        Ok(Outbound::Http(HttpRequest {
+            method: "POST".into(),
+            url: format!("{}/chat/completions", config.base_url),
+            headers: vec![
+                ("content-type".into(), "application/json".into()),
+                ("accept".into(), "text/event-stream".into()),
+            ],
+            body: body.into_bytes(),
+            auth: AuthScheme::Bearer,
+        }))
+    }
+}
+
+fn request_body(base_url: &str, request: &ChatRequest) -> String {
+    let mut out = String::with_capacity(1024);
+    out.push_str(r#"{"model":"#);
+    write_str(&mut out, &request.model);
+    out.push_str(r#","stream":true,"messages":["#);
+    for (i, message) in request.messages.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_message(&mut out, message);
+    }
+    out.push(']');
+    if !request.tools.is_empty() {
+        out.push_str(r#","tools":["#);
+        for (i, tool) in request.tools.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(r#"{"type":"function","function":{"name":"#);
+            write_str(&mut out, &tool.name);
+            out.push_str(r#","description":"#);
+            write_str(&mut out, &tool.description);
+            out.push_str(r#","parameters":"#);
+            out.push_str(&tool.input_schema);
+            out.push_str("}}");
+        }
+        out.push(']');
+    }
+    if let Some(max) = request.max_tokens {
+        // OpenAI's newer models refuse `max_tokens`; most compatible
+        // servers only know `max_tokens`.
+        let field = if base_url.contains("api.openai.com") {
+            "max_completion_tokens"
+        } else {
+            "max_tokens"
+        };
+        out.push_str(&format!(r#","{field}":{max}"#));
+    }
+    if let Some(t) = request.temperature {
+        out.push_str(&format!(r#","temperature":{t}"#));
+    }
+    if let Some(p) = request.top_p {
+        out.push_str(&format!(r#","top_p":{p}"#));
+    }
+    out.push('}');
+    out
+}
+
+fn write_message(out: &mut String, message: &Message) {
+    let role = match message.role {
+        Role::System => "system",
+        Role::User => "user",
+        Role::Assistant => "assistant",
+        Role::Tool => "tool",
+    };
+    out.push_str(&format!(r#"{{"role":"{role}","content":"#));
+    if message.content.is_empty() && !message.tool_calls.is_empty() {
+        out.push_str("null");
+    } else {
+        write_str(out, &message.content);
+    }
+    if let Some(id) = &message.tool_call_id {
+        out.push_str(r#","tool_call_id":"#);
+        write_str(out, id);
+    }
+    if !message.tool_calls.is_empty() {
+        out.push_str(r#","tool_calls":["#);
+        for (i, call) in message.tool_calls.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(r#"{"id":"#);
+            write_str(out, &call.id);
+            out.push_str(r#","type":"function","function":{"name":"#);
+            write_str(out, &call.name);
+            out.push_str(r#","arguments":"#);
+            write_str(out, &call.arguments);
+            out.push_str("}}");
+        }
+        out.push(']');
+    }
+    out.push('}');
+}
+
+#[derive(Deserialize)]
+struct Chunk {
+    #[serde(default)]
+    choices: Vec<Choice>,
+    error: Option<ApiError>,
+}
+
+#[derive(Deserialize)]
+struct ApiError {
+    message: String,
+}
+
+#[derive(Deserialize)]
+struct Choice {
+    #[serde(default)]
+    delta: Delta,
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct Delta {
+    content: Option<String>,
+    #[serde(default)]
+    tool_calls: Vec<ToolCallDelta>,
+}
+
+#[derive(Deserialize)]
+struct ToolCallDelta {
+    index: u32,
+    id: Option<String>,
+    function: Option<FunctionDelta>,
+}
+
+#[derive(Deserialize)]
+struct FunctionDelta {
+    name: Option<String>,
+    arguments: Option<String>,
+}
+
+#[derive(Default)]
+struct DecoderState {
+    lines: LineBuffer,
+    finished: bool,
+}
+
+pub struct Decoder {
+    state: RefCell<DecoderState>,
+}
+
+impl GuestDecoder for Decoder {
+    fn new() -> Self {
+        Decoder {
+            state: RefCell::default(),
+        }
+    }
+
+    fn feed(&self, bytes: Vec<u8>) -> Result<Vec<ProviderEvent>, PluginError> {
+        let mut state = self.state.borrow_mut();
+        let DecoderState { lines, finished } = &mut *state;
+        let mut events = Vec::new();
+        lines.try_feed(&bytes, |line| decode_line(line, &mut events, finished))?;
+        Ok(events)
+    }
+
+    fn finish(&self) -> Result<Vec<ProviderEvent>, PluginError> {
+        let mut state = self.state.borrow_mut();
+        let DecoderState { lines, finished } = &mut *state;
+        let mut events = Vec::new();
+        lines.try_finish(|line| decode_line(line, &mut events, finished))?;
+        if !*finished {
+            return Err(PluginError {
+                code: "decode".into(),
+                message: "the provider's stream ended before the model finished its turn".into(),
+            });
+        }
+        Ok(events)
+    }
+}
+
+fn decode_line(
+    line: &str,
+    events: &mut Vec<ProviderEvent>,
+    finished: &mut bool,
+) -> Result<(), PluginError> {
+    let Some(data) = sse_data(line) else {
+        return Ok(());
+    };
+    if data == "[DONE]" || data.is_empty() {
+        return Ok(());
+    }
+    let chunk: Chunk = serde_json::from_str(data).map_err(|e| PluginError {
+        code: "decode".into(),
+        message: format!("malformed chunk from the provider: {e}"),
+    })?;
+    if let Some(error) = chunk.error {
+        *finished = true;
+        events.push(ProviderEvent::Error(error.message));
+        return Ok(());
+    }
+    for choice in chunk.choices {
+        if let Some(text) = choice.delta.content
+            && !text.is_empty()
+        {
+            events.push(ProviderEvent::TextDelta(text));
+        }
+        for call in choice.delta.tool_calls {
+            let (name, arguments) = match call.function {
+                Some(f) => (f.name, f.arguments),
+                None => (None, None),
+            };
+            if call.id.is_some() || name.is_some() {
+                events.push(ProviderEvent::ToolCallBegin(ToolCallBegin {
+                    index: call.index,
+                    id: call.id.unwrap_or_default(),
+                    name: name.unwrap_or_default(),
+                }));
+            }
+            if let Some(fragment) = arguments
+                && !fragment.is_empty()
+            {
+                events.push(ProviderEvent::ToolCallFragment(ToolCallFragment {
+                    index: call.index,
+                    fragment,
+                }));
+            }
+        }
+        if let Some(reason) = choice.finish_reason {
+            *finished = true;
+            events.push(ProviderEvent::Finish(match reason.as_str() {
+                "tool_calls" | "function_call" => FinishReason::ToolCalls,
+                "length" => FinishReason::Length,
+                "content_filter" => FinishReason::ContentFilter,
+                _ => FinishReason::Stop,
+            }));
+        }
+    }
+    Ok(())
+}
+
+export!(Plugin);
