@@ -1,0 +1,22 @@
+//! Typed bindings for the two plugin worlds, generated from `wit/`.
+//!
+//! Both worlds share the `types` interface; the encoder bindings reuse the
+//! provider bindings' types so a `ChatEvent` is one Rust type everywhere.
+
+pub mod provider {
+    wasmtime::component::bindgen!({ path: "../wit", world: "provider" });
+}
+
+pub mod encoder {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "encoder",
+        with: { "agenthost:plugin/types": super::provider::agenthost::plugin::types },
+    });
+}
+
+pub use provider::agenthost::plugin::types::*;
+
+/// The export names that identify each world, with the contract version.
+pub const PROVIDER_EXPORT: &str = "agenthost:plugin/provider-api@0.1.0";
+pub const ENCODER_EXPORT: &str = "agenthost:plugin/encoder-api@0.1.0";

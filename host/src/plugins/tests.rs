@@ -1,0 +1,196 @@
+//! The built-in plugins loaded through the real runtime, checked against
+//! golden bytes.
+
+use std::time::Duration;
+
+use super::*;
+
+fn runtime() -> PluginRuntime {
+    let limits = SandboxLimits {
+        call_timeout: Duration::from_secs(5),
+        memory_bytes: 64 << 20,
+    };
+    PluginRuntime::new(limits, None).unwrap()
+}
+
+fn simple_stream(runtime: &PluginRuntime) -> EncoderInstance {
+    let options = StreamOptions {
+        response_id: "r".into(),
+        model: "m".into(),
+        created: 0,
+    };
+    runtime
+        .encoder("simple")
+        .unwrap()
+        .instantiate(&options)
+        .unwrap()
+}
+
+fn call(id: &str, tool: &str) -> ToolCallInfo {
+    ToolCallInfo {
+        id: id.into(),
+        name: format!("demo__{tool}"),
+        server: "demo".into(),
+        tool: tool.into(),
+    }
+}
+
+#[test]
+fn simple_encoder_matches_the_seed_format() {
+    let runtime = runtime();
+    let mut stream = simple_stream(&runtime);
+    let mut out = stream
+        .encode(&[
+            ChatEvent::TextDelta("Let me check. ".into()),
+            ChatEvent::ToolCallStart(call("tc-1", "get_weather")),
+            ChatEvent::ToolCallArgsDelta(ToolCallArgsDelta {
+                id: "tc-1".into(),
+                fragment: "{}".into(),
+            }),
+            ChatEvent::ToolCall(ToolCallReady {
+                call: call("tc-1", "get_weather"),
+                arguments: r#"{"city":"San Francisco"}"#.into(),
+            }),
+            ChatEvent::TurnEnd(TurnEnd {
+                iteration: 1,
+                reason: FinishReason::ToolCalls,
+            }),
+            ChatEvent::ToolResult(ToolResult {
+                call: call("tc-1", "get_weather"),
+                content: "{}".into(),
+                is_error: false,
+            }),
+        ])
+        .unwrap();
+    out.extend(
+        stream
+            .encode(&[
+                ChatEvent::TextDelta("It is 65°F\n".into()),
+                ChatEvent::TextDelta("and \"sunny\".".into()),
+                ChatEvent::TurnEnd(TurnEnd {
+                    iteration: 2,
+                    reason: FinishReason::Stop,
+                }),
+                ChatEvent::Done,
+            ])
+            .unwrap(),
+    );
+    out.extend(stream.finish().unwrap());
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        concat!(
+            "data: {\"type\": \"tool_start\", \"id\": \"tc-1\", \"name\": \"get_weather\", \"args\": {\"city\": \"San Francisco\"}}\n\n",
+            "data: {\"type\": \"tool_end\", \"id\": \"tc-1\", \"name\": \"get_weather\"}\n\n",
+            "data: {\"type\": \"text\", \"content\": \"It is 65°F\\n\"}\n\n",
+            "data: {\"type\": \"text\", \"content\": \"and \\\"sunny\\\".\"}\n\n",
+            "data: [DONE]\n\n",
+        )
+    );
+}
+
+#[test]
+fn simple_encoder_reports_errors_on_one_line() {
+    let runtime = runtime();
+    let mut stream = simple_stream(&runtime);
+    let out = stream
+        .encode(&[ChatEvent::Error("bad\nthing".into())])
+        .unwrap();
+    assert_eq!(out, b"data: [ERROR] bad thing\n\n");
+}
+
+#[test]
+fn openai_decoder_reassembles_a_recorded_stream_split_anywhere() {
+    let recorded = concat!(
+        "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\n\n",
+        "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hé\"},\"finish_reason\":null}]}\n\n",
+        "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_1\",\"type\":\"function\",\"function\":{\"name\":\"demo__calculate\",\"arguments\":\"\"}}]},\"finish_reason\":null}]}\n\n",
+        "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\\\"expression\\\":\"}}]},\"finish_reason\":null}]}\n\n",
+        "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"\\\"1+1\\\"}\"}}]},\"finish_reason\":null}]}\n\n",
+        "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n",
+        "data: [DONE]\n\n",
+    )
+    .as_bytes();
+    let runtime = runtime();
+    let plugin = runtime.provider("openai").unwrap();
+    for chunk_size in [1, 7, 64, recorded.len()] {
+        let mut instance = plugin.instantiate().unwrap();
+        let decoder = instance.new_decoder().unwrap();
+        let mut events = Vec::new();
+        for chunk in recorded.chunks(chunk_size) {
+            events.extend(instance.feed(decoder, chunk).unwrap());
+        }
+        events.extend(instance.finish(decoder).unwrap());
+        let described: Vec<String> = events.iter().map(|e| format!("{e:?}")).collect();
+        assert_eq!(events.len(), 5, "chunk size {chunk_size}: {described:?}");
+        assert!(matches!(&events[0], ProviderEvent::TextDelta(t) if t == "Hé"));
+        assert!(
+            matches!(&events[1], ProviderEvent::ToolCallBegin(b) if b.id == "call_1" && b.name == "demo__calculate")
+        );
+        assert!(
+            matches!(&events[2], ProviderEvent::ToolCallFragment(f) if f.fragment == "{\"expression\":")
+        );
+        assert!(
+            matches!(&events[3], ProviderEvent::ToolCallFragment(f) if f.fragment == "\"1+1\"}")
+        );
+        assert!(matches!(
+            &events[4],
+            ProviderEvent::Finish(FinishReason::ToolCalls)
+        ));
+    }
+}
+
+#[test]
+fn openai_request_passes_schemas_through_and_names_the_auth_scheme() {
+    let runtime = runtime();
+    let mut instance = runtime.provider("openai").unwrap().instantiate().unwrap();
+    let request = ChatRequest {
+        model: "gpt-4o-mini".into(),
+        messages: vec![Message {
+            role: Role::User,
+            content: "hi".into(),
+            tool_calls: vec![],
+            tool_call_id: None,
+        }],
+        tools: vec![ToolSpec {
+            name: "demo__calculate".into(),
+            description: "Evaluate".into(),
+            input_schema: r#"{"type":"object","properties":{"expression":{"type":"string"}}}"#
+                .into(),
+        }],
+        max_tokens: Some(100),
+        temperature: None,
+        top_p: None,
+    };
+    let config = ProviderConfig {
+        base_url: "http://127.0.0.1:9/v1".into(),
+    };
+    let Outbound::Http(http) = instance.build_request(&config, &request).unwrap() else {
+        panic!("openai must build an HTTP request");
+    };
+    assert_eq!(http.url, "http://127.0.0.1:9/v1/chat/completions");
+    assert!(matches!(http.auth, AuthScheme::Bearer));
+    assert_eq!(
+        String::from_utf8(http.body).unwrap(),
+        r#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"demo__calculate","description":"Evaluate","parameters":{"type":"object","properties":{"expression":{"type":"string"}}}}}],"max_tokens":100}"#
+    );
+}
+
+#[test]
+fn refuses_components_that_implement_no_world() {
+    let runtime = runtime();
+    let error = runtime
+        .load("empty.wasm", b"\0asm\x0d\x00\x01\x00")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        error,
+        "refused plugin empty.wasm: it exports neither agenthost:plugin/provider-api@0.1.0 (a provider) nor agenthost:plugin/encoder-api@0.1.0 (an encoder); it exports: nothing"
+    );
+    let error = runtime.load("x.wasm", b"junk").unwrap_err().to_string();
+    assert!(
+        error.starts_with("refused plugin x.wasm: not a valid WebAssembly component"),
+        "{error}"
+    );
+    let names: Vec<String> = runtime.list().into_iter().map(|m| m.name).collect();
+    assert_eq!(names, ["mock", "openai", "simple"]);
+}
