@@ -1,0 +1,77 @@
+//! Folding an event stream into one response, for non-streaming endpoints.
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::plugins::ChatEvent;
+
+#[derive(Debug, Clone)]
+pub struct ToolCallOutcome {
+    pub id: String,
+    /// The tool's name on its MCP server.
+    pub tool: String,
+    pub server: String,
+    pub arguments: Value,
+    /// What the tool returned, as text.
+    pub result: String,
+    pub is_error: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ChatOutcome {
+    /// The final turn's text: the answer, without intermediate reasoning.
+    pub text: String,
+    pub tool_calls: Vec<ToolCallOutcome>,
+    pub iterations: u32,
+    /// Set when the chat failed.
+    pub error: Option<String>,
+}
+
+pub async fn collect(mut events: mpsc::Receiver<Vec<ChatEvent>>) -> ChatOutcome {
+    let mut outcome = ChatOutcome::default();
+    let mut turn_text = String::new();
+    while let Some(batch) = events.recv().await {
+        for event in batch {
+            match event {
+                ChatEvent::TextDelta(text) => turn_text.push_str(&text),
+                ChatEvent::ToolCall(ready) => outcome.tool_calls.push(ToolCallOutcome {
+                    id: ready.call.id,
+                    tool: ready.call.tool,
+                    server: ready.call.server,
+                    arguments: serde_json::from_str(&ready.arguments).unwrap_or(Value::Null),
+                    result: String::new(),
+                    is_error: false,
+                }),
+                ChatEvent::ToolResult(result) => {
+                    if let Some(call) = outcome
+                        .tool_calls
+                        .iter_mut()
+                        .find(|c| c.id == result.call.id)
+                    {
+                        call.result = result_text(&result.content);
+                        call.is_error = result.is_error;
+                    }
+                }
+                ChatEvent::TurnEnd(end) => {
+                    outcome.iterations = end.iteration;
+                    outcome.text = std::mem::take(&mut turn_text);
+                }
+                ChatEvent::Error(message) => outcome.error = Some(message),
+                ChatEvent::ToolCallStart(_) | ChatEvent::ToolCallArgsDelta(_) | ChatEvent::Done => {
+                }
+            }
+        }
+    }
+    outcome
+}
+
+/// The text of an MCP result, or the error message it carries.
+fn result_text(content: &str) -> String {
+    match serde_json::from_str::<rmcp::model::CallToolResult>(content) {
+        Ok(result) => crate::mcp::result_text(&result),
+        Err(_) => match serde_json::from_str::<Value>(content) {
+            Ok(Value::String(message)) => message,
+            _ => content.to_owned(),
+        },
+    }
+}
