@@ -1,0 +1,126 @@
+//! Turning a chat's event stream into a streamed response body through an
+//! encoder plugin. Shared by every streaming surface.
+//!
+//! Batches that arrive while the encoder is busy are merged into one call,
+//! so a fast provider costs fewer plugin calls, not more latency. If the
+//! encoder plugin fails, the response ends with an error encoded by the
+//! surface's built-in format, and the chat is cancelled.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::response::Response;
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::agent::ChatEvent;
+use crate::plugins::{EncoderInstance, EncoderPlugin, PluginFailure, StreamOptions};
+
+/// Most events handed to an encoder in one call.
+const MAX_BATCH: usize = 256;
+
+/// A response id unique within this process and unlikely to repeat
+/// across restarts.
+pub fn response_options(model: &str) -> StreamOptions {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    StreamOptions {
+        response_id: format!("{:x}{:06x}", now.as_millis(), n & 0xff_ffff),
+        model: model.to_owned(),
+        created: now.as_secs(),
+    }
+}
+
+pub fn encoded_response(
+    encoder: Arc<EncoderPlugin>,
+    fallback: Arc<EncoderPlugin>,
+    options: StreamOptions,
+    events: mpsc::Receiver<Vec<ChatEvent>>,
+) -> Result<Response, PluginFailure> {
+    let instance = encoder.instantiate(&options)?;
+    let state = Encoding {
+        events,
+        instance: Some(instance),
+        fallback,
+        options,
+    };
+    let body = Body::from_stream(futures::stream::unfold(state, Encoding::next));
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    let content_type = HeaderValue::try_from(encoder.info.content_type.as_str())
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    headers.insert(header::CONTENT_TYPE, content_type);
+    for (name, value) in &encoder.info.headers {
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            headers.insert(name, value);
+        }
+    }
+    Ok(response)
+}
+
+struct Encoding {
+    events: mpsc::Receiver<Vec<ChatEvent>>,
+    /// `None` once the response has ended.
+    instance: Option<EncoderInstance>,
+    fallback: Arc<EncoderPlugin>,
+    options: StreamOptions,
+}
+
+impl Encoding {
+    async fn next(mut self) -> Option<(Result<Bytes, std::io::Error>, Self)> {
+        loop {
+            let instance = self.instance.as_mut()?;
+            let Some(mut batch) = self.events.recv().await else {
+                // The chat ended without a final event (it was cancelled).
+                let tail = instance.finish().unwrap_or_default();
+                self.instance = None;
+                return Some((Ok(Bytes::from(tail)), self));
+            };
+            while batch.len() < MAX_BATCH {
+                match self.events.try_recv() {
+                    Ok(more) => batch.extend(more),
+                    Err(_) => break,
+                }
+            }
+            let last = matches!(batch.last(), Some(ChatEvent::Done | ChatEvent::Error(_)));
+            let encoded = instance.encode(&batch).and_then(|mut bytes| {
+                if last {
+                    bytes.extend(instance.finish()?);
+                }
+                Ok(bytes)
+            });
+            let bytes = match encoded {
+                Ok(bytes) => {
+                    if last {
+                        self.instance = None;
+                    }
+                    bytes
+                }
+                Err(failure) => {
+                    tracing::warn!("encoder failed, ending the response: {failure}");
+                    self.instance = None;
+                    self.events.close();
+                    self.fallback_error(&failure)
+                }
+            };
+            if !bytes.is_empty() {
+                return Some((Ok(Bytes::from(bytes)), self));
+            }
+        }
+    }
+
+    /// The failure as the fallback format's error event.
+    fn fallback_error(&self, failure: &PluginFailure) -> Vec<u8> {
+        let event = [ChatEvent::Error(failure.to_string())];
+        self.fallback
+            .instantiate(&self.options)
+            .and_then(|mut encoder| encoder.encode(&event))
+            .unwrap_or_default()
+    }
+}

@@ -1,0 +1,12 @@
+//! agenthost: an LLM chat server whose tools are MCP servers and whose
+//! provider adapters and stream formats are sandboxed WebAssembly plugins.
+//!
+//! Dependencies point one way: `http` -> `agent` -> {`mcp`, `plugins`}.
+
+pub mod agent;
+pub mod config;
+pub mod demo_mcp;
+pub mod http;
+pub mod mcp;
+pub mod plugins;
+pub mod server;

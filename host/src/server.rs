@@ -1,0 +1,110 @@
+//! Assembling the server from its configuration and running it until a
+//! shutdown signal, then stopping every MCP child process.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::agent::{Agent, AgentError};
+use crate::config::{Config, ProcessEnv};
+use crate::http::{self, AppState, InvalidOrigin};
+use crate::mcp::McpPool;
+use crate::plugins::{PluginFailure, PluginRuntime, SandboxLimits};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Plugins(#[from] PluginFailure),
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+    #[error(transparent)]
+    Cors(#[from] InvalidOrigin),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the server stopped: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub async fn serve(config: Config, own_exe: &Path) -> Result<(), ServeError> {
+    let plugins = Arc::new(PluginRuntime::new(
+        SandboxLimits {
+            call_timeout: Duration::from_millis(config.limits.plugin_call_timeout_ms),
+            memory_bytes: (config.limits.plugin_memory_mb as usize) << 20,
+        },
+        Some(config.data_dir.join("plugin-cache")),
+    )?);
+    for (path, result) in plugins.load_dir(&config.plugins_dir) {
+        match result {
+            Ok(meta) => {
+                tracing::info!(plugin = %meta.name, path = %path.display(), "loaded plugin")
+            }
+            Err(e) => tracing::error!("{e}"),
+        }
+    }
+
+    let provider = config.resolve_provider(&ProcessEnv);
+    plugins.provider(&provider.plugin)?;
+    tracing::info!(
+        provider = %provider.plugin,
+        model = %provider.model,
+        base_url = %provider.base_url,
+        "using provider ({})",
+        provider.origin
+    );
+    if provider.plugin == "mock" {
+        tracing::info!(
+            "the mock provider is offline and deterministic; set OPENAI_API_KEY or OPENAI_BASE_URL for a real model"
+        );
+    }
+
+    let pool = Arc::new(McpPool::new(config.mcp_servers(own_exe)));
+    let agent = Arc::new(Agent::new(
+        plugins.clone(),
+        pool.clone(),
+        provider,
+        config.agent.clone(),
+    )?);
+    let state = Arc::new(AppState::new(agent, pool.clone(), plugins));
+    let app = http::router(
+        state,
+        &config.cors.allowed_origins,
+        config.limits.max_body_bytes,
+    )?;
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    tracing::info!("listening on http://{}", listener.local_addr()?);
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
+    pool.shutdown().await;
+    served?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => return interrupt.await.unwrap_or_default(),
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    interrupt.await.unwrap_or_default();
+    tracing::info!("shutting down");
+}
