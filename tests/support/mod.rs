@@ -1,0 +1,378 @@
+//! Shared end-to-end test support: the real `agenthost` binary, a mock
+//! LLM speaking OpenAI's exact streaming wire format, and helpers.
+
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_agenthost");
+
+/// Where the build put the plugin components, test fixtures included.
+pub fn plugin_build_dir() -> PathBuf {
+    PathBuf::from(env!("AGENTHOST_PLUGIN_BUILD_DIR"))
+}
+
+/// A compile cache shared by every test, so only the first start compiles.
+pub fn shared_data_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("agenthost-test-data")
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures")
+        .join(name)
+}
+
+/// The `[[mcp_servers]]` entry for the built-in demo server.
+pub fn demo_server_toml() -> String {
+    format!(
+        "[[mcp_servers]]\nid = \"demo\"\nname = \"Demo tools\"\ndescription = \"Clock, arithmetic and notes\"\ntransport = \"stdio\"\ncommand = {BIN:?}\nargs = [\"demo-mcp\"]\n"
+    )
+}
+
+/// The `[[mcp_servers]]` entry for the third-party Python FastMCP server.
+pub fn fastmcp_server_toml(id: &str) -> String {
+    let script = fixture("fastmcp_server.py");
+    format!(
+        "[[mcp_servers]]\nid = \"{id}\"\nname = \"Python text tools\"\ntransport = \"stdio\"\ncommand = \"python3\"\nargs = [{:?}]\ntimeout = 20\n",
+        script.display().to_string()
+    )
+}
+
+/// The real binary, started on a free port with a config of our making.
+pub struct Agenthost {
+    child: Child,
+    pub base: String,
+    logs: Arc<Mutex<String>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Agenthost {
+    /// Starts with `config` (TOML) written to a file; `data_dir` defaults
+    /// to the shared test cache.
+    pub fn start(config: &str) -> Agenthost {
+        let dir = tempfile::tempdir().unwrap();
+        let config = if config.contains("data_dir") {
+            config.to_owned()
+        } else {
+            format!(
+                "data_dir = {:?}\n{config}",
+                shared_data_dir().display().to_string()
+            )
+        };
+        let path = dir.path().join("agenthost.toml");
+        std::fs::write(&path, config).unwrap();
+        let mut command = Command::new(BIN);
+        command.arg("serve").arg("--config").arg(&path);
+        Self::spawn(command, dir)
+    }
+
+    /// Starts with no config file at all, as a newcomer would.
+    pub fn start_with_defaults() -> Agenthost {
+        let dir = tempfile::tempdir().unwrap();
+        let mut command = Command::new(BIN);
+        command.arg("serve");
+        Self::spawn(command, dir)
+    }
+
+    fn spawn(mut command: Command, dir: tempfile::TempDir) -> Agenthost {
+        command
+            .args(["--listen", "127.0.0.1:0"])
+            .current_dir(dir.path())
+            .env_remove("OPENAI_API_KEY")
+            .env_remove("OPENAI_BASE_URL")
+            .env_remove("ANTHROPIC_API_KEY")
+            .env_remove("ANTHROPIC_BASE_URL")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        Self::spawn_command(command, dir)
+    }
+
+    pub fn spawn_command(mut command: Command, dir: tempfile::TempDir) -> Agenthost {
+        let mut child = command.spawn().expect("agenthost starts");
+        let stderr = child.stderr.take().unwrap();
+        let logs = Arc::new(Mutex::new(String::new()));
+        let (port_tx, port_rx) = std::sync::mpsc::channel();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let _ = port_tx.send(rest.trim().to_owned());
+                }
+                let mut logs = sink.lock().unwrap();
+                logs.push_str(&line);
+                logs.push('\n');
+            }
+        });
+        let addr = match port_rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("agenthost did not start; logs:\n{}", logs.lock().unwrap());
+            }
+        };
+        Agenthost {
+            child,
+            base: format!("http://{addr}"),
+            logs,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub fn terminate(&mut self) {
+        unsafe_kill(self.child.id(), "TERM");
+        let _ = self.child.wait();
+    }
+
+    pub fn kill_hard(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub async fn post(&self, path: &str, body: &str) -> (StatusCode, String) {
+        let response = client()
+            .post(self.url(path))
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap();
+        (response.status(), response.text().await.unwrap())
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let response = client().get(self.url(path)).send().await.unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap())
+    }
+
+    pub async fn post_json(&self, path: &str, body: &str) -> (StatusCode, Value) {
+        let (status, text) = self.post(path, body).await;
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}")),
+        )
+    }
+}
+
+impl Drop for Agenthost {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn unsafe_kill(pid: u32, signal: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status();
+}
+
+pub fn client() -> reqwest::Client {
+    // reqwest is built without a default TLS crypto provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+/// Direct children of `pid`, from /proc.
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
+        // Fields after the parenthesised command: state, ppid, ...
+        let Some(after) = stat.rsplit_once(')').map(|(_, rest)| rest.to_owned()) else {
+            continue;
+        };
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        if fields.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(pid) && fields[0] != "Z" {
+            found.push(child);
+        }
+    }
+    found
+}
+
+pub fn is_running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| {
+            !stat
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+/// One request the mock LLM received.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+#[derive(Default)]
+struct MockState {
+    script: Mutex<VecDeque<Vec<String>>>,
+    requests: Mutex<Vec<Recorded>>,
+}
+
+/// A mock OpenAI-compatible server that replays scripted SSE responses.
+pub struct MockLlm {
+    /// Base URL including `/v1`, as OPENAI_BASE_URL would be.
+    pub base_url: String,
+    state: Arc<MockState>,
+}
+
+impl MockLlm {
+    pub async fn start() -> MockLlm {
+        let state = Arc::new(MockState::default());
+        let app = Router::new()
+            .route("/v1/chat/completions", post(completions))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        MockLlm {
+            base_url: format!("http://{addr}/v1"),
+            state,
+        }
+    }
+
+    /// Queues the body of the next response, one string per write.
+    pub fn respond(&self, writes: Vec<String>) {
+        self.state.script.lock().unwrap().push_back(writes);
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state.requests.lock().unwrap().clone()
+    }
+
+    /// The `[provider]` section pointing agenthost at this mock.
+    pub fn provider_toml(&self) -> String {
+        format!(
+            "[provider]\nplugin = \"openai\"\nbase_url = {:?}\napi_key_env = \"AGENTHOST_TEST_KEY\"\nmodel = \"gpt-4o-mini\"\n",
+            self.base_url
+        )
+    }
+}
+
+async fn completions(
+    State(state): State<Arc<MockState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    state
+        .requests
+        .lock()
+        .unwrap()
+        .push(Recorded { headers, body });
+    let Some(writes) = state.script.lock().unwrap().pop_front() else {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "mock LLM: no scripted response left",
+        )
+            .into_response();
+    };
+    let stream = futures::stream::iter(writes).then(|write| async move {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        Ok::<_, std::io::Error>(Bytes::from(write))
+    });
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(Body::from_stream(stream))
+        .unwrap()
+}
+
+use futures::StreamExt;
+
+/// One `chat.completion.chunk` SSE frame.
+pub fn chunk(delta: Value, finish_reason: Option<&str>) -> String {
+    let chunk = json!({
+        "id": "chatcmpl-mock",
+        "object": "chat.completion.chunk",
+        "created": 1_700_000_000,
+        "model": "gpt-4o-mini",
+        "choices": [{ "index": 0, "delta": delta, "finish_reason": finish_reason }],
+    });
+    format!("data: {chunk}\n\n")
+}
+
+pub fn role_chunk() -> String {
+    chunk(json!({ "role": "assistant", "content": "" }), None)
+}
+
+pub fn text_chunk(text: &str) -> String {
+    chunk(json!({ "content": text }), None)
+}
+
+pub fn tool_start_chunk(index: u32, id: &str, name: &str) -> String {
+    chunk(
+        json!({ "tool_calls": [{ "index": index, "id": id, "type": "function",
+                "function": { "name": name, "arguments": "" } }] }),
+        None,
+    )
+}
+
+pub fn tool_args_chunk(index: u32, fragment: &str) -> String {
+    chunk(
+        json!({ "tool_calls": [{ "index": index, "function": { "arguments": fragment } }] }),
+        None,
+    )
+}
+
+pub fn finish_chunk(reason: &str) -> String {
+    chunk(json!({}), Some(reason))
+}
+
+pub const DONE: &str = "data: [DONE]\n\n";
+
+/// Splits every frame in two mid-way, so decoders must reassemble lines.
+pub fn split_writes(frames: Vec<String>) -> Vec<String> {
+    frames
+        .into_iter()
+        .flat_map(|frame| {
+            let mut cut = frame.len() / 2;
+            while !frame.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let (a, b) = frame.split_at(cut);
+            [a.to_owned(), b.to_owned()]
+        })
+        .collect()
+}
