@@ -12,6 +12,7 @@ macro_rules! built {
 
 pub const BUILTINS: &[(&str, &[u8])] = &[
     built!("openai_plugin.wasm"),
+    built!("anthropic_plugin.wasm"),
     built!("mock_plugin.wasm"),
     built!("simple_plugin.wasm"),
 ];

@@ -192,5 +192,70 @@ fn refuses_components_that_implement_no_world() {
         "{error}"
     );
     let names: Vec<String> = runtime.list().into_iter().map(|m| m.name).collect();
-    assert_eq!(names, ["mock", "openai", "simple"]);
+    assert_eq!(names, ["anthropic", "mock", "openai", "simple"]);
+}
+
+#[test]
+fn anthropic_request_has_system_tool_use_and_merged_tool_results() {
+    let runtime = runtime();
+    let mut instance = runtime
+        .provider("anthropic")
+        .unwrap()
+        .instantiate()
+        .unwrap();
+    let message = |role, content: &str, id: Option<&str>| Message {
+        role,
+        content: content.into(),
+        tool_calls: vec![],
+        tool_call_id: id.map(str::to_owned),
+    };
+    let mut assistant = message(Role::Assistant, "", None);
+    assistant.tool_calls = vec![
+        ToolCall {
+            id: "t1".into(),
+            name: "a".into(),
+            arguments: r#"{"x":1}"#.into(),
+        },
+        ToolCall {
+            id: "t2".into(),
+            name: "b".into(),
+            arguments: "not json".into(),
+        },
+    ];
+    let request = ChatRequest {
+        model: "claude-test".into(),
+        messages: vec![
+            message(Role::System, "Be brief.", None),
+            message(Role::User, "hi", None),
+            assistant,
+            message(Role::Tool, "one", Some("t1")),
+            message(Role::Tool, "two", Some("t2")),
+        ],
+        tools: vec![],
+        max_tokens: None,
+        temperature: Some(0.5),
+        top_p: None,
+    };
+    let config = ProviderConfig {
+        base_url: "http://127.0.0.1:9".into(),
+    };
+    let Outbound::Http(http) = instance.build_request(&config, &request).unwrap() else {
+        panic!("anthropic must build an HTTP request");
+    };
+    assert_eq!(http.url, "http://127.0.0.1:9/v1/messages");
+    assert!(matches!(&http.auth, AuthScheme::Header(h) if h == "x-api-key"));
+    assert!(
+        http.headers
+            .contains(&("anthropic-version".into(), "2023-06-01".into()))
+    );
+    assert_eq!(
+        String::from_utf8(http.body).unwrap(),
+        concat!(
+            r#"{"model":"claude-test","max_tokens":4096,"stream":true,"system":"Be brief.","messages":["#,
+            r#"{"role":"user","content":"hi"},"#,
+            r#"{"role":"assistant","content":[{"type":"tool_use","id":"t1","name":"a","input":{"x":1}},{"type":"tool_use","id":"t2","name":"b","input":{}}]},"#,
+            r#"{"role":"user","content":[{"type":"tool_result","tool_use_id":"t1","content":"one"},{"type":"tool_result","tool_use_id":"t2","content":"two"}]}"#,
+            r#"],"temperature":0.5}"#
+        )
+    );
 }

@@ -1,0 +1,345 @@
+//! Anthropic Messages API, streaming, with tools.
+//!
+//! System messages become the `system` field, tool calls `tool_use`
+//! blocks, and tool results `tool_result` blocks in the user turn that
+//! follows. The stream's `input_json_delta` fragments are passed on as
+//! tool-call fragments; `message_delta` carries the stop reason.
+
+use std::cell::RefCell;
+
+use agenthost_plugin::json::write_str;
+use agenthost_plugin::lines::{LineBuffer, sse_data};
+use serde::Deserialize;
+
+wit_bindgen::generate!({ path: "../../wit", world: "provider" });
+
+use agenthost::plugin::types::{
+    AuthScheme, ChatRequest, FinishReason, HttpRequest, Message, Outbound, PluginError, PluginKind,
+    PluginMetadata, ProviderConfig, ProviderEvent, Role, ToolCallBegin, ToolCallFragment,
+};
+use exports::agenthost::plugin::provider_api::{Guest, GuestDecoder};
+
+/// The API version this adapter speaks.
+const ANTHROPIC_VERSION: &str = "2023-06-01";
+/// Anthropic requires `max_tokens`; used when the client sets none.
+const DEFAULT_MAX_TOKENS: u32 = 4096;
+
+struct Plugin;
+
+impl Guest for Plugin {
+    type Decoder = Decoder;
+
+    fn metadata() -> PluginMetadata {
+        PluginMetadata {
+            name: "anthropic".into(),
+            kind: PluginKind::Provider,
+            version: env!("CARGO_PKG_VERSION").into(),
+            description: "Anthropic Messages API with streaming tool use".into(),
+        }
+    }
+
+    fn build_request(
+        config: ProviderConfig,
+        request: ChatRequest,
+    ) -> Result<Outbound, PluginError> {
+        Ok(Outbound::Http(HttpRequest {
+            method: "POST".into(),
+            url: format!("{}/v1/messages", config.base_url),
+            headers: vec![
+                ("content-type".into(), "application/json".into()),
+                ("accept".into(), "text/event-stream".into()),
+                ("anthropic-version".into(), ANTHROPIC_VERSION.into()),
+            ],
+            body: request_body(&request).into_bytes(),
+            auth: AuthScheme::Header("x-api-key".into()),
+        }))
+    }
+}
+
+fn request_body(request: &ChatRequest) -> String {
+    let mut out = String::with_capacity(1024);
+    out.push_str(r#"{"model":"#);
+    write_str(&mut out, &request.model);
+    let max_tokens = request.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
+    out.push_str(&format!(r#","max_tokens":{max_tokens},"stream":true"#));
+    let system: Vec<&str> = request
+        .messages
+        .iter()
+        .filter(|m| m.role == Role::System)
+        .map(|m| m.content.as_str())
+        .collect();
+    if !system.is_empty() {
+        out.push_str(r#","system":"#);
+        write_str(&mut out, &system.join("\n\n"));
+    }
+    out.push_str(r#","messages":["#);
+    write_messages(&mut out, &request.messages);
+    out.push(']');
+    if !request.tools.is_empty() {
+        out.push_str(r#","tools":["#);
+        for (i, tool) in request.tools.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(r#"{"name":"#);
+            write_str(&mut out, &tool.name);
+            out.push_str(r#","description":"#);
+            write_str(&mut out, &tool.description);
+            out.push_str(r#","input_schema":"#);
+            out.push_str(&tool.input_schema);
+            out.push('}');
+        }
+        out.push(']');
+    }
+    if let Some(t) = request.temperature {
+        out.push_str(&format!(r#","temperature":{t}"#));
+    }
+    if let Some(p) = request.top_p {
+        out.push_str(&format!(r#","top_p":{p}"#));
+    }
+    out.push('}');
+    out
+}
+
+/// Writes the conversation; consecutive tool results share one user turn,
+/// as the API requires.
+fn write_messages(out: &mut String, messages: &[Message]) {
+    let mut first = true;
+    let mut in_tool_results = false;
+    for message in messages.iter().filter(|m| m.role != Role::System) {
+        if message.role == Role::Tool && in_tool_results {
+            out.push(',');
+            write_tool_result(out, message);
+            continue;
+        }
+        if in_tool_results {
+            out.push_str("]}");
+            in_tool_results = false;
+        }
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        match message.role {
+            Role::Tool => {
+                out.push_str(r#"{"role":"user","content":["#);
+                write_tool_result(out, message);
+                in_tool_results = true;
+            }
+            Role::Assistant if !message.tool_calls.is_empty() => {
+                out.push_str(r#"{"role":"assistant","content":["#);
+                if !message.content.is_empty() {
+                    out.push_str(r#"{"type":"text","text":"#);
+                    write_str(out, &message.content);
+                    out.push_str("},");
+                }
+                for (i, call) in message.tool_calls.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(r#"{"type":"tool_use","id":"#);
+                    write_str(out, &call.id);
+                    out.push_str(r#","name":"#);
+                    write_str(out, &call.name);
+                    out.push_str(r#","input":"#);
+                    out.push_str(json_object_or_empty(&call.arguments));
+                    out.push('}');
+                }
+                out.push_str("]}");
+            }
+            role => {
+                let role = if role == Role::Assistant {
+                    "assistant"
+                } else {
+                    "user"
+                };
+                out.push_str(&format!(r#"{{"role":"{role}","content":"#));
+                write_str(out, &message.content);
+                out.push('}');
+            }
+        }
+    }
+    if in_tool_results {
+        out.push_str("]}");
+    }
+}
+
+fn write_tool_result(out: &mut String, message: &Message) {
+    out.push_str(r#"{"type":"tool_result","tool_use_id":"#);
+    write_str(out, message.tool_call_id.as_deref().unwrap_or_default());
+    out.push_str(r#","content":"#);
+    write_str(out, &message.content);
+    out.push('}');
+}
+
+/// Tool inputs must be JSON objects; anything else is sent as `{}`.
+fn json_object_or_empty(arguments: &str) -> &str {
+    match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(arguments) {
+        Ok(_) => arguments,
+        Err(_) => "{}",
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum StreamEvent {
+    MessageStart,
+    ContentBlockStart {
+        index: u32,
+        content_block: ContentBlock,
+    },
+    ContentBlockDelta {
+        index: u32,
+        delta: BlockDelta,
+    },
+    ContentBlockStop,
+    MessageDelta {
+        delta: MessageDelta,
+    },
+    MessageStop,
+    Ping,
+    Error {
+        error: ApiError,
+    },
+    #[serde(other)]
+    Unknown,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ContentBlock {
+    ToolUse {
+        id: String,
+        name: String,
+    },
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum BlockDelta {
+    TextDelta {
+        text: String,
+    },
+    InputJsonDelta {
+        partial_json: String,
+    },
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Deserialize)]
+struct MessageDelta {
+    stop_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ApiError {
+    message: String,
+}
+
+#[derive(Default)]
+struct DecoderState {
+    lines: LineBuffer,
+    stopped: bool,
+}
+
+pub struct Decoder {
+    state: RefCell<DecoderState>,
+}
+
+impl GuestDecoder for Decoder {
+    fn new() -> Self {
+        Decoder {
+            state: RefCell::default(),
+        }
+    }
+
+    fn feed(&self, bytes: Vec<u8>) -> Result<Vec<ProviderEvent>, PluginError> {
+        let mut state = self.state.borrow_mut();
+        let DecoderState { lines, stopped } = &mut *state;
+        let mut events = Vec::new();
+        lines.try_feed(&bytes, |line| decode_line(line, &mut events, stopped))?;
+        Ok(events)
+    }
+
+    fn finish(&self) -> Result<Vec<ProviderEvent>, PluginError> {
+        let mut state = self.state.borrow_mut();
+        let DecoderState { lines, stopped } = &mut *state;
+        let mut events = Vec::new();
+        lines.try_finish(|line| decode_line(line, &mut events, stopped))?;
+        if !*stopped {
+            return Err(PluginError {
+                code: "decode".into(),
+                message: "the provider's stream ended before the model finished its turn".into(),
+            });
+        }
+        Ok(events)
+    }
+}
+
+fn decode_line(
+    line: &str,
+    events: &mut Vec<ProviderEvent>,
+    stopped: &mut bool,
+) -> Result<(), PluginError> {
+    let Some(data) = sse_data(line) else {
+        return Ok(());
+    };
+    if data.is_empty() {
+        return Ok(());
+    }
+    let event: StreamEvent = serde_json::from_str(data).map_err(|e| PluginError {
+        code: "decode".into(),
+        message: format!("malformed event from the provider: {e}"),
+    })?;
+    match event {
+        StreamEvent::ContentBlockStart {
+            index,
+            content_block: ContentBlock::ToolUse { id, name },
+        } => {
+            events.push(ProviderEvent::ToolCallBegin(ToolCallBegin {
+                index,
+                id,
+                name,
+            }));
+        }
+        StreamEvent::ContentBlockDelta {
+            delta: BlockDelta::TextDelta { text },
+            ..
+        } if !text.is_empty() => {
+            events.push(ProviderEvent::TextDelta(text));
+        }
+        StreamEvent::ContentBlockDelta {
+            index,
+            delta: BlockDelta::InputJsonDelta { partial_json },
+        } if !partial_json.is_empty() => {
+            events.push(ProviderEvent::ToolCallFragment(ToolCallFragment {
+                index,
+                fragment: partial_json,
+            }));
+        }
+        StreamEvent::MessageDelta {
+            delta: MessageDelta {
+                stop_reason: Some(reason),
+            },
+        } => {
+            events.push(ProviderEvent::Finish(match reason.as_str() {
+                "tool_use" => FinishReason::ToolCalls,
+                "max_tokens" => FinishReason::Length,
+                "refusal" => FinishReason::ContentFilter,
+                _ => FinishReason::Stop,
+            }));
+        }
+        StreamEvent::MessageStop => *stopped = true,
+        StreamEvent::Error { error } => {
+            *stopped = true;
+            events.push(ProviderEvent::Error(error.message));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+export!(Plugin);
