@@ -7,13 +7,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::agent::{Agent, AgentError};
-use crate::config::{Config, ProcessEnv};
+use crate::config::{Config, ConfigError, ProcessEnv};
 use crate::http::{self, AppState, InvalidOrigin};
 use crate::mcp::McpPool;
 use crate::plugins::{PluginFailure, PluginRuntime, SandboxLimits};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     #[error(transparent)]
     Plugins(#[from] PluginFailure),
     #[error(transparent)]
@@ -46,18 +48,21 @@ pub async fn serve(config: Config, own_exe: &Path) -> Result<(), ServeError> {
         }
     }
 
-    let provider = config.resolve_provider(&ProcessEnv);
-    plugins.provider(&provider.plugin)?;
-    tracing::info!(
-        provider = %provider.plugin,
-        model = %provider.model,
-        base_url = %provider.base_url,
-        "using provider ({})",
-        provider.origin
-    );
-    if provider.plugin == "mock" {
+    let providers = config.resolve_providers(&ProcessEnv)?;
+    for provider in &providers.all {
         tracing::info!(
-            "the mock provider is offline and deterministic; set OPENAI_API_KEY or OPENAI_BASE_URL for a real model"
+            provider = %provider.name,
+            plugin = %provider.plugin,
+            model = %provider.model,
+            base_url = %provider.base_url,
+            "provider available ({})",
+            provider.origin
+        );
+    }
+    tracing::info!(provider = %providers.default, "default provider");
+    if providers.default == "mock" {
+        tracing::info!(
+            "the default is the offline mock; set OPENAI_API_KEY / OPENAI_BASE_URL or ANTHROPIC_API_KEY for a real model"
         );
     }
 
@@ -65,7 +70,7 @@ pub async fn serve(config: Config, own_exe: &Path) -> Result<(), ServeError> {
     let agent = Arc::new(Agent::new(
         plugins.clone(),
         pool.clone(),
-        provider,
+        providers,
         config.agent.clone(),
     )?);
     let state = Arc::new(AppState::new(agent, pool.clone(), plugins));

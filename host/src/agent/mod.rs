@@ -5,27 +5,26 @@
 //! turns those events into bytes.
 
 mod outcome;
+mod routing;
+mod tools;
 mod turn;
 mod upstream;
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use futures::StreamExt;
-use futures::stream::FuturesOrdered;
-use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 
 pub use crate::plugins::{ChatEvent, Message, Role, ToolCall};
 pub use outcome::{ChatOutcome, ToolCallOutcome, collect};
+pub use routing::{Route, Router, RoutingError};
 
-use crate::config::{AgentConfig, ResolvedProvider};
-use crate::mcp::{self, McpPool, ToolSet};
+use crate::config::{AgentConfig, ResolvedProviders};
+use crate::mcp::{McpPool, ToolSet};
 use crate::plugins::{
-    self, Outbound, PluginFailure, PluginRuntime, ProviderConfig, ProviderInstance, ToolCallReady,
-    ToolResult, ToolSpec, TurnEnd,
+    self, Outbound, PluginFailure, PluginRuntime, ProviderConfig, ProviderInstance, ToolSpec,
+    TurnEnd,
 };
-use turn::{CallIds, PendingCall, Turn};
+use turn::{CallIds, Turn};
 use upstream::{Upstream, UpstreamError};
 
 /// Batches of events in flight between the loop and a response body.
@@ -37,6 +36,9 @@ pub enum AgentError {
     Plugin(#[from] PluginFailure),
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    /// The provider failed before its response started; another may serve.
+    #[error(transparent)]
+    Unavailable(UpstreamError),
     #[error("the provider reported an error: {0}")]
     Provider(String),
     #[error("iteration limit reached: the model still wanted tools after {0} turns")]
@@ -50,8 +52,8 @@ pub struct ChatRequest {
     /// The conversation so far, ending with the new user message.
     pub messages: Vec<Message>,
     pub tools: ToolSet,
-    /// The model as the client named it; the provider's default if `None`.
-    pub model: Option<String>,
+    /// Provider and model, from [`Agent::route`].
+    pub route: Route,
     pub max_tokens: Option<u32>,
     pub temperature: Option<f32>,
     pub top_p: Option<f32>,
@@ -59,11 +61,11 @@ pub struct ChatRequest {
 }
 
 impl ChatRequest {
-    pub fn new(messages: Vec<Message>, tools: ToolSet) -> ChatRequest {
+    pub fn new(messages: Vec<Message>, tools: ToolSet, route: Route) -> ChatRequest {
         ChatRequest {
             messages,
             tools,
-            model: None,
+            route,
             max_tokens: None,
             temperature: None,
             top_p: None,
@@ -82,33 +84,43 @@ pub struct Agent {
     plugins: Arc<PluginRuntime>,
     pool: Arc<McpPool>,
     upstream: Upstream,
-    provider: ResolvedProvider,
+    router: Router,
     config: AgentConfig,
 }
 
 impl Agent {
+    /// Fails if a configured provider names a plugin that is not loaded.
     pub fn new(
         plugins: Arc<PluginRuntime>,
         pool: Arc<McpPool>,
-        provider: ResolvedProvider,
+        providers: ResolvedProviders,
         config: AgentConfig,
     ) -> Result<Agent, AgentError> {
-        let upstream = Upstream::new(Duration::from_secs(config.provider_idle_timeout_secs))?;
+        for provider in &providers.all {
+            plugins.provider(&provider.plugin)?;
+        }
+        let upstream = Upstream::new(&config)?;
         Ok(Agent {
             plugins,
             pool,
             upstream,
-            provider,
+            router: Router::new(providers),
             config,
         })
     }
 
-    pub fn provider(&self) -> &ResolvedProvider {
-        &self.provider
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    /// The provider and model for a requested model name.
+    pub fn route(&self, model: Option<&str>) -> Result<Route, RoutingError> {
+        self.router.route(model)
     }
 
     /// Starts the chat on its own task. Dropping the returned receiver
-    /// cancels it at the next event.
+    /// cancels it, and with it the provider request and tool calls in
+    /// flight, at the next await.
     pub fn run(self: &Arc<Self>, request: ChatRequest) -> ChatRun {
         let (events_tx, events) = mpsc::channel(EVENT_BUFFER);
         let (transcript_tx, transcript) = oneshot::channel();
@@ -135,19 +147,18 @@ impl Agent {
         events: &mpsc::Sender<Vec<ChatEvent>>,
         added: &mut Vec<Message>,
     ) -> Result<(), AgentError> {
+        let mut route = request.route;
         let mut instance = self
             .plugins
-            .provider(&self.provider.plugin)?
+            .provider(&route.provider.plugin)?
             .instantiate()?;
+        let mut fell_back = false;
         let limit = request
             .iteration_limit
             .unwrap_or(self.config.iteration_limit)
             .max(1);
         let mut wire = plugins::ChatRequest {
-            model: request
-                .model
-                .clone()
-                .unwrap_or_else(|| self.provider.model.clone()),
+            model: route.model.clone(),
             messages: request.messages,
             tools: request
                 .tools
@@ -165,13 +176,32 @@ impl Agent {
         };
         let mut ids = CallIds::default();
         for iteration in 1..=limit {
-            let mut turn = Turn::new(&request.tools, &mut ids);
-            self.model_turn(&mut instance, &wire, &mut turn, events)
-                .await?;
-            if let Some(message) = turn.provider_error.take() {
-                return Err(AgentError::Provider(message));
-            }
-            let (text, calls, reason) = turn.finish();
+            let (text, calls, reason) = loop {
+                let mut turn = Turn::new(&request.tools, &mut ids);
+                match self
+                    .model_turn(&mut instance, &route, &wire, &mut turn, events)
+                    .await
+                {
+                    Ok(()) => break turn.finish().map_err(AgentError::Provider)?,
+                    Err(AgentError::Unavailable(error)) => {
+                        // Nothing of this turn reached the client yet, so
+                        // another provider may still answer it.
+                        let Some(next) = self.router.fallback_for(&route).filter(|_| !fell_back)
+                        else {
+                            return Err(AgentError::Unavailable(error));
+                        };
+                        tracing::warn!(from = %route.provider.name, to = %next.provider.name, "falling back: {error}");
+                        instance = self
+                            .plugins
+                            .provider(&next.provider.plugin)?
+                            .instantiate()?;
+                        wire.model = next.model.clone();
+                        route = next;
+                        fell_back = true;
+                    }
+                    Err(error) => return Err(error),
+                }
+            };
             send(
                 events,
                 vec![ChatEvent::TurnEnd(TurnEnd { iteration, reason })],
@@ -207,12 +237,13 @@ impl Agent {
     async fn model_turn(
         &self,
         instance: &mut ProviderInstance,
+        route: &Route,
         request: &plugins::ChatRequest,
         turn: &mut Turn<'_>,
         events: &mpsc::Sender<Vec<ChatEvent>>,
     ) -> Result<(), AgentError> {
         let config = ProviderConfig {
-            base_url: self.provider.base_url.clone(),
+            base_url: route.provider.base_url.clone(),
         };
         let outbound = instance.build_request(&config, request)?;
         let decoder = instance.new_decoder()?;
@@ -222,11 +253,10 @@ impl Agent {
                 send(events, turn.apply(decoded)).await?;
             }
             Outbound::Http(http) => {
-                let mut response = cancellable(
-                    events,
-                    self.upstream.send(http, self.provider.api_key.as_ref()),
-                )
-                .await??;
+                let key = route.provider.api_key.as_ref();
+                let mut response = cancellable(events, self.upstream.send(&http, key))
+                    .await?
+                    .map_err(AgentError::Unavailable)?;
                 while let Some(chunk) =
                     cancellable(events, self.upstream.next_chunk(&mut response)).await??
                 {
@@ -237,105 +267,6 @@ impl Agent {
         }
         let decoded = instance.finish(decoder)?;
         send(events, turn.apply(decoded)).await
-    }
-
-    /// Executes a turn's tool calls concurrently, reporting results in the
-    /// order the model made the calls.
-    async fn execute_calls(
-        &self,
-        calls: Vec<PendingCall>,
-        tools: &ToolSet,
-        events: &mpsc::Sender<Vec<ChatEvent>>,
-    ) -> Result<Vec<Message>, AgentError> {
-        let mut ready = Vec::with_capacity(calls.len());
-        let mut running = FuturesOrdered::new();
-        for call in calls {
-            let arguments = parse_arguments(&call.arguments);
-            // Valid arguments pass through exactly as the model wrote them.
-            let shown = match &arguments {
-                Ok(args) if args.is_empty() => "{}".to_owned(),
-                Ok(_) => call.arguments.trim().to_owned(),
-                Err(_) => "{}".to_owned(),
-            };
-            ready.push(ChatEvent::ToolCall(ToolCallReady {
-                call: call.info.clone(),
-                arguments: shown,
-            }));
-            running.push_back(self.execute(call, arguments, tools));
-        }
-        send(events, ready).await?;
-        let mut messages = Vec::new();
-        while let Some((result, model_text)) = cancellable(events, running.next()).await? {
-            messages.push(Message {
-                role: Role::Tool,
-                content: model_text,
-                tool_calls: Vec::new(),
-                tool_call_id: Some(result.call.id.clone()),
-            });
-            send(events, vec![ChatEvent::ToolResult(result)]).await?;
-        }
-        Ok(messages)
-    }
-
-    /// One tool call; failures become error results the model can read.
-    async fn execute(
-        &self,
-        call: PendingCall,
-        arguments: Result<Map<String, Value>, String>,
-        tools: &ToolSet,
-    ) -> (ToolResult, String) {
-        let outcome = match (arguments, tools.find(&call.info.name)) {
-            (Err(e), _) => Err(e),
-            (_, None) => Err(format!(
-                "unknown tool `{}`: it is not among the tools offered",
-                call.info.name
-            )),
-            (Ok(args), Some(binding)) => self
-                .pool
-                .call(&binding.server, &binding.tool, args)
-                .await
-                .map_err(|e| e.to_string()),
-        };
-        match outcome {
-            Ok(result) => {
-                let text = mcp::result_text(&result);
-                let result_json = serde_json::to_string(&result).unwrap_or_default();
-                let is_error = result.is_error == Some(true);
-                (
-                    ToolResult {
-                        call: call.info,
-                        content: result_json,
-                        is_error,
-                    },
-                    text,
-                )
-            }
-            Err(message) => {
-                let content = Value::String(message.clone()).to_string();
-                (
-                    ToolResult {
-                        call: call.info,
-                        content,
-                        is_error: true,
-                    },
-                    format!("Error: {message}"),
-                )
-            }
-        }
-    }
-}
-
-/// Arguments must be a JSON object; empty means none.
-fn parse_arguments(text: &str) -> Result<Map<String, Value>, String> {
-    if text.trim().is_empty() {
-        return Ok(Map::new());
-    }
-    match serde_json::from_str::<Value>(text) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err("the model's tool arguments are not a JSON object".into()),
-        Err(e) => Err(format!(
-            "the model's tool arguments are not valid JSON: {e}"
-        )),
     }
 }
 

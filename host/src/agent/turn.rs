@@ -45,7 +45,7 @@ pub struct Turn<'a> {
     /// Calls in the order they started, with the provider's index for each.
     calls: Vec<(u32, PendingCall)>,
     reason: Option<FinishReason>,
-    pub provider_error: Option<String>,
+    provider_error: Option<String>,
 }
 
 impl<'a> Turn<'a> {
@@ -128,16 +128,20 @@ impl<'a> Turn<'a> {
         }
     }
 
-    /// The calls to execute and why the turn ended. Calls are executed
-    /// even when a provider says `stop` alongside them (some do).
-    pub fn finish(self) -> (String, Vec<PendingCall>, FinishReason) {
+    /// The calls to execute and why the turn ended, or the error the
+    /// provider reported in its stream. Calls are executed even when a
+    /// provider says `stop` alongside them (some do).
+    pub fn finish(self) -> Result<(String, Vec<PendingCall>, FinishReason), String> {
+        if let Some(error) = self.provider_error {
+            return Err(error);
+        }
         let calls: Vec<PendingCall> = self.calls.into_iter().map(|(_, call)| call).collect();
         let reason = match self.reason {
             _ if !calls.is_empty() => FinishReason::ToolCalls,
             Some(reason) => reason,
             None => FinishReason::Stop,
         };
-        (self.text, calls, reason)
+        Ok((self.text, calls, reason))
     }
 }
 
@@ -184,7 +188,7 @@ mod tests {
             ProviderEvent::Finish(FinishReason::Stop),
         ]);
         assert_eq!(out.len(), 4);
-        let (text, calls, reason) = turn.finish();
+        let (text, calls, reason) = turn.finish().unwrap();
         assert_eq!(text, "hm");
         assert_eq!(reason, FinishReason::ToolCalls);
         assert_eq!(calls.len(), 1);

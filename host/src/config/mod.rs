@@ -10,9 +10,13 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod providers;
+
+pub use providers::{
+    Env, ProcessEnv, ProviderConfig, ResolvedProvider, ResolvedProviders, RoutingConfig, Secret,
+};
+
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
-pub const DEFAULT_OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
-pub const DEFAULT_OPENAI_MODEL: &str = "gpt-4o-mini";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -41,8 +45,13 @@ pub struct Config {
     /// Extra `.wasm` components loaded at start.
     #[serde(default = "default_plugins_dir")]
     pub plugins_dir: PathBuf,
-    /// Chosen from the environment when absent; see [`Config::resolve_provider`].
+    /// The single-provider shorthand; see [`Config::resolve_providers`].
     pub provider: Option<ProviderConfig>,
+    /// Several providers, routed by model name.
+    #[serde(default)]
+    pub providers: Vec<ProviderConfig>,
+    #[serde(default)]
+    pub routing: RoutingConfig,
     /// When absent, the built-in demo server; an explicit empty list means none.
     pub mcp_servers: Option<Vec<McpServerConfig>>,
     #[serde(default)]
@@ -51,21 +60,6 @@ pub struct Config {
     pub limits: Limits,
     #[serde(default)]
     pub agent: AgentConfig,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProviderConfig {
-    /// Name of a loaded provider plugin: `openai`, `mock`, ...
-    pub plugin: String,
-    #[serde(default)]
-    pub base_url: Option<String>,
-    /// Environment variable holding the API key; the key itself never
-    /// appears in the config file.
-    #[serde(default)]
-    pub api_key_env: Option<String>,
-    #[serde(default)]
-    pub model: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -188,57 +182,35 @@ impl Default for Limits {
 pub struct AgentConfig {
     /// Model turns per request before the loop gives up.
     pub iteration_limit: u32,
+    /// Seconds to establish a connection to the provider.
+    pub connect_timeout_secs: f64,
+    /// Seconds from sending a request to the response's headers.
+    pub first_byte_timeout_secs: f64,
     /// Seconds without a byte from the provider before the turn fails.
-    pub provider_idle_timeout_secs: u64,
+    pub provider_idle_timeout_secs: f64,
+    /// Attempts per provider request (the first included) on connection
+    /// errors, timeouts, 429 and 5xx, before the response starts.
+    pub retry_attempts: u32,
+    /// Seconds all attempts of one provider request may take together.
+    pub retry_budget_secs: f64,
 }
 
 impl Default for AgentConfig {
     fn default() -> Self {
         AgentConfig {
             iteration_limit: 10,
-            provider_idle_timeout_secs: 120,
+            connect_timeout_secs: 10.0,
+            first_byte_timeout_secs: 60.0,
+            provider_idle_timeout_secs: 120.0,
+            retry_attempts: 3,
+            retry_budget_secs: 30.0,
         }
     }
 }
 
-/// The provider as the running server uses it, secrets resolved.
-#[derive(Clone)]
-pub struct ResolvedProvider {
-    pub plugin: String,
-    pub base_url: String,
-    pub model: String,
-    pub api_key: Option<Secret>,
-    /// Why this provider was chosen, for the start-up log.
-    pub origin: &'static str,
-}
-
-/// A credential that prints as `[redacted]` so it cannot leak into logs.
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-/// Read access to the environment, so tests need not mutate the process's.
-pub trait Env {
-    fn var(&self, name: &str) -> Option<String>;
-}
-
-pub struct ProcessEnv;
-
-impl Env for ProcessEnv {
-    fn var(&self, name: &str) -> Option<String> {
-        std::env::var(name).ok().filter(|v| !v.is_empty())
-    }
+/// Seconds from the config as a duration, clamped to something sane.
+pub fn seconds(value: f64) -> Duration {
+    Duration::from_secs_f64(value.clamp(0.001, 86_400.0))
 }
 
 impl Config {
@@ -301,69 +273,6 @@ impl Config {
             }]
         })
     }
-
-    /// The configured provider, else OpenAI when `OPENAI_API_KEY` or
-    /// `OPENAI_BASE_URL` is set, else the offline mock.
-    pub fn resolve_provider(&self, env: &dyn Env) -> ResolvedProvider {
-        if let Some(p) = &self.provider {
-            let key_env = p.api_key_env.clone().or_else(|| default_key_env(&p.plugin));
-            return ResolvedProvider {
-                plugin: p.plugin.clone(),
-                base_url: p
-                    .base_url
-                    .clone()
-                    .or_else(|| default_base_url(&p.plugin, env))
-                    .unwrap_or_default(),
-                model: p
-                    .model
-                    .clone()
-                    .unwrap_or_else(|| DEFAULT_OPENAI_MODEL.into()),
-                api_key: key_env.and_then(|name| env.var(&name)).map(Secret),
-                origin: "config file",
-            };
-        }
-        let key = env.var("OPENAI_API_KEY");
-        let base_url = env.var("OPENAI_BASE_URL");
-        if key.is_some() || base_url.is_some() {
-            return ResolvedProvider {
-                plugin: "openai".into(),
-                base_url: trim_slash(base_url.unwrap_or_else(|| DEFAULT_OPENAI_BASE_URL.into())),
-                model: env
-                    .var("OPENAI_MODEL")
-                    .unwrap_or_else(|| DEFAULT_OPENAI_MODEL.into()),
-                api_key: key.map(Secret),
-                origin: "OPENAI_API_KEY / OPENAI_BASE_URL",
-            };
-        }
-        ResolvedProvider {
-            plugin: "mock".into(),
-            base_url: String::new(),
-            model: "mock".into(),
-            api_key: None,
-            origin: "no provider configured and no OPENAI_API_KEY or OPENAI_BASE_URL set",
-        }
-    }
-}
-
-fn default_key_env(plugin: &str) -> Option<String> {
-    match plugin {
-        "openai" => Some("OPENAI_API_KEY".into()),
-        _ => None,
-    }
-}
-
-fn default_base_url(plugin: &str, env: &dyn Env) -> Option<String> {
-    match plugin {
-        "openai" => Some(trim_slash(
-            env.var("OPENAI_BASE_URL")
-                .unwrap_or_else(|| DEFAULT_OPENAI_BASE_URL.into()),
-        )),
-        _ => None,
-    }
-}
-
-fn trim_slash(url: String) -> String {
-    url.trim_end_matches('/').to_owned()
 }
 
 fn default_listen() -> SocketAddr {
@@ -387,38 +296,14 @@ fn default_cors_origins() -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-
-    struct FakeEnv(HashMap<&'static str, &'static str>);
-
-    impl Env for FakeEnv {
-        fn var(&self, name: &str) -> Option<String> {
-            self.0.get(name).map(|v| v.to_string())
-        }
-    }
 
     #[test]
-    fn defaults_to_mock_and_demo_server_without_anything_configured() {
+    fn defaults_need_no_file() {
         let config = Config::load(None).unwrap();
         assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
-        let provider = config.resolve_provider(&FakeEnv(HashMap::new()));
-        assert_eq!(provider.plugin, "mock");
         let servers = config.mcp_servers(Path::new("/bin/agenthost"));
         assert_eq!(servers[0].id, "demo");
         assert_eq!(servers[0].location(), "/bin/agenthost demo-mcp");
-    }
-
-    #[test]
-    fn openai_environment_selects_openai() {
-        let config = Config::load(None).unwrap();
-        let env = FakeEnv(HashMap::from([(
-            "OPENAI_BASE_URL",
-            "http://127.0.0.1:9/v1/",
-        )]));
-        let provider = config.resolve_provider(&env);
-        assert_eq!(provider.plugin, "openai");
-        assert_eq!(provider.base_url, "http://127.0.0.1:9/v1");
-        assert!(provider.api_key.is_none());
     }
 
     #[test]
@@ -438,9 +323,6 @@ mod tests {
         "#;
         let config: Config = toml::from_str(text).unwrap();
         config.validate().unwrap();
-        let env = FakeEnv(HashMap::from([("MY_KEY", "sk-test")]));
-        let provider = config.resolve_provider(&env);
-        assert_eq!(provider.api_key.unwrap().expose(), "sk-test");
 
         let missing_command = "[[mcp_servers]]\nid = \"x\"\ntransport = \"stdio\"\n";
         let config: Config = toml::from_str(missing_command).unwrap();
@@ -452,10 +334,5 @@ mod tests {
                 .contains("no `command`")
         );
         assert!(toml::from_str::<Config>("lisen = \"x\"").is_err());
-    }
-
-    #[test]
-    fn secrets_do_not_print() {
-        assert_eq!(format!("{:?}", Secret("sk-live".into())), "[redacted]");
     }
 }

@@ -130,6 +130,8 @@ async fn disconnect(State(state): State<Arc<AppState>>) -> Json<Value> {
 #[derive(Deserialize)]
 struct ChatBody {
     message: String,
+    /// Not in the seed: picks a provider/model (see the README's routing).
+    model: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -147,6 +149,10 @@ async fn prepare(state: &AppState, body: &[u8]) -> Result<(ChatRequest, Message,
             "invalid field `message`: must not be empty".into(),
         ));
     }
+    let route = state
+        .agent
+        .route(body.model.as_deref())
+        .map_err(|e| Detail(StatusCode::BAD_REQUEST, e.to_string()))?;
     let (server, history) = {
         let conversation = state.simple.conversation.lock().await;
         let Some(server) = conversation.server.clone() else {
@@ -170,7 +176,7 @@ async fn prepare(state: &AppState, body: &[u8]) -> Result<(ChatRequest, Message,
     };
     let mut messages = history;
     messages.push(user.clone());
-    Ok((ChatRequest::new(messages, tools), user, server))
+    Ok((ChatRequest::new(messages, tools, route), user, server))
 }
 
 fn status_for(error: &super::body::BodyError) -> StatusCode {
@@ -215,7 +221,7 @@ async fn chat_stream(
         .encoder(FORMAT)
         .map_err(|e| Detail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let (request, user, server) = prepare(&state, &body).await?;
-    let options = sse::response_options(&state.agent.provider().model);
+    let options = sse::response_options(&request.route.model);
     let run = state.agent.run(request);
     let response = sse::encoded_response(encoder, fallback, options, run.events)
         .map_err(|e| Detail(StatusCode::BAD_GATEWAY, e.to_string()))?;

@@ -1,0 +1,112 @@
+//! Executing a turn's tool calls through the MCP pool.
+
+use futures::StreamExt;
+use futures::stream::FuturesOrdered;
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+
+use super::turn::PendingCall;
+use super::{Agent, AgentError, ChatEvent, Message, Role, cancellable, send};
+use crate::mcp::{self, ToolSet};
+use crate::plugins::{ToolCallReady, ToolResult};
+
+impl Agent {
+    /// Executes a turn's tool calls concurrently, reporting results in the
+    /// order the model made the calls.
+    pub(super) async fn execute_calls(
+        &self,
+        calls: Vec<PendingCall>,
+        tools: &ToolSet,
+        events: &mpsc::Sender<Vec<ChatEvent>>,
+    ) -> Result<Vec<Message>, AgentError> {
+        let mut ready = Vec::with_capacity(calls.len());
+        let mut running = FuturesOrdered::new();
+        for call in calls {
+            let arguments = parse_arguments(&call.arguments);
+            // Valid arguments pass through exactly as the model wrote them.
+            let shown = match &arguments {
+                Ok(args) if args.is_empty() => "{}".to_owned(),
+                Ok(_) => call.arguments.trim().to_owned(),
+                Err(_) => "{}".to_owned(),
+            };
+            ready.push(ChatEvent::ToolCall(ToolCallReady {
+                call: call.info.clone(),
+                arguments: shown,
+            }));
+            running.push_back(self.execute(call, arguments, tools));
+        }
+        send(events, ready).await?;
+        let mut messages = Vec::new();
+        while let Some((result, model_text)) = cancellable(events, running.next()).await? {
+            messages.push(Message {
+                role: Role::Tool,
+                content: model_text,
+                tool_calls: Vec::new(),
+                tool_call_id: Some(result.call.id.clone()),
+            });
+            send(events, vec![ChatEvent::ToolResult(result)]).await?;
+        }
+        Ok(messages)
+    }
+
+    /// One tool call; failures become error results the model can read.
+    async fn execute(
+        &self,
+        call: PendingCall,
+        arguments: Result<Map<String, Value>, String>,
+        tools: &ToolSet,
+    ) -> (ToolResult, String) {
+        let outcome = match (arguments, tools.find(&call.info.name)) {
+            (Err(e), _) => Err(e),
+            (_, None) => Err(format!(
+                "unknown tool `{}`: it is not among the tools offered",
+                call.info.name
+            )),
+            (Ok(args), Some(binding)) => self
+                .pool
+                .call(&binding.server, &binding.tool, args)
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        match outcome {
+            Ok(result) => {
+                let text = mcp::result_text(&result);
+                let result_json = serde_json::to_string(&result).unwrap_or_default();
+                let is_error = result.is_error == Some(true);
+                (
+                    ToolResult {
+                        call: call.info,
+                        content: result_json,
+                        is_error,
+                    },
+                    text,
+                )
+            }
+            Err(message) => {
+                let content = Value::String(message.clone()).to_string();
+                (
+                    ToolResult {
+                        call: call.info,
+                        content,
+                        is_error: true,
+                    },
+                    format!("Error: {message}"),
+                )
+            }
+        }
+    }
+}
+
+/// Arguments must be a JSON object; empty means none.
+fn parse_arguments(text: &str) -> Result<Map<String, Value>, String> {
+    if text.trim().is_empty() {
+        return Ok(Map::new());
+    }
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err("the model's tool arguments are not a JSON object".into()),
+        Err(e) => Err(format!(
+            "the model's tool arguments are not valid JSON: {e}"
+        )),
+    }
+}
