@@ -241,20 +241,90 @@ pub fn is_running(pid: u32) -> bool {
 /// One request the mock LLM received.
 #[derive(Debug, Clone)]
 pub struct Recorded {
+    pub path: String,
     pub headers: HeaderMap,
     pub body: Value,
 }
 
-#[derive(Default)]
-struct MockState {
-    script: Mutex<VecDeque<Vec<String>>>,
-    requests: Mutex<Vec<Recorded>>,
+/// How the mock answers one request.
+pub struct Reply {
+    status: u16,
+    headers: Vec<(&'static str, String)>,
+    writes: Vec<String>,
+    /// Keep the body open after the writes, sending nothing more.
+    hang_after_writes: bool,
+    /// Never send even the headers.
+    never_answer: bool,
 }
 
-/// A mock OpenAI-compatible server that replays scripted SSE responses.
+impl Reply {
+    pub fn stream(writes: Vec<String>) -> Reply {
+        Reply {
+            status: 200,
+            headers: Vec::new(),
+            writes,
+            hang_after_writes: false,
+            never_answer: false,
+        }
+    }
+
+    pub fn status(status: u16, body: &str) -> Reply {
+        Reply {
+            status,
+            ..Reply::stream(vec![body.to_owned()])
+        }
+    }
+
+    pub fn header(mut self, name: &'static str, value: &str) -> Reply {
+        self.headers.push((name, value.to_owned()));
+        self
+    }
+
+    pub fn then_hang(mut self) -> Reply {
+        self.hang_after_writes = true;
+        self
+    }
+
+    pub fn never() -> Reply {
+        Reply {
+            never_answer: true,
+            ..Reply::stream(Vec::new())
+        }
+    }
+}
+
+#[derive(Default)]
+struct MockState {
+    script: Mutex<VecDeque<Reply>>,
+    requests: Mutex<Vec<Recorded>>,
+    open: std::sync::atomic::AtomicUsize,
+}
+
+/// Counts a request as open until its response is finished or dropped.
+struct OpenGuard(Arc<MockState>);
+
+impl OpenGuard {
+    fn new(state: &Arc<MockState>) -> OpenGuard {
+        state.open.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        OpenGuard(state.clone())
+    }
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0
+            .open
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A mock LLM server speaking OpenAI's and Anthropic's streaming wire
+/// formats, replaying scripted replies in order.
 pub struct MockLlm {
     /// Base URL including `/v1`, as OPENAI_BASE_URL would be.
     pub base_url: String,
+    /// Base URL without `/v1`, as ANTHROPIC_BASE_URL would be.
+    pub root_url: String,
     state: Arc<MockState>,
 }
 
@@ -263,23 +333,34 @@ impl MockLlm {
         let state = Arc::new(MockState::default());
         let app = Router::new()
             .route("/v1/chat/completions", post(completions))
+            .route("/v1/messages", post(completions))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         MockLlm {
             base_url: format!("http://{addr}/v1"),
+            root_url: format!("http://{addr}"),
             state,
         }
     }
 
-    /// Queues the body of the next response, one string per write.
+    /// Queues a 200 streaming reply, one string per write.
     pub fn respond(&self, writes: Vec<String>) {
-        self.state.script.lock().unwrap().push_back(writes);
+        self.reply(Reply::stream(writes));
+    }
+
+    pub fn reply(&self, reply: Reply) {
+        self.state.script.lock().unwrap().push_back(reply);
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
         self.state.requests.lock().unwrap().clone()
+    }
+
+    /// Requests whose response is still open.
+    pub fn open_requests(&self) -> usize {
+        self.state.open.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The `[provider]` section pointing agenthost at this mock.
@@ -293,33 +374,109 @@ impl MockLlm {
 
 async fn completions(
     State(state): State<Arc<MockState>>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let guard = OpenGuard::new(&state);
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    state
-        .requests
-        .lock()
-        .unwrap()
-        .push(Recorded { headers, body });
-    let Some(writes) = state.script.lock().unwrap().pop_front() else {
+    state.requests.lock().unwrap().push(Recorded {
+        path: uri.path().to_owned(),
+        headers,
+        body,
+    });
+    let Some(reply) = state.script.lock().unwrap().pop_front() else {
         return (
             StatusCode::INTERNAL_SERVER_ERROR,
             "mock LLM: no scripted response left",
         )
             .into_response();
     };
-    let stream = futures::stream::iter(writes).then(|write| async move {
+    if reply.never_answer {
+        std::future::pending::<()>().await;
+    }
+    let hang = reply.hang_after_writes;
+    let writes = futures::stream::iter(reply.writes).then(|write| async move {
         tokio::time::sleep(Duration::from_millis(2)).await;
         Ok::<_, std::io::Error>(Bytes::from(write))
     });
-    Response::builder()
-        .header("content-type", "text/event-stream")
-        .body(Body::from_stream(stream))
+    let tail = futures::stream::once(async move {
+        if hang {
+            std::future::pending::<()>().await;
+        }
+        drop(guard);
+        Ok(Bytes::new())
+    });
+    let mut response = Response::builder().status(reply.status).header(
+        "content-type",
+        if reply.status == 200 {
+            "text/event-stream"
+        } else {
+            "application/json"
+        },
+    );
+    for (name, value) in reply.headers {
+        response = response.header(name, value);
+    }
+    response
+        .body(Body::from_stream(writes.chain(tail)))
         .unwrap()
 }
 
 use futures::StreamExt;
+
+/// One Anthropic SSE event.
+pub fn anthropic_event(data: Value) -> String {
+    format!(
+        "event: {}\ndata: {data}\n\n",
+        data["type"].as_str().unwrap()
+    )
+}
+
+pub fn anthropic_message_start() -> String {
+    anthropic_event(json!({ "type": "message_start", "message": {
+        "id": "msg_1", "type": "message", "role": "assistant", "content": [],
+        "model": "claude-test", "stop_reason": null, "usage": { "input_tokens": 10, "output_tokens": 1 } } }))
+}
+
+pub fn anthropic_text_block(index: u32, text: &str) -> Vec<String> {
+    vec![
+        anthropic_event(
+            json!({ "type": "content_block_start", "index": index, "content_block": { "type": "text", "text": "" } }),
+        ),
+        anthropic_event(
+            json!({ "type": "content_block_delta", "index": index, "delta": { "type": "text_delta", "text": text } }),
+        ),
+        anthropic_event(json!({ "type": "content_block_stop", "index": index })),
+    ]
+}
+
+pub fn anthropic_tool_block(index: u32, id: &str, name: &str, fragments: &[&str]) -> Vec<String> {
+    let mut events = vec![anthropic_event(
+        json!({ "type": "content_block_start", "index": index,
+        "content_block": { "type": "tool_use", "id": id, "name": name, "input": {} } }),
+    )];
+    for fragment in fragments {
+        events.push(anthropic_event(
+            json!({ "type": "content_block_delta", "index": index,
+            "delta": { "type": "input_json_delta", "partial_json": fragment } }),
+        ));
+    }
+    events.push(anthropic_event(
+        json!({ "type": "content_block_stop", "index": index }),
+    ));
+    events
+}
+
+pub fn anthropic_stop(reason: &str) -> Vec<String> {
+    vec![
+        anthropic_event(
+            json!({ "type": "message_delta", "delta": { "stop_reason": reason, "stop_sequence": null },
+            "usage": { "output_tokens": 15 } }),
+        ),
+        anthropic_event(json!({ "type": "message_stop" })),
+    ]
+}
 
 /// One `chat.completion.chunk` SSE frame.
 pub fn chunk(delta: Value, finish_reason: Option<&str>) -> String {

@@ -1,6 +1,7 @@
 //! The HTTP surfaces. Each module is one API contract: it parses and
 //! validates, calls the agent, and encodes; nothing else lives there.
 
+mod admin;
 mod body;
 mod simple;
 mod sse;
@@ -56,6 +57,7 @@ pub fn router(
         .allow_headers(AllowHeaders::mirror_request());
     Ok(Router::new()
         .merge(simple::routes())
+        .merge(admin::routes())
         .with_state(state)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(cors))
