@@ -4,6 +4,7 @@
 //! Dependencies point one way: `http` -> `agent` -> {`mcp`, `plugins`}.
 
 pub mod agent;
+pub mod auth;
 pub mod config;
 pub mod demo_mcp;
 pub mod http;

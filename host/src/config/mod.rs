@@ -55,6 +55,10 @@ pub struct Config {
     /// When absent, the built-in demo server; an explicit empty list means none.
     pub mcp_servers: Option<Vec<McpServerConfig>>,
     #[serde(default)]
+    pub api_keys: Vec<crate::auth::ApiKeyConfig>,
+    #[serde(default)]
+    pub security: SecurityConfig,
+    #[serde(default)]
     pub cors: CorsConfig,
     #[serde(default)]
     pub limits: Limits,
@@ -139,6 +143,16 @@ impl McpServerConfig {
             _ => Ok(()),
         }
     }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityConfig {
+    /// Addresses (`127.0.0.1`) or networks (`10.0.0.0/8`) that ad-hoc MCP
+    /// server URLs may reach although they are loopback, private or
+    /// link-local. Empty: only public addresses.
+    #[serde(default)]
+    pub allow_mcp_networks: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
