@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::agent::{Agent, AgentError};
+use crate::auth::ApiKeys;
 use crate::config::{Config, ConfigError, ProcessEnv};
 use crate::http::{self, AppState, InvalidOrigin};
-use crate::mcp::McpPool;
+use crate::mcp::{McpPool, UrlPolicy};
 use crate::plugins::{PluginFailure, PluginRuntime, SandboxLimits};
 
 #[derive(Debug, thiserror::Error)]
@@ -66,14 +67,19 @@ pub async fn serve(config: Config, own_exe: &Path) -> Result<(), ServeError> {
         );
     }
 
-    let pool = Arc::new(McpPool::new(config.mcp_servers(own_exe)));
+    let url_policy =
+        UrlPolicy::new(&config.security.allow_mcp_networks).map_err(ConfigError::Invalid)?;
+    let pool = Arc::new(McpPool::new(config.mcp_servers(own_exe), url_policy));
+    let keys = ApiKeys::from_config(&config.api_keys, &ProcessEnv)?;
+    if keys.is_empty() {
+        tracing::info!("no [[api_keys]] configured: endpoints that need a key will answer 401");
+    }
     let agent = Arc::new(Agent::new(
         plugins.clone(),
-        pool.clone(),
         providers,
         config.agent.clone(),
     )?);
-    let state = Arc::new(AppState::new(agent, pool.clone(), plugins));
+    let state = Arc::new(AppState::new(agent, pool.clone(), plugins, keys));
     let app = http::router(
         state,
         &config.cors.allowed_origins,

@@ -19,7 +19,7 @@ pub use outcome::{ChatOutcome, ToolCallOutcome, collect};
 pub use routing::{Route, Router, RoutingError};
 
 use crate::config::{AgentConfig, ResolvedProviders};
-use crate::mcp::{McpPool, ToolSet};
+use crate::mcp::ToolSet;
 use crate::plugins::{
     self, Outbound, PluginFailure, PluginRuntime, ProviderConfig, ProviderInstance, ToolSpec,
     TurnEnd,
@@ -82,7 +82,6 @@ pub struct ChatRun {
 
 pub struct Agent {
     plugins: Arc<PluginRuntime>,
-    pool: Arc<McpPool>,
     upstream: Upstream,
     router: Router,
     config: AgentConfig,
@@ -92,7 +91,6 @@ impl Agent {
     /// Fails if a configured provider names a plugin that is not loaded.
     pub fn new(
         plugins: Arc<PluginRuntime>,
-        pool: Arc<McpPool>,
         providers: ResolvedProviders,
         config: AgentConfig,
     ) -> Result<Agent, AgentError> {
@@ -102,7 +100,6 @@ impl Agent {
         let upstream = Upstream::new(&config)?;
         Ok(Agent {
             plugins,
-            pool,
             upstream,
             router: Router::new(providers),
             config,

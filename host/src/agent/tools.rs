@@ -62,9 +62,9 @@ impl Agent {
                 "unknown tool `{}`: it is not among the tools offered",
                 call.info.name
             )),
-            (Ok(args), Some(binding)) => self
-                .pool
-                .call(&binding.server, &binding.tool, args)
+            (Ok(args), Some(binding)) => binding
+                .entry
+                .call(&binding.tool, args)
                 .await
                 .map_err(|e| e.to_string()),
         };

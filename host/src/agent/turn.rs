@@ -152,6 +152,9 @@ mod tests {
     use crate::plugins::{ToolCallBegin, ToolCallFragment};
 
     fn tools() -> ToolSet {
+        let config: crate::config::McpServerConfig =
+            toml::from_str("id = \"demo\"\ntransport = \"stdio\"\ncommand = \"true\"").unwrap();
+        let pool = crate::mcp::McpPool::new(vec![config], Default::default());
         ToolSet {
             tools: vec![ToolBinding {
                 name: "demo__calculate".into(),
@@ -160,6 +163,7 @@ mod tests {
                 description: String::new(),
                 input_schema: "{}".into(),
                 read_only: true,
+                entry: pool.server("demo").unwrap(),
             }],
         }
     }

@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use super::body::parse_json;
 use super::{AppState, sse};
 use crate::agent::{ChatRequest, Message, Role, collect};
+use crate::mcp::{self, Selection};
 
 /// The built-in format of this surface, also used for its error events.
 const FORMAT: &str = "simple";
@@ -163,9 +164,11 @@ async fn prepare(state: &AppState, body: &[u8]) -> Result<(ChatRequest, Message,
         };
         (server, conversation.history.clone())
     };
-    let tools = state
+    let entry = state
         .pool
-        .tool_set(&[server.as_str()])
+        .server(&server)
+        .map_err(|e| Detail(StatusCode::NOT_FOUND, e.to_string()))?;
+    let tools = mcp::tool_set(&[Selection::all(entry)])
         .await
         .map_err(|e| Detail(StatusCode::BAD_GATEWAY, e.to_string()))?;
     let user = Message {

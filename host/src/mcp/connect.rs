@@ -11,10 +11,15 @@ use crate::config::{McpServerConfig, Transport};
 
 pub type Client = RunningService<RoleClient, ()>;
 
-pub async fn connect(config: &McpServerConfig) -> Result<Client, String> {
+/// Connects over the configured transport; `http_client`, when given,
+/// carries the HTTP connections (ad-hoc servers pin their addresses).
+pub async fn connect(
+    config: &McpServerConfig,
+    http_client: Option<reqwest::Client>,
+) -> Result<Client, String> {
     match config.transport {
         Transport::Stdio => connect_stdio(config).await,
-        Transport::StreamableHttp => connect_http(config).await,
+        Transport::StreamableHttp => connect_http(config, http_client).await,
     }
 }
 
@@ -51,7 +56,10 @@ fn die_with_parent(command: &mut tokio::process::Command) {
     }
 }
 
-async fn connect_http(config: &McpServerConfig) -> Result<Client, String> {
+async fn connect_http(
+    config: &McpServerConfig,
+    http_client: Option<reqwest::Client>,
+) -> Result<Client, String> {
     let url = config.url.as_deref().ok_or("no url configured")?;
     let mut headers = std::collections::HashMap::new();
     for (name, value) in &config.headers {
@@ -63,6 +71,14 @@ async fn connect_http(config: &McpServerConfig) -> Result<Client, String> {
     }
     let mut transport_config = StreamableHttpClientTransportConfig::with_uri(url);
     transport_config.custom_headers = headers;
-    let transport = StreamableHttpClientTransport::from_config(transport_config);
-    ().serve(transport).await.map_err(|e| e.to_string())
+    match http_client {
+        Some(client) => {
+            let transport = StreamableHttpClientTransport::with_client(client, transport_config);
+            ().serve(transport).await.map_err(|e| e.to_string())
+        }
+        None => {
+            let transport = StreamableHttpClientTransport::from_config(transport_config);
+            ().serve(transport).await.map_err(|e| e.to_string())
+        }
+    }
 }

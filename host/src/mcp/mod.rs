@@ -1,14 +1,19 @@
-//! The MCP client pool: one rmcp client session per configured server.
+//! The MCP client pool: one rmcp client session per server.
 //!
 //! Sessions open on first use and are kept. A session whose server died
 //! (child exited, connection dropped) is noticed on the next use and
 //! reopened, so a crash costs one failed call, not the server for good.
 //! Dropping a session kills its child process; children are also bound to
 //! this process's life (see [`connect`]).
+//!
+//! Configured servers live in the pool; ad-hoc servers named by a request
+//! (a URL) live as long as the request's [`ToolSet`] holds them.
 
 mod connect;
 pub mod names;
+mod url_policy;
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -17,8 +22,9 @@ use rmcp::model::{CallToolRequestParams, CallToolResponse, CallToolResult, Tool}
 use rmcp::service::Peer;
 use serde_json::{Map, Value};
 
-use crate::config::McpServerConfig;
+use crate::config::{McpServerConfig, Transport};
 use names::NameAllocator;
+pub use url_policy::UrlPolicy;
 
 /// How long connecting and listing tools may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -27,6 +33,14 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 pub enum McpError {
     #[error("unknown MCP server `{id}` (configured: {known})")]
     UnknownServer { id: String, known: String },
+    #[error("MCP server `{server}` has no tool `{tool}` (it has: {available})")]
+    UnknownTool {
+        server: String,
+        tool: String,
+        available: String,
+    },
+    #[error("{0}")]
+    Refused(String),
     #[error("failed to connect to MCP server `{id}`: {reason}")]
     Connect { id: String, reason: String },
     #[error("tool `{tool}` of MCP server `{server}` did not answer within {secs} s")]
@@ -43,11 +57,12 @@ pub enum McpError {
     },
 }
 
-/// A tool as the model sees it, and where calls to it go.
+/// A tool as the model sees it, and the server that runs it.
 #[derive(Debug, Clone)]
 pub struct ToolBinding {
     /// Model-facing, unique in its [`ToolSet`].
     pub name: String,
+    /// The server's id, as clients see it.
     pub server: String,
     pub tool: String,
     pub description: String,
@@ -55,6 +70,7 @@ pub struct ToolBinding {
     pub input_schema: String,
     /// The server's `readOnlyHint`.
     pub read_only: bool,
+    pub entry: Arc<ServerEntry>,
 }
 
 /// The tools offered to the model in one request.
@@ -69,9 +85,32 @@ impl ToolSet {
     }
 }
 
+/// Tools of one server to offer: all of them, or the named ones.
+pub struct Selection {
+    pub server: Arc<ServerEntry>,
+    pub only: Option<Vec<String>>,
+}
+
+impl Selection {
+    pub fn all(server: Arc<ServerEntry>) -> Selection {
+        Selection { server, only: None }
+    }
+}
+
 pub struct ServerEntry {
     pub config: McpServerConfig,
+    /// For ad-hoc servers: a client pinned to the addresses that passed
+    /// the URL policy.
+    http_client: Option<reqwest::Client>,
     session: tokio::sync::Mutex<Option<Session>>,
+}
+
+impl std::fmt::Debug for ServerEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerEntry")
+            .field("id", &self.config.id)
+            .finish_non_exhaustive()
+    }
 }
 
 struct Session {
@@ -86,6 +125,14 @@ impl Session {
 }
 
 impl ServerEntry {
+    fn new(config: McpServerConfig, http_client: Option<reqwest::Client>) -> Arc<ServerEntry> {
+        Arc::new(ServerEntry {
+            config,
+            http_client,
+            session: Default::default(),
+        })
+    }
+
     /// The live session's peer and tools, opening a session if needed.
     async fn session(&self) -> Result<(Peer<RoleClient>, Arc<Vec<Tool>>), McpError> {
         let mut slot = self.session.lock().await;
@@ -106,7 +153,7 @@ impl ServerEntry {
     }
 
     async fn open(&self) -> Result<Session, String> {
-        let client = connect::connect(&self.config).await?;
+        let client = connect::connect(&self.config, self.http_client.clone()).await?;
         let tools = client
             .peer()
             .list_all_tools()
@@ -117,6 +164,11 @@ impl ServerEntry {
             client,
             tools: Arc::new(tools),
         })
+    }
+
+    /// Opens (or reuses) the session and returns the server's tools.
+    pub async fn tools(&self) -> Result<Arc<Vec<Tool>>, McpError> {
+        Ok(self.session().await?.1)
     }
 
     pub async fn is_connected(&self) -> bool {
@@ -134,25 +186,52 @@ impl ServerEntry {
             tracing::warn!(server = %self.config.id, "closing MCP session: {e}");
         }
     }
+
+    /// Calls one tool under the server's timeout.
+    pub async fn call(
+        &self,
+        tool: &str,
+        arguments: Map<String, Value>,
+    ) -> Result<CallToolResult, McpError> {
+        let server = &self.config.id;
+        let (peer, _) = self.session().await?;
+        let timeout = self.config.call_timeout();
+        let mut params = CallToolRequestParams::new(tool.to_owned());
+        params.arguments = Some(arguments);
+        let failed = |reason: String| McpError::Call {
+            server: server.clone(),
+            tool: tool.to_owned(),
+            reason,
+        };
+        match tokio::time::timeout(timeout, peer.call_tool_once(params)).await {
+            Err(_) => Err(McpError::Timeout {
+                server: server.clone(),
+                tool: tool.to_owned(),
+                secs: timeout.as_secs_f64(),
+            }),
+            Ok(Err(e)) => Err(failed(e.to_string())),
+            Ok(Ok(CallToolResponse::Complete(result))) => Ok(result),
+            Ok(Ok(_)) => Err(failed(
+                "the tool asked for user input, which is not supported".into(),
+            )),
+        }
+    }
 }
 
 pub struct McpPool {
     servers: RwLock<Vec<Arc<ServerEntry>>>,
+    url_policy: UrlPolicy,
 }
 
 impl McpPool {
-    pub fn new(configs: Vec<McpServerConfig>) -> McpPool {
+    pub fn new(configs: Vec<McpServerConfig>, url_policy: UrlPolicy) -> McpPool {
         let servers = configs
             .into_iter()
-            .map(|config| {
-                Arc::new(ServerEntry {
-                    config,
-                    session: Default::default(),
-                })
-            })
+            .map(|config| ServerEntry::new(config, None))
             .collect();
         McpPool {
             servers: RwLock::new(servers),
+            url_policy,
         }
     }
 
@@ -179,9 +258,49 @@ impl McpPool {
             })
     }
 
+    /// An unregistered streamable-HTTP server named by a request, after
+    /// the URL policy approved every address it resolves to.
+    pub async fn ad_hoc(
+        &self,
+        url: &str,
+        headers: BTreeMap<String, String>,
+    ) -> Result<Arc<ServerEntry>, McpError> {
+        let checked = self
+            .url_policy
+            .check(url)
+            .await
+            .map_err(McpError::Refused)?;
+        let client = reqwest::Client::builder()
+            .resolve_to_addrs(&checked.host, &checked.addrs)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| McpError::Connect {
+                id: checked.host.clone(),
+                reason: e.to_string(),
+            })?;
+        let id = match checked.url.port() {
+            Some(port) => format!("{}:{port}", checked.host),
+            None => checked.host.clone(),
+        };
+        let config = McpServerConfig {
+            id,
+            name: None,
+            description: None,
+            transport: Transport::StreamableHttp,
+            command: None,
+            args: Vec::new(),
+            env: BTreeMap::new(),
+            cwd: None,
+            url: Some(checked.url.to_string()),
+            headers,
+            timeout: None,
+        };
+        Ok(ServerEntry::new(config, Some(client)))
+    }
+
     /// Opens (or reuses) the server's session and returns its tools.
     pub async fn connect(&self, id: &str) -> Result<Arc<Vec<Tool>>, McpError> {
-        Ok(self.server(id)?.session().await?.1)
+        self.server(id)?.tools().await
     }
 
     /// Closes the server's session, stopping its child process.
@@ -190,67 +309,61 @@ impl McpPool {
         Ok(())
     }
 
-    /// The tools of `server_ids`, named for the model.
-    pub async fn tool_set(&self, server_ids: &[&str]) -> Result<ToolSet, McpError> {
-        let mut names = NameAllocator::default();
-        let mut tools = Vec::new();
-        for id in server_ids {
-            for tool in self.connect(id).await?.iter() {
-                tools.push(ToolBinding {
-                    name: names.allocate(id, &tool.name),
-                    server: (*id).to_owned(),
-                    tool: tool.name.to_string(),
-                    description: tool.description.as_deref().unwrap_or_default().to_owned(),
-                    input_schema: serde_json::to_string(&*tool.input_schema)
-                        .unwrap_or_else(|_| "{}".into()),
-                    read_only: tool
-                        .annotations
-                        .as_ref()
-                        .and_then(|a| a.read_only_hint)
-                        .unwrap_or(false),
-                });
-            }
-        }
-        Ok(ToolSet { tools })
-    }
-
-    /// Calls one tool under the server's timeout.
-    pub async fn call(
-        &self,
-        server: &str,
-        tool: &str,
-        arguments: Map<String, Value>,
-    ) -> Result<CallToolResult, McpError> {
-        let entry = self.server(server)?;
-        let (peer, _) = entry.session().await?;
-        let timeout = entry.config.call_timeout();
-        let mut params = CallToolRequestParams::new(tool.to_owned());
-        params.arguments = Some(arguments);
-        let call_failed = |reason: String| McpError::Call {
-            server: server.to_owned(),
-            tool: tool.to_owned(),
-            reason,
-        };
-        match tokio::time::timeout(timeout, peer.call_tool_once(params)).await {
-            Err(_) => Err(McpError::Timeout {
-                server: server.to_owned(),
-                tool: tool.to_owned(),
-                secs: timeout.as_secs_f64(),
-            }),
-            Ok(Err(e)) => Err(call_failed(e.to_string())),
-            Ok(Ok(CallToolResponse::Complete(result))) => Ok(result),
-            Ok(Ok(_)) => Err(call_failed(
-                "the tool asked for user input, which is not supported".into(),
-            )),
-        }
-    }
-
     /// Closes every session, stopping all child processes.
     pub async fn shutdown(&self) {
         for server in self.servers() {
             server.close().await;
         }
     }
+}
+
+/// The selected tools, named for the model.
+pub async fn tool_set(selections: &[Selection]) -> Result<ToolSet, McpError> {
+    let mut names = NameAllocator::default();
+    let mut tools = Vec::new();
+    for selection in selections {
+        let entry = &selection.server;
+        let id = &entry.config.id;
+        let available = entry.tools().await?;
+        if let Some(only) = &selection.only
+            && let Some(missing) = only
+                .iter()
+                .find(|name| !available.iter().any(|t| t.name == name.as_str()))
+        {
+            return Err(McpError::UnknownTool {
+                server: id.clone(),
+                tool: missing.clone(),
+                available: available
+                    .iter()
+                    .map(|t| t.name.as_ref())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+        let chosen = available.iter().filter(|t| {
+            selection
+                .only
+                .as_ref()
+                .is_none_or(|only| only.iter().any(|n| n == t.name.as_ref()))
+        });
+        for tool in chosen {
+            tools.push(ToolBinding {
+                name: names.allocate(id, &tool.name),
+                server: id.clone(),
+                tool: tool.name.to_string(),
+                description: tool.description.as_deref().unwrap_or_default().to_owned(),
+                input_schema: serde_json::to_string(&*tool.input_schema)
+                    .unwrap_or_else(|_| "{}".into()),
+                read_only: tool
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.read_only_hint)
+                    .unwrap_or(false),
+                entry: entry.clone(),
+            });
+        }
+    }
+    Ok(ToolSet { tools })
 }
 
 /// The text a model should read for a tool result: the text blocks, else
