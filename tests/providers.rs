@@ -11,30 +11,8 @@ use serde_json::json;
 use support::*;
 
 fn start(config: &str) -> Agenthost {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("agenthost.toml");
-    let data_dir = shared_data_dir().display().to_string();
-    std::fs::write(
-        &path,
-        format!("data_dir = {data_dir:?}\n{config}\n{}", demo_server_toml()),
-    )
-    .unwrap();
-    let mut command = std::process::Command::new(BIN);
-    command
-        .args(["serve", "--config"])
-        .arg(&path)
-        .args(["--listen", "127.0.0.1:0"])
-        .current_dir(dir.path())
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("OPENAI_BASE_URL")
-        .env_remove("ANTHROPIC_API_KEY")
-        .env_remove("ANTHROPIC_BASE_URL")
-        .env("AGENTHOST_TEST_KEY", "sk-test-key-123")
-        .env("RUST_LOG", "info")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
-    Agenthost::spawn_command(command, dir)
+    let config = format!("{config}\n{}", demo_server_toml());
+    Agenthost::start_with_env(&config, &[("AGENTHOST_TEST_KEY", "sk-test-key-123")])
 }
 
 fn openai_provider(name: &str, llm: &MockLlm, extra: &str) -> String {

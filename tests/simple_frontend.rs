@@ -15,29 +15,8 @@ async fn with_openai_mock(extra: &str) -> (MockLlm, Agenthost) {
         llm.provider_toml(),
         demo_server_toml()
     );
-    let host = start_with_env(&config, &[("AGENTHOST_TEST_KEY", "sk-test-key-123")]);
+    let host = Agenthost::start_with_env(&config, &[("AGENTHOST_TEST_KEY", "sk-test-key-123")]);
     (llm, host)
-}
-
-fn start_with_env(config: &str, env: &[(&str, &str)]) -> Agenthost {
-    let mut command = std::process::Command::new(BIN);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("agenthost.toml");
-    let data_dir = shared_data_dir().display().to_string();
-    std::fs::write(&path, format!("data_dir = {data_dir:?}\n{config}")).unwrap();
-    command
-        .args(["serve", "--config"])
-        .arg(&path)
-        .args(["--listen", "127.0.0.1:0"])
-        .current_dir(dir.path())
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("OPENAI_BASE_URL")
-        .envs(env.iter().copied())
-        .env("RUST_LOG", "info")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
-    Agenthost::spawn_command(command, dir)
 }
 
 /// The model thinks aloud, calls the calculator with arguments split over
@@ -465,7 +444,7 @@ async fn provider_failure_is_an_error_event_not_a_hang() {
 #[tokio::test]
 async fn openai_environment_variables_select_any_compatible_server() {
     let llm = MockLlm::start().await;
-    let host = start_with_env(
+    let host = Agenthost::start_with_env(
         &demo_server_toml(),
         &[
             ("OPENAI_BASE_URL", llm.base_url.as_str()),

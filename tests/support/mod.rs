@@ -65,6 +65,11 @@ impl Agenthost {
     /// Starts with `config` (TOML) written to a file; `data_dir` defaults
     /// to the shared test cache.
     pub fn start(config: &str) -> Agenthost {
+        Self::start_with_env(config, &[])
+    }
+
+    /// [`start`](Self::start), with extra environment variables.
+    pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Agenthost {
         let dir = tempfile::tempdir().unwrap();
         let config = if config.contains("data_dir") {
             config.to_owned()
@@ -78,7 +83,7 @@ impl Agenthost {
         std::fs::write(&path, config).unwrap();
         let mut command = Command::new(BIN);
         command.arg("serve").arg("--config").arg(&path);
-        Self::spawn(command, dir)
+        Self::spawn(command, dir, env)
     }
 
     /// Starts with no config file at all, as a newcomer would.
@@ -86,10 +91,12 @@ impl Agenthost {
         let dir = tempfile::tempdir().unwrap();
         let mut command = Command::new(BIN);
         command.arg("serve");
-        Self::spawn(command, dir)
+        Self::spawn(command, dir, &[])
     }
 
-    fn spawn(mut command: Command, dir: tempfile::TempDir) -> Agenthost {
+    /// Runs with the provider variables of the developer's shell removed,
+    /// then `env` added.
+    fn spawn(mut command: Command, dir: tempfile::TempDir, env: &[(&str, &str)]) -> Agenthost {
         command
             .args(["--listen", "127.0.0.1:0"])
             .current_dir(dir.path())
@@ -97,6 +104,7 @@ impl Agenthost {
             .env_remove("OPENAI_BASE_URL")
             .env_remove("ANTHROPIC_API_KEY")
             .env_remove("ANTHROPIC_BASE_URL")
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -532,4 +540,45 @@ pub fn split_writes(frames: Vec<String>) -> Vec<String> {
             [a.to_owned(), b.to_owned()]
         })
         .collect()
+}
+
+/// The Python SDK test server on an HTTP transport (`sse` or
+/// `streamable-http`), stopped on drop.
+pub struct PythonMcpServer {
+    child: Child,
+    pub port: u16,
+}
+
+impl PythonMcpServer {
+    pub fn start(transport: &str) -> PythonMcpServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("python3")
+            .arg(fixture("fastmcp_server.py"))
+            .args(["--transport", transport, "--port", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 starts");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the Python MCP server did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        PythonMcpServer { child, port }
+    }
+}
+
+impl Drop for PythonMcpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
