@@ -5,6 +5,7 @@ mod admin;
 mod body;
 mod simple;
 mod sse;
+mod truefoundry;
 
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ use axum::http::HeaderValue;
 use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
 
 use crate::agent::Agent;
+use crate::auth::ApiKeys;
 use crate::mcp::McpPool;
 use crate::plugins::PluginRuntime;
 
@@ -22,15 +24,22 @@ pub struct AppState {
     pub agent: Arc<Agent>,
     pub pool: Arc<McpPool>,
     pub plugins: Arc<PluginRuntime>,
+    pub keys: ApiKeys,
     pub simple: simple::SimpleState,
 }
 
 impl AppState {
-    pub fn new(agent: Arc<Agent>, pool: Arc<McpPool>, plugins: Arc<PluginRuntime>) -> AppState {
+    pub fn new(
+        agent: Arc<Agent>,
+        pool: Arc<McpPool>,
+        plugins: Arc<PluginRuntime>,
+        keys: ApiKeys,
+    ) -> AppState {
         AppState {
             agent,
             pool,
             plugins,
+            keys,
             simple: simple::SimpleState::default(),
         }
     }
@@ -58,6 +67,7 @@ pub fn router(
     Ok(Router::new()
         .merge(simple::routes())
         .merge(admin::routes())
+        .merge(truefoundry::routes())
         .with_state(state)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(cors))

@@ -15,4 +15,5 @@ pub const BUILTINS: &[(&str, &[u8])] = &[
     built!("anthropic_plugin.wasm"),
     built!("mock_plugin.wasm"),
     built!("simple_plugin.wasm"),
+    built!("truefoundry_plugin.wasm"),
 ];

@@ -192,7 +192,10 @@ fn refuses_components_that_implement_no_world() {
         "{error}"
     );
     let names: Vec<String> = runtime.list().into_iter().map(|m| m.name).collect();
-    assert_eq!(names, ["anthropic", "mock", "openai", "simple"]);
+    assert_eq!(
+        names,
+        ["anthropic", "mock", "openai", "simple", "truefoundry"]
+    );
 }
 
 #[test]

@@ -1,0 +1,359 @@
+//! The TrueFoundry AI Gateway agent endpoint (seed 002):
+//! `POST /api/llm/agent/responses`, Bearer auth, MCP servers chosen per
+//! request, streamed by the `truefoundry` encoder plugin.
+//!
+//! Errors before the stream starts use OpenAI's shape
+//! (`{"error": {"type", "message", "param", "code"}}`) so the official SDK
+//! raises them as the matching exception.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::body::parse_json;
+use super::{AppState, sse};
+use crate::agent::{ChatRequest, Message, Role, ToolCall};
+use crate::auth::{Principal, bearer_token};
+use crate::mcp::{self, McpError, Selection};
+
+const FORMAT: &str = "truefoundry";
+const DEFAULT_ITERATION_LIMIT: u32 = 5;
+const MAX_ITERATION_LIMIT: u32 = 20;
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new().route("/api/llm/agent/responses", post(responses))
+}
+
+/// An OpenAI-shaped error.
+struct ApiError {
+    status: StatusCode,
+    kind: &'static str,
+    message: String,
+    param: Option<&'static str>,
+}
+
+impl ApiError {
+    fn invalid(param: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            kind: "invalid_request_error",
+            message: message.into(),
+            param: Some(param),
+        }
+    }
+
+    fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            kind,
+            message: message.into(),
+            param: None,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({ "error": { "type": self.kind, "message": self.message, "param": self.param, "code": null } });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+#[derive(Deserialize)]
+struct AgentRequest {
+    model: String,
+    messages: Vec<InMessage>,
+    #[serde(default)]
+    mcp_servers: Vec<McpServerSpec>,
+    max_tokens: Option<u32>,
+    temperature: Option<f32>,
+    top_p: Option<f32>,
+    /// Accepted and range-checked; no built-in provider takes it yet.
+    top_k: Option<u32>,
+    stream: Option<bool>,
+    iteration_limit: Option<u32>,
+}
+
+#[derive(Deserialize)]
+struct InMessage {
+    role: String,
+    #[serde(default)]
+    content: Option<Content>,
+    #[serde(default)]
+    tool_calls: Vec<InToolCall>,
+    tool_call_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Content {
+    Text(String),
+    Parts(Vec<Part>),
+}
+
+#[derive(Deserialize)]
+struct Part {
+    #[serde(rename = "type")]
+    kind: String,
+    text: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct InToolCall {
+    id: String,
+    function: InFunction,
+}
+
+#[derive(Deserialize)]
+struct InFunction {
+    name: String,
+    #[serde(default)]
+    arguments: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct McpServerSpec {
+    integration_fqn: Option<String>,
+    url: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default = "enabled")]
+    enable_all_tools: bool,
+    #[serde(default)]
+    tools: Vec<ToolName>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ToolName {
+    name: String,
+}
+
+fn enabled() -> bool {
+    true
+}
+
+fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    let unauthorized =
+        |message: &str| ApiError::new(StatusCode::UNAUTHORIZED, "authentication_error", message);
+    let header = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| unauthorized("missing `Authorization: Bearer <api key>` header"))?;
+    let token = bearer_token(header)
+        .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <api key>`"))?;
+    state
+        .keys
+        .authenticate(token)
+        .ok_or_else(|| unauthorized("invalid API key"))
+}
+
+async fn responses(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let principal = authenticate(&state, &headers)?;
+    let metadata = match headers.get("x-tfy-metadata") {
+        None => Value::Null,
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(|text| serde_json::from_str::<Value>(text).ok())
+            .filter(Value::is_object)
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "x-tfy-metadata",
+                    "the x-tfy-metadata header must be a JSON object",
+                )
+            })?,
+    };
+    let request: AgentRequest = parse_json(&body).map_err(|e| ApiError {
+        status: StatusCode::BAD_REQUEST,
+        kind: "invalid_request_error",
+        message: e.message(),
+        param: None,
+    })?;
+    validate(&request)?;
+    let route = state
+        .agent
+        .route(Some(&request.model))
+        .map_err(|e| ApiError::invalid("model", e.to_string()))?;
+    let messages = convert_messages(request.messages)?;
+    let tools = select_tools(&state, request.mcp_servers).await?;
+    tracing::info!(
+        org = %principal.org,
+        key = %principal.key_label,
+        model = %route.model,
+        tools = tools.tools.len(),
+        metadata = %metadata,
+        "agent request"
+    );
+
+    let options = sse::response_options(&request.model);
+    let mut chat = ChatRequest::new(messages, tools, route);
+    chat.max_tokens = request.max_tokens;
+    chat.temperature = request.temperature;
+    chat.top_p = request.top_p;
+    chat.iteration_limit = Some(request.iteration_limit.unwrap_or(DEFAULT_ITERATION_LIMIT));
+    let encoder = state.plugins.encoder(FORMAT).map_err(internal)?;
+    let run = state.agent.run(chat);
+    sse::encoded_response(encoder.clone(), encoder, options, run.events).map_err(internal)
+}
+
+fn internal(error: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "api_error",
+        error.to_string(),
+    )
+}
+
+fn validate(request: &AgentRequest) -> Result<(), ApiError> {
+    if request.stream == Some(false) {
+        return Err(ApiError::invalid(
+            "stream",
+            "`stream: false` is not supported: this endpoint only streams",
+        ));
+    }
+    if request.model.trim().is_empty() {
+        return Err(ApiError::invalid("model", "`model` must not be empty"));
+    }
+    if request.messages.is_empty() {
+        return Err(ApiError::invalid(
+            "messages",
+            "`messages` must hold at least one message",
+        ));
+    }
+    if let Some(t) = request.temperature
+        && !(0.0..=2.0).contains(&t)
+    {
+        return Err(ApiError::invalid(
+            "temperature",
+            format!("`temperature` must be between 0 and 2, got {t}"),
+        ));
+    }
+    if let Some(p) = request.top_p
+        && !(0.0..=1.0).contains(&p)
+    {
+        return Err(ApiError::invalid(
+            "top_p",
+            format!("`top_p` must be between 0 and 1, got {p}"),
+        ));
+    }
+    if request.top_k == Some(0) {
+        return Err(ApiError::invalid("top_k", "`top_k` must be at least 1"));
+    }
+    if request.max_tokens == Some(0) {
+        return Err(ApiError::invalid(
+            "max_tokens",
+            "`max_tokens` must be at least 1",
+        ));
+    }
+    if let Some(limit) = request.iteration_limit
+        && !(1..=MAX_ITERATION_LIMIT).contains(&limit)
+    {
+        return Err(ApiError::invalid(
+            "iteration_limit",
+            format!("`iteration_limit` must be between 1 and {MAX_ITERATION_LIMIT}, got {limit}"),
+        ));
+    }
+    Ok(())
+}
+
+fn convert_messages(messages: Vec<InMessage>) -> Result<Vec<Message>, ApiError> {
+    messages
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let role = match m.role.as_str() {
+                "system" | "developer" => Role::System,
+                "user" => Role::User,
+                "assistant" => Role::Assistant,
+                "tool" => Role::Tool,
+                other => {
+                    return Err(ApiError::invalid(
+                        "messages",
+                        format!("messages[{i}].role `{other}` is not one of system, user, assistant, tool"),
+                    ));
+                }
+            };
+            let content = match m.content {
+                None => String::new(),
+                Some(Content::Text(text)) => text,
+                Some(Content::Parts(parts)) => {
+                    let mut text = String::new();
+                    for part in parts {
+                        match (part.kind.as_str(), part.text) {
+                            ("text", Some(t)) => text.push_str(&t),
+                            (kind, _) => {
+                                return Err(ApiError::invalid(
+                                    "messages",
+                                    format!("messages[{i}]: content part `{kind}` is not supported; send text"),
+                                ));
+                            }
+                        }
+                    }
+                    text
+                }
+            };
+            if role == Role::Tool && m.tool_call_id.is_none() {
+                return Err(ApiError::invalid("messages", format!("messages[{i}]: a tool message needs `tool_call_id`")));
+            }
+            let tool_calls = m
+                .tool_calls
+                .into_iter()
+                .map(|c| ToolCall { id: c.id, name: c.function.name, arguments: c.function.arguments })
+                .collect();
+            Ok(Message { role, content, tool_calls, tool_call_id: m.tool_call_id })
+        })
+        .collect()
+}
+
+/// Resolves each `mcp_servers` entry and connects it, so that unknown
+/// servers or tools are a 400 before anything streams.
+async fn select_tools(
+    state: &AppState,
+    specs: Vec<McpServerSpec>,
+) -> Result<mcp::ToolSet, ApiError> {
+    let mut selections = Vec::with_capacity(specs.len());
+    for (i, spec) in specs.into_iter().enumerate() {
+        let server = match (spec.integration_fqn, spec.url) {
+            (Some(fqn), None) => state.pool.server(&fqn),
+            (None, Some(url)) => state.pool.ad_hoc(&url, spec.headers).await,
+            _ => {
+                return Err(ApiError::invalid(
+                    "mcp_servers",
+                    format!("mcp_servers[{i}] needs exactly one of `integration_fqn` and `url`"),
+                ));
+            }
+        }
+        .map_err(mcp_error)?;
+        let only =
+            (!spec.enable_all_tools).then(|| spec.tools.into_iter().map(|t| t.name).collect());
+        selections.push(Selection { server, only });
+    }
+    mcp::tool_set(&selections).await.map_err(mcp_error)
+}
+
+fn mcp_error(error: McpError) -> ApiError {
+    match error {
+        McpError::Connect { .. } | McpError::Timeout { .. } | McpError::Call { .. } => {
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "mcp_server_error",
+                error.to_string(),
+            )
+        }
+        _ => ApiError::invalid("mcp_servers", error.to_string()),
+    }
+}

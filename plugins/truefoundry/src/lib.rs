@@ -1,0 +1,177 @@
+//! The TrueFoundry AI Gateway agent stream (seed 002): OpenAI
+//! `chat.completion.chunk` frames, tool calls streamed as they are made
+//! with `mcp_server_integration_id` and `tool_name`, tool results as
+//! `tool-call-result-<id>` chunks, errors as `{"type": "error", ...}`, and
+//! `data: [DONE]` at the end. Parseable by the official OpenAI SDK.
+
+use std::cell::RefCell;
+
+use agenthost_plugin::json::write_str;
+
+wit_bindgen::generate!({ path: "../../wit", world: "encoder" });
+
+use agenthost::plugin::types::{
+    ChatEvent, EncoderInfo, FinishReason, PluginKind, PluginMetadata, StreamOptions,
+};
+use exports::agenthost::plugin::encoder_api::{Guest, GuestResponseStream};
+
+struct Plugin;
+
+impl Guest for Plugin {
+    type ResponseStream = Stream;
+
+    fn metadata() -> PluginMetadata {
+        PluginMetadata {
+            name: "truefoundry".into(),
+            kind: PluginKind::Encoder,
+            version: env!("CARGO_PKG_VERSION").into(),
+            description:
+                "TrueFoundry agent responses: OpenAI chunks with MCP tool calls and results".into(),
+        }
+    }
+
+    fn info() -> EncoderInfo {
+        EncoderInfo {
+            content_type: "text/event-stream".into(),
+            headers: vec![("cache-control".into(), "no-cache".into())],
+        }
+    }
+}
+
+/// Per model turn: whether the role chunk went out, and the ids of the
+/// turn's tool calls, whose positions are their OpenAI `index`.
+#[derive(Default)]
+struct Turn {
+    started: bool,
+    call_ids: Vec<String>,
+}
+
+pub struct Stream {
+    /// `data: {"id":...,"choices":[{"index":0,"delta":` for this response.
+    chunk_head: String,
+    turn: RefCell<Turn>,
+}
+
+impl GuestResponseStream for Stream {
+    fn new(options: StreamOptions) -> Self {
+        let mut head = String::from(r#"data: {"id":"chatcmpl-"#);
+        head.push_str(&options.response_id);
+        head.push_str(&format!(
+            r#"","object":"chat.completion.chunk","created":{},"model":"#,
+            options.created
+        ));
+        write_str(&mut head, &options.model);
+        head.push_str(r#","choices":[{"index":0,"delta":"#);
+        Stream {
+            chunk_head: head,
+            turn: RefCell::default(),
+        }
+    }
+
+    fn encode(&self, events: Vec<ChatEvent>) -> Vec<u8> {
+        let mut turn = self.turn.borrow_mut();
+        let mut out = String::new();
+        for event in events {
+            match event {
+                ChatEvent::TextDelta(text) => {
+                    self.start_turn(&mut turn, &mut out);
+                    let mut delta = String::from(r#"{"content":"#);
+                    write_str(&mut delta, &text);
+                    delta.push('}');
+                    self.chunk(&mut out, &delta, None);
+                }
+                ChatEvent::ToolCallStart(call) => {
+                    self.start_turn(&mut turn, &mut out);
+                    let index = turn.call_ids.len();
+                    turn.call_ids.push(call.id.clone());
+                    let mut delta = format!(r#"{{"tool_calls":[{{"index":{index},"id":"#);
+                    write_str(&mut delta, &call.id);
+                    delta.push_str(r#","type":"function","function":{"name":"#);
+                    write_str(&mut delta, &call.name);
+                    delta.push_str(r#","arguments":""},"mcp_server_integration_id":"#);
+                    write_str(&mut delta, &call.server);
+                    delta.push_str(r#","tool_name":"#);
+                    write_str(&mut delta, &call.tool);
+                    delta.push_str("}]}");
+                    self.chunk(&mut out, &delta, None);
+                }
+                ChatEvent::ToolCallArgsDelta(args) => {
+                    let index = turn
+                        .call_ids
+                        .iter()
+                        .position(|id| *id == args.id)
+                        .unwrap_or(0);
+                    let mut delta =
+                        format!(r#"{{"tool_calls":[{{"index":{index},"function":{{"arguments":"#);
+                    write_str(&mut delta, &args.fragment);
+                    delta.push_str("}}]}");
+                    self.chunk(&mut out, &delta, None);
+                }
+                ChatEvent::ToolCall(_) => {}
+                ChatEvent::TurnEnd(end) => {
+                    self.start_turn(&mut turn, &mut out);
+                    self.chunk(&mut out, "{}", Some(finish_reason(end.reason)));
+                    *turn = Turn::default();
+                }
+                ChatEvent::ToolResult(result) => {
+                    out.push_str(r#"data: {"id":"#);
+                    write_str(&mut out, &format!("tool-call-result-{}", result.call.id));
+                    out.push_str(r#","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"tool_call_id":"#);
+                    write_str(&mut out, &result.call.id);
+                    out.push_str(r#","role":"tool","content":"#);
+                    write_str(&mut out, &result.content);
+                    out.push_str(r#","mcp_server_integration_id":"#);
+                    write_str(&mut out, &result.call.server);
+                    out.push_str(r#","tool_name":"#);
+                    write_str(&mut out, &result.call.tool);
+                    out.push_str("}}]}\n\n");
+                }
+                ChatEvent::Done => out.push_str("data: [DONE]\n\n"),
+                ChatEvent::Error(message) => {
+                    out.push_str(r#"data: {"type":"error","error":{"type":"api_error","message":"#);
+                    write_str(&mut out, &message);
+                    out.push_str("}}\n\ndata: [DONE]\n\n");
+                }
+            }
+        }
+        out.into_bytes()
+    }
+
+    fn finish(&self) -> Vec<u8> {
+        Vec::new()
+    }
+}
+
+impl Stream {
+    fn chunk(&self, out: &mut String, delta: &str, finish_reason: Option<&str>) {
+        out.push_str(&self.chunk_head);
+        out.push_str(delta);
+        match finish_reason {
+            Some(reason) => {
+                out.push_str(r#","finish_reason":""#);
+                out.push_str(reason);
+                out.push_str("\"}]}\n\n");
+            }
+            None => out.push_str(",\"finish_reason\":null}]}\n\n"),
+        }
+    }
+
+    /// Each model turn opens with the assistant role, as OpenAI's do.
+    fn start_turn(&self, turn: &mut Turn, out: &mut String) {
+        if !turn.started {
+            turn.started = true;
+            self.chunk(out, r#"{"role":"assistant","content":""}"#, None);
+        }
+    }
+}
+
+fn finish_reason(reason: FinishReason) -> &'static str {
+    match reason {
+        FinishReason::Stop => "stop",
+        FinishReason::ToolCalls => "tool_calls",
+        FinishReason::Length => "length",
+        FinishReason::ContentFilter => "content_filter",
+    }
+}
+
+export!(Plugin);
