@@ -11,3 +11,4 @@ pub mod http;
 pub mod mcp;
 pub mod plugins;
 pub mod server;
+pub mod store;

@@ -1,0 +1,327 @@
+//! Persistence in SQLite under `data_dir`: chat sessions with their
+//! history, and MCP servers registered at run time.
+//!
+//! WAL mode with `synchronous = FULL`: a write that returned is on disk,
+//! so anything acknowledged to a client survives a crash. Each exchange is
+//! appended in one transaction, so a crash never leaves half of one.
+//! rusqlite is blocking; calls run on tokio's blocking pool.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS messages (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    session_id TEXT NOT NULL REFERENCES sessions(id),
+    role TEXT NOT NULL,
+    content TEXT NOT NULL,
+    name TEXT,
+    tool_call_id TEXT,
+    tool_calls TEXT,
+    timestamp TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_by_session ON messages(session_id, seq);
+CREATE TABLE IF NOT EXISTS mcp_servers (
+    name TEXT PRIMARY KEY,
+    config TEXT NOT NULL,
+    registered_at TEXT NOT NULL
+);
+";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the database at {path}: {reason}")]
+    Open { path: String, reason: String },
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("the database task stopped unexpectedly")]
+    Task,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionSummary {
+    pub id: String,
+    pub created_at: String,
+    pub message_count: i64,
+}
+
+/// One message of a session's history.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredMessage {
+    pub role: String,
+    pub content: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+    /// JSON array of `{id, name, arguments}` for assistant tool calls.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<serde_json::Value>,
+    pub timestamp: String,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let failed = |reason: String| StoreError::Open {
+            path: path.display().to_string(),
+            reason,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| failed(e.to_string()))?;
+        }
+        let conn = Connection::open(path).map_err(|e| failed(e.to_string()))?;
+        restrict_permissions(path);
+        Self::init(conn).map_err(|e| failed(e.to_string()))
+    }
+
+    pub fn in_memory() -> Result<Store, StoreError> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(conn: Connection) -> Result<Store, StoreError> {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Store {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            work(&mut conn)
+        })
+        .await
+        .map_err(|_| StoreError::Task)?
+        .map_err(StoreError::from)
+    }
+
+    pub async fn create_session(&self) -> Result<SessionSummary, StoreError> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let created_at = now();
+        let summary = SessionSummary {
+            id: id.clone(),
+            created_at: created_at.clone(),
+            message_count: 0,
+        };
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO sessions (id, created_at) VALUES (?1, ?2)",
+                params![id, created_at],
+            )
+        })
+        .await?;
+        Ok(summary)
+    }
+
+    pub async fn sessions(&self) -> Result<Vec<SessionSummary>, StoreError> {
+        self.run(|c| {
+            let mut query = c.prepare(
+                "SELECT s.id, s.created_at, COUNT(m.seq) FROM sessions s
+                 LEFT JOIN messages m ON m.session_id = s.id
+                 GROUP BY s.id ORDER BY s.created_at, s.id",
+            )?;
+            let rows = query.query_map([], |row| {
+                Ok(SessionSummary {
+                    id: row.get(0)?,
+                    created_at: row.get(1)?,
+                    message_count: row.get(2)?,
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    pub async fn session_exists(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.run(move |c| {
+            c.query_row("SELECT 1 FROM sessions WHERE id = ?1", [id], |_| Ok(()))
+                .optional()
+                .map(|found| found.is_some())
+        })
+        .await
+    }
+
+    /// The session's messages in order, or `None` for an unknown session.
+    pub async fn history(&self, id: &str) -> Result<Option<Vec<StoredMessage>>, StoreError> {
+        let id = id.to_owned();
+        self.run(move |c| {
+            if c.query_row("SELECT 1 FROM sessions WHERE id = ?1", [&id], |_| Ok(()))
+                .optional()?
+                .is_none()
+            {
+                return Ok(None);
+            }
+            let mut query = c.prepare(
+                "SELECT role, content, name, tool_call_id, tool_calls, timestamp
+                 FROM messages WHERE session_id = ?1 ORDER BY seq",
+            )?;
+            let rows = query.query_map([&id], |row| {
+                let tool_calls: Option<String> = row.get(4)?;
+                Ok(StoredMessage {
+                    role: row.get(0)?,
+                    content: row.get(1)?,
+                    name: row.get(2)?,
+                    tool_call_id: row.get(3)?,
+                    tool_calls: tool_calls.and_then(|t| serde_json::from_str(&t).ok()),
+                    timestamp: row.get(5)?,
+                })
+            })?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map(Some)
+        })
+        .await
+    }
+
+    /// Appends messages to a session in one transaction.
+    pub async fn append(
+        &self,
+        session: &str,
+        messages: Vec<StoredMessage>,
+    ) -> Result<(), StoreError> {
+        let session = session.to_owned();
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            {
+                let mut insert = tx.prepare(
+                    "INSERT INTO messages (session_id, role, content, name, tool_call_id, tool_calls, timestamp)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?;
+                for m in &messages {
+                    let tool_calls = m.tool_calls.as_ref().map(|t| t.to_string());
+                    insert.execute(params![session, m.role, m.content, m.name, m.tool_call_id, tool_calls, m.timestamp])?;
+                }
+            }
+            tx.commit()
+        })
+        .await
+    }
+
+    /// Runtime-registered MCP servers, as `(name, config JSON)`.
+    pub async fn servers(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.run(|c| {
+            let mut query =
+                c.prepare("SELECT name, config FROM mcp_servers ORDER BY registered_at, name")?;
+            let rows = query.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            rows.collect()
+        })
+        .await
+    }
+
+    pub async fn save_server(&self, name: &str, config: String) -> Result<(), StoreError> {
+        let name = name.to_owned();
+        self.run(move |c| {
+            c.execute(
+                "INSERT OR REPLACE INTO mcp_servers (name, config, registered_at) VALUES (?1, ?2, ?3)",
+                params![name, config, now()],
+            )
+        })
+        .await
+        .map(drop)
+    }
+
+    pub async fn remove_server(&self, name: &str) -> Result<(), StoreError> {
+        let name = name.to_owned();
+        self.run(move |c| c.execute("DELETE FROM mcp_servers WHERE name = ?1", [name]))
+            .await
+            .map(drop)
+    }
+}
+
+/// Now as RFC 3339 UTC with second precision, as the seeds show.
+pub fn now() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+/// The database holds conversations and server configurations (which may
+/// carry credentials): readable by the owner only.
+fn restrict_permissions(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
+            tracing::warn!("cannot restrict permissions of {}: {e}", path.display());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(role: &str, content: &str) -> StoredMessage {
+        StoredMessage {
+            role: role.into(),
+            content: content.into(),
+            name: None,
+            tool_call_id: None,
+            tool_calls: None,
+            timestamp: now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn sessions_history_and_servers_persist_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db/agenthost.db");
+        let id = {
+            let store = Store::open(&path).unwrap();
+            let session = store.create_session().await.unwrap();
+            let mut tool = message("tool", "{}");
+            tool.name = Some("demo__calculate".into());
+            tool.tool_call_id = Some("call_1".into());
+            store
+                .append(&session.id, vec![message("user", "hi"), tool])
+                .await
+                .unwrap();
+            store
+                .save_server("py", "{\"transport\":\"sse\"}".into())
+                .await
+                .unwrap();
+            session.id
+        };
+        let store = Store::open(&path).unwrap();
+        let sessions = store.sessions().await.unwrap();
+        assert_eq!(
+            (sessions[0].id.as_str(), sessions[0].message_count),
+            (id.as_str(), 2)
+        );
+        let history = store.history(&id).await.unwrap().unwrap();
+        assert_eq!(history[1].tool_call_id.as_deref(), Some("call_1"));
+        assert!(store.history("nope").await.unwrap().is_none());
+        assert_eq!(
+            store.servers().await.unwrap(),
+            [("py".to_owned(), "{\"transport\":\"sse\"}".to_owned())]
+        );
+        store.remove_server("py").await.unwrap();
+        assert!(store.servers().await.unwrap().is_empty());
+        assert!(
+            store
+                .append("nope", vec![message("user", "x")])
+                .await
+                .is_err(),
+            "foreign key enforced"
+        );
+    }
+}
