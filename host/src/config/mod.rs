@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 mod providers;
 
@@ -39,9 +39,12 @@ pub enum ConfigError {
 pub struct Config {
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
-    /// Compiled-plugin cache (and, later, the database).
+    /// The database, and by default the compiled-plugin cache.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
+    /// Compiled-plugin cache; `data_dir/plugin-cache` when absent.
+    #[serde(default)]
+    pub cache_dir: Option<PathBuf>,
     /// Extra `.wasm` components loaded at start.
     #[serde(default = "default_plugins_dir")]
     pub plugins_dir: PathBuf,
@@ -66,14 +69,16 @@ pub struct Config {
     pub agent: AgentConfig,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "snake_case")]
 pub enum Transport {
     Stdio,
+    /// The legacy HTTP+SSE transport of protocol 2024-11-05.
+    Sse,
     StreamableHttp,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct McpServerConfig {
     pub id: String,
@@ -111,7 +116,7 @@ impl McpServerConfig {
                 .chain(self.args.iter().map(String::as_str))
                 .collect::<Vec<_>>()
                 .join(" "),
-            Transport::StreamableHttp => self.url.clone().unwrap_or_default(),
+            Transport::Sse | Transport::StreamableHttp => self.url.clone().unwrap_or_default(),
         }
     }
 
@@ -119,7 +124,7 @@ impl McpServerConfig {
         Duration::from_secs_f64(self.timeout.unwrap_or(60.0).clamp(0.1, 3600.0))
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         let ok_id = !self.id.is_empty()
             && self
                 .id
@@ -136,10 +141,12 @@ impl McpServerConfig {
                 "mcp server `{}` uses stdio but has no `command`",
                 self.id
             ))),
-            Transport::StreamableHttp if self.url.is_none() => Err(ConfigError::Invalid(format!(
-                "mcp server `{}` uses streamable_http but has no `url`",
-                self.id
-            ))),
+            Transport::Sse | Transport::StreamableHttp if self.url.is_none() => {
+                Err(ConfigError::Invalid(format!(
+                    "mcp server `{}` uses {:?} but has no `url`",
+                    self.id, self.transport
+                )))
+            }
             _ => Ok(()),
         }
     }
@@ -153,6 +160,10 @@ pub struct SecurityConfig {
     /// link-local. Empty: only public addresses.
     #[serde(default)]
     pub allow_mcp_networks: Vec<String>,
+    /// Lets any caller register stdio MCP servers (run commands on this
+    /// host); otherwise that takes an admin API key.
+    #[serde(default)]
+    pub allow_stdio_registration: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -7,6 +7,7 @@ use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use rmcp::{RoleClient, ServiceExt};
 
+use super::sse_client;
 use crate::config::{McpServerConfig, Transport};
 
 pub type Client = RunningService<RoleClient, ()>;
@@ -19,6 +20,7 @@ pub async fn connect(
 ) -> Result<Client, String> {
     match config.transport {
         Transport::Stdio => connect_stdio(config).await,
+        Transport::Sse => connect_sse(config, http_client).await,
         Transport::StreamableHttp => connect_http(config, http_client).await,
     }
 }
@@ -61,14 +63,10 @@ async fn connect_http(
     http_client: Option<reqwest::Client>,
 ) -> Result<Client, String> {
     let url = config.url.as_deref().ok_or("no url configured")?;
-    let mut headers = std::collections::HashMap::new();
-    for (name, value) in &config.headers {
-        let name = reqwest::header::HeaderName::try_from(name.as_str())
-            .map_err(|e| format!("invalid header name `{name}`: {e}"))?;
-        let value = reqwest::header::HeaderValue::try_from(value.as_str())
-            .map_err(|e| format!("invalid value for header `{name}`: {e}"))?;
-        headers.insert(name, value);
-    }
+    let headers = header_map(config)?
+        .into_iter()
+        .filter_map(|(name, value)| Some((name?, value)))
+        .collect();
     let mut transport_config = StreamableHttpClientTransportConfig::with_uri(url);
     transport_config.custom_headers = headers;
     match http_client {
@@ -81,4 +79,33 @@ async fn connect_http(
             ().serve(transport).await.map_err(|e| e.to_string())
         }
     }
+}
+
+async fn connect_sse(
+    config: &McpServerConfig,
+    http_client: Option<reqwest::Client>,
+) -> Result<Client, String> {
+    let url = config.url.as_deref().ok_or("no url configured")?;
+    let client = match http_client {
+        Some(client) => client,
+        None => reqwest::Client::builder()
+            .build()
+            .map_err(|e| e.to_string())?,
+    };
+    let (outgoing, incoming) = sse_client::connect(client, url, header_map(config)?).await?;
+    ().serve((outgoing, incoming))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+fn header_map(config: &McpServerConfig) -> Result<reqwest::header::HeaderMap, String> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    for (name, value) in &config.headers {
+        let name = reqwest::header::HeaderName::try_from(name.as_str())
+            .map_err(|e| format!("invalid header name `{name}`: {e}"))?;
+        let value = reqwest::header::HeaderValue::try_from(value.as_str())
+            .map_err(|e| format!("invalid value for header `{name}`: {e}"))?;
+        headers.insert(name, value);
+    }
+    Ok(headers)
 }

@@ -11,9 +11,11 @@
 
 mod connect;
 pub mod names;
+mod sse_client;
 mod url_policy;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -41,6 +43,12 @@ pub enum McpError {
     },
     #[error("{0}")]
     Refused(String),
+    #[error("a server named `{0}` already exists")]
+    Duplicate(String),
+    #[error("MCP server `{0}` is defined in the config file; remove it there")]
+    Configured(String),
+    #[error("MCP server `{0}` was removed")]
+    Removed(String),
     #[error("failed to connect to MCP server `{id}`: {reason}")]
     Connect { id: String, reason: String },
     #[error("tool `{tool}` of MCP server `{server}` did not answer within {secs} s")]
@@ -97,8 +105,20 @@ impl Selection {
     }
 }
 
+/// Where a server came from; only run-time ones can be removed by API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Config,
+    Runtime,
+    /// Named by one request's URL.
+    AdHoc,
+}
+
 pub struct ServerEntry {
     pub config: McpServerConfig,
+    pub origin: Origin,
+    /// Set once removed from the pool: holders fail instead of reconnecting.
+    removed: AtomicBool,
     /// For ad-hoc servers: a client pinned to the addresses that passed
     /// the URL policy.
     http_client: Option<reqwest::Client>,
@@ -116,6 +136,7 @@ impl std::fmt::Debug for ServerEntry {
 struct Session {
     client: connect::Client,
     tools: Arc<Vec<Tool>>,
+    connected_at: String,
 }
 
 impl Session {
@@ -125,9 +146,15 @@ impl Session {
 }
 
 impl ServerEntry {
-    fn new(config: McpServerConfig, http_client: Option<reqwest::Client>) -> Arc<ServerEntry> {
+    fn new(
+        config: McpServerConfig,
+        origin: Origin,
+        http_client: Option<reqwest::Client>,
+    ) -> Arc<ServerEntry> {
         Arc::new(ServerEntry {
             config,
+            origin,
+            removed: AtomicBool::new(false),
             http_client,
             session: Default::default(),
         })
@@ -136,6 +163,9 @@ impl ServerEntry {
     /// The live session's peer and tools, opening a session if needed.
     async fn session(&self) -> Result<(Peer<RoleClient>, Arc<Vec<Tool>>), McpError> {
         let mut slot = self.session.lock().await;
+        if self.removed.load(Ordering::SeqCst) {
+            return Err(McpError::Removed(self.config.id.clone()));
+        }
         if let Some(session) = slot.as_ref().filter(|s| s.is_alive()) {
             return Ok((session.client.peer().clone(), session.tools.clone()));
         }
@@ -163,6 +193,7 @@ impl ServerEntry {
         Ok(Session {
             client,
             tools: Arc::new(tools),
+            connected_at: crate::store::now(),
         })
     }
 
@@ -172,11 +203,15 @@ impl ServerEntry {
     }
 
     pub async fn is_connected(&self) -> bool {
-        self.session
-            .lock()
-            .await
-            .as_ref()
-            .is_some_and(Session::is_alive)
+        self.snapshot().await.is_some()
+    }
+
+    /// The tools and connection time of a live session, without opening one.
+    pub async fn snapshot(&self) -> Option<(Arc<Vec<Tool>>, String)> {
+        let slot = self.session.lock().await;
+        slot.as_ref()
+            .filter(|s| s.is_alive())
+            .map(|s| (s.tools.clone(), s.connected_at.clone()))
     }
 
     async fn close(&self) {
@@ -227,7 +262,7 @@ impl McpPool {
     pub fn new(configs: Vec<McpServerConfig>, url_policy: UrlPolicy) -> McpPool {
         let servers = configs
             .into_iter()
-            .map(|config| ServerEntry::new(config, None))
+            .map(|config| ServerEntry::new(config, Origin::Config, None))
             .collect();
         McpPool {
             servers: RwLock::new(servers),
@@ -265,19 +300,7 @@ impl McpPool {
         url: &str,
         headers: BTreeMap<String, String>,
     ) -> Result<Arc<ServerEntry>, McpError> {
-        let checked = self
-            .url_policy
-            .check(url)
-            .await
-            .map_err(McpError::Refused)?;
-        let client = reqwest::Client::builder()
-            .resolve_to_addrs(&checked.host, &checked.addrs)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| McpError::Connect {
-                id: checked.host.clone(),
-                reason: e.to_string(),
-            })?;
+        let (checked, client) = self.pinned_client(url).await?;
         let id = match checked.url.port() {
             Some(port) => format!("{}:{port}", checked.host),
             None => checked.host.clone(),
@@ -295,7 +318,105 @@ impl McpPool {
             headers,
             timeout: None,
         };
-        Ok(ServerEntry::new(config, Some(client)))
+        Ok(ServerEntry::new(config, Origin::AdHoc, Some(client)))
+    }
+
+    /// Connects every server and adds them all, or none: a server that
+    /// fails to connect leaves nothing registered.
+    pub async fn register(
+        &self,
+        configs: Vec<McpServerConfig>,
+    ) -> Result<Vec<Arc<ServerEntry>>, McpError> {
+        let mut entries: Vec<Arc<ServerEntry>> = Vec::with_capacity(configs.len());
+        for config in configs {
+            if self.server(&config.id).is_ok() || entries.iter().any(|e| e.config.id == config.id) {
+                return Err(McpError::Duplicate(config.id));
+            }
+            entries.push(self.runtime_entry(config).await?);
+        }
+        for entry in &entries {
+            if let Err(e) = entry.tools().await {
+                for opened in &entries {
+                    opened.close().await;
+                }
+                return Err(e);
+            }
+        }
+        let mut servers = self.servers.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(taken) = entries
+            .iter()
+            .find(|e| servers.iter().any(|s| s.config.id == e.config.id))
+        {
+            return Err(McpError::Duplicate(taken.config.id.clone()));
+        }
+        servers.extend(entries.iter().cloned());
+        Ok(entries)
+    }
+
+    /// Adds run-time servers saved before a restart, without connecting.
+    pub async fn restore(&self, configs: Vec<McpServerConfig>) -> Vec<Arc<ServerEntry>> {
+        let mut restored = Vec::new();
+        for config in configs {
+            let id = config.id.clone();
+            match self.runtime_entry(config).await {
+                Ok(entry) => restored.push(entry),
+                Err(e) => tracing::error!(server = %id, "cannot restore MCP server: {e}"),
+            }
+        }
+        self.servers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(restored.iter().cloned());
+        restored
+    }
+
+    /// A run-time server; URLs must pass the same policy as ad-hoc ones.
+    async fn runtime_entry(&self, config: McpServerConfig) -> Result<Arc<ServerEntry>, McpError> {
+        let client = match (&config.url, config.transport) {
+            (Some(url), Transport::Sse | Transport::StreamableHttp) => {
+                Some(self.pinned_client(url).await?.1)
+            }
+            _ => None,
+        };
+        Ok(ServerEntry::new(config, Origin::Runtime, client))
+    }
+
+    /// Checks `url` against the policy and returns an HTTP client pinned to
+    /// the addresses that passed, following no redirects.
+    async fn pinned_client(
+        &self,
+        url: &str,
+    ) -> Result<(url_policy::CheckedUrl, reqwest::Client), McpError> {
+        let checked = self
+            .url_policy
+            .check(url)
+            .await
+            .map_err(McpError::Refused)?;
+        let client = reqwest::Client::builder()
+            .resolve_to_addrs(&checked.host, &checked.addrs)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| McpError::Connect {
+                id: checked.host.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok((checked, client))
+    }
+
+    /// Removes a run-time server and stops it; requests still holding it
+    /// get an error instead of a silent reconnect.
+    pub async fn remove(&self, id: &str) -> Result<(), McpError> {
+        let entry = self.server(id)?;
+        if entry.origin == Origin::Config {
+            return Err(McpError::Configured(id.to_owned()));
+        }
+        self.servers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|s| !Arc::ptr_eq(s, &entry));
+        entry.removed.store(true, Ordering::SeqCst);
+        entry.close().await;
+        Ok(())
     }
 
     /// Opens (or reuses) the server's session and returns its tools.
