@@ -16,4 +16,5 @@ pub const BUILTINS: &[(&str, &[u8])] = &[
     built!("mock_plugin.wasm"),
     built!("simple_plugin.wasm"),
     built!("truefoundry_plugin.wasm"),
+    built!("mcp_chat_plugin.wasm"),
 ];

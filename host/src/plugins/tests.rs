@@ -194,7 +194,14 @@ fn refuses_components_that_implement_no_world() {
     let names: Vec<String> = runtime.list().into_iter().map(|m| m.name).collect();
     assert_eq!(
         names,
-        ["anthropic", "mock", "openai", "simple", "truefoundry"]
+        [
+            "anthropic",
+            "mock",
+            "openai",
+            "mcp-chat",
+            "simple",
+            "truefoundry"
+        ]
     );
 }
 

@@ -1,0 +1,152 @@
+//! The MCP Chat API stream (seed 004): `token`, `tool_call`,
+//! `tool_result`, then `done` with the full text, or `error`.
+//!
+//! Frames are spaced the way the seed's Python server prints them. The
+//! full text joins the model turns with a space where neither side has
+//! one, as the seed's example shows.
+
+use std::cell::RefCell;
+
+use agenthost_plugin::json::{write_python_spaced, write_str};
+use serde::Deserialize;
+
+wit_bindgen::generate!({ path: "../../wit", world: "encoder" });
+
+use agenthost::plugin::types::{ChatEvent, EncoderInfo, PluginKind, PluginMetadata, StreamOptions};
+use exports::agenthost::plugin::encoder_api::{Guest, GuestResponseStream};
+
+struct Plugin;
+
+impl Guest for Plugin {
+    type ResponseStream = Stream;
+
+    fn metadata() -> PluginMetadata {
+        PluginMetadata {
+            name: "mcp-chat".into(),
+            kind: PluginKind::Encoder,
+            version: env!("CARGO_PKG_VERSION").into(),
+            description: "MCP Chat API SSE: token, tool_call, tool_result, done, error".into(),
+        }
+    }
+
+    fn info() -> EncoderInfo {
+        EncoderInfo {
+            content_type: "text/event-stream; charset=utf-8".into(),
+            headers: vec![
+                (
+                    "cache-control".into(),
+                    "no-cache, no-store, must-revalidate".into(),
+                ),
+                ("connection".into(), "keep-alive".into()),
+                ("x-accel-buffering".into(), "no".into()),
+            ],
+        }
+    }
+}
+
+#[derive(Default)]
+struct Text {
+    full: String,
+    /// A model turn ended since the last token.
+    at_turn_boundary: bool,
+}
+
+pub struct Stream {
+    text: RefCell<Text>,
+}
+
+impl GuestResponseStream for Stream {
+    fn new(_options: StreamOptions) -> Self {
+        Stream {
+            text: RefCell::default(),
+        }
+    }
+
+    fn encode(&self, events: Vec<ChatEvent>) -> Vec<u8> {
+        let mut text = self.text.borrow_mut();
+        let mut out = String::new();
+        for event in events {
+            match event {
+                ChatEvent::TextDelta(token) => {
+                    let joins_words = !text.full.is_empty()
+                        && !text.full.ends_with(char::is_whitespace)
+                        && !token.starts_with(char::is_whitespace);
+                    if text.at_turn_boundary && joins_words {
+                        text.full.push(' ');
+                    }
+                    text.at_turn_boundary = false;
+                    text.full.push_str(&token);
+                    out.push_str(r#"data: {"type": "token", "content": "#);
+                    write_str(&mut out, &token);
+                    out.push_str("}\n\n");
+                }
+                ChatEvent::TurnEnd(_) => text.at_turn_boundary = true,
+                ChatEvent::ToolCall(ready) => {
+                    out.push_str(r#"data: {"type": "tool_call", "content": {"server": "#);
+                    write_str(&mut out, &ready.call.server);
+                    out.push_str(r#", "tool": "#);
+                    write_str(&mut out, &ready.call.tool);
+                    out.push_str(r#", "arguments": "#);
+                    write_python_spaced(&mut out, &ready.arguments);
+                    out.push_str("}}\n\n");
+                }
+                ChatEvent::ToolResult(result) => {
+                    out.push_str(r#"data: {"type": "tool_result", "content": {"server": "#);
+                    write_str(&mut out, &result.call.server);
+                    out.push_str(r#", "tool": "#);
+                    write_str(&mut out, &result.call.tool);
+                    out.push_str(if result.is_error {
+                        r#", "success": false"#
+                    } else {
+                        r#", "success": true"#
+                    });
+                    out.push_str(r#", "result": "#);
+                    write_str(&mut out, &result_text(&result.content));
+                    out.push_str("}}\n\n");
+                }
+                ChatEvent::Done => {
+                    out.push_str(r#"data: {"type": "done", "content": "#);
+                    write_str(&mut out, &text.full);
+                    out.push_str("}\n\n");
+                }
+                ChatEvent::Error(message) => {
+                    out.push_str(r#"data: {"type": "error", "content": "#);
+                    write_str(&mut out, &message);
+                    out.push_str("}\n\n");
+                }
+                ChatEvent::ToolCallStart(_) | ChatEvent::ToolCallArgsDelta(_) => {}
+            }
+        }
+        out.into_bytes()
+    }
+
+    fn finish(&self) -> Vec<u8> {
+        Vec::new()
+    }
+}
+
+/// The text blocks of an MCP result, or the error message the host put
+/// there as a JSON string.
+fn result_text(content: &str) -> String {
+    #[derive(Deserialize)]
+    struct Block {
+        text: Option<String>,
+    }
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Content {
+        Result { content: Vec<Block> },
+        Message(String),
+    }
+    match serde_json::from_str::<Content>(content) {
+        Ok(Content::Result { content }) => content
+            .into_iter()
+            .filter_map(|b| b.text)
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Ok(Content::Message(message)) => message,
+        Err(_) => content.to_owned(),
+    }
+}
+
+export!(Plugin);
