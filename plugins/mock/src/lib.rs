@@ -1,7 +1,7 @@
 //! An offline, deterministic model for first runs and tests.
 //!
 //! It needs no network and no key, yet uses tools the way a model would:
-//! - a message naming a tool (by its MCP name) calls it, with the JSON
+//! - a message naming a tool (`server__tool`, or just its MCP name) calls it, with the JSON
 //!   object in the message as arguments, if there is one;
 //! - a message with an arithmetic expression calls a `calc…` tool;
 //! - a message asking for the time calls a `…time…` tool, passing any
@@ -67,9 +67,12 @@ impl Guest for Plugin {
 fn choose_tool(message: &str, tools: &[ToolSpec]) -> Option<(String, String)> {
     let lower = message.to_lowercase();
     let explicit_args = json_object_in(message);
+    let named = |t: &&ToolSpec| mentions(&lower, &t.name.to_lowercase());
+    let named_by_mcp_name = |t: &&ToolSpec| mentions(&lower, &mcp_name(&t.name).to_lowercase());
     if let Some(tool) = tools
         .iter()
-        .find(|t| mentions(&lower, &mcp_name(&t.name).to_lowercase()))
+        .find(named)
+        .or_else(|| tools.iter().find(named_by_mcp_name))
     {
         return Some((
             tool.name.clone(),
