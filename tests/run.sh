@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Runs every test of agenthost on a fresh machine: installs what the tests
-# need (the wasm32-wasip2 target, the Python MCP SDK), then checks
-# formatting, runs the unit and end-to-end tests, and lints.
+# need (the wasm32-wasip2 target, the Python MCP and OpenAI SDKs, a Node
+# EventSource client), then checks formatting, runs the unit and
+# end-to-end tests, and lints.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 rustup target add wasm32-wasip2
 python3 -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+npm ci --silent --no-audit --no-fund --prefix tests/fixtures/node
 
 cargo fmt --all -- --check
 cargo fmt --manifest-path plugins/Cargo.toml --all -- --check

@@ -307,7 +307,7 @@ async fn bad_input_gets_a_clear_4xx() {
         (
             "",
             StatusCode::BAD_REQUEST,
-            "request body is not valid JSON: the body is empty",
+            "request body is not valid JSON: the body is empty; send JSON",
         ),
         (
             "{}",
@@ -346,7 +346,8 @@ async fn bad_input_gets_a_clear_4xx() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(
-        detail(&body).starts_with("no encoder plugin named `nope` is loaded (loaded: simple"),
+        detail(&body)
+            == "no encoder plugin named `nope` is loaded (loaded: mcp-chat, simple, truefoundry)",
         "{body}"
     );
 

@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use crate::agent::{Agent, AgentError};
 use crate::auth::ApiKeys;
-use crate::config::{Config, ConfigError, ProcessEnv};
+use crate::config::{Config, ConfigError, McpServerConfig, ProcessEnv};
 use crate::http::{self, AppState, InvalidOrigin};
 use crate::mcp::{McpPool, UrlPolicy};
 use crate::plugins::{PluginFailure, PluginRuntime, SandboxLimits};
+use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -23,6 +24,8 @@ pub enum ServeError {
     Agent(#[from] AgentError),
     #[error(transparent)]
     Cors(#[from] InvalidOrigin),
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -38,7 +41,12 @@ pub async fn serve(config: Config, own_exe: &Path) -> Result<(), ServeError> {
             call_timeout: Duration::from_millis(config.limits.plugin_call_timeout_ms),
             memory_bytes: (config.limits.plugin_memory_mb as usize) << 20,
         },
-        Some(config.data_dir.join("plugin-cache")),
+        Some(
+            config
+                .cache_dir
+                .clone()
+                .unwrap_or_else(|| config.data_dir.join("plugin-cache")),
+        ),
     )?);
     for (path, result) in plugins.load_dir(&config.plugins_dir) {
         match result {
@@ -70,6 +78,8 @@ pub async fn serve(config: Config, own_exe: &Path) -> Result<(), ServeError> {
     let url_policy =
         UrlPolicy::new(&config.security.allow_mcp_networks).map_err(ConfigError::Invalid)?;
     let pool = Arc::new(McpPool::new(config.mcp_servers(own_exe), url_policy));
+    let store = Store::open(&config.data_dir.join("agenthost.db"))?;
+    restore_servers(&store, &pool).await?;
     let keys = ApiKeys::from_config(&config.api_keys, &ProcessEnv)?;
     if keys.is_empty() {
         tracing::info!("no [[api_keys]] configured: endpoints that need a key will answer 401");
@@ -79,7 +89,14 @@ pub async fn serve(config: Config, own_exe: &Path) -> Result<(), ServeError> {
         providers,
         config.agent.clone(),
     )?);
-    let state = Arc::new(AppState::new(agent, pool.clone(), plugins, keys));
+    let state = Arc::new(AppState::new(
+        agent,
+        pool.clone(),
+        plugins,
+        keys,
+        store,
+        config.security.clone(),
+    ));
     let app = http::router(
         state,
         &config.cors.allowed_origins,
@@ -98,6 +115,26 @@ pub async fn serve(config: Config, own_exe: &Path) -> Result<(), ServeError> {
         .await;
     pool.shutdown().await;
     served?;
+    Ok(())
+}
+
+/// Adds the servers registered at run time before the last stop, and
+/// reconnects them in the background so start-up does not wait on them.
+async fn restore_servers(store: &Store, pool: &McpPool) -> Result<(), ServeError> {
+    let mut configs = Vec::new();
+    for (name, json) in store.servers().await? {
+        match serde_json::from_str::<McpServerConfig>(&json) {
+            Ok(config) => configs.push(config),
+            Err(e) => tracing::error!(server = %name, "ignoring a stored MCP server: {e}"),
+        }
+    }
+    for entry in pool.restore(configs).await {
+        tokio::spawn(async move {
+            if let Err(e) = entry.tools().await {
+                tracing::warn!("restored MCP server not reachable yet: {e}");
+            }
+        });
+    }
     Ok(())
 }
 

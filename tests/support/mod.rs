@@ -27,8 +27,8 @@ pub fn plugin_build_dir() -> PathBuf {
 }
 
 /// A compile cache shared by every test, so only the first start compiles.
-pub fn shared_data_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("agenthost-test-data")
+pub fn shared_cache_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("agenthost-plugin-cache")
 }
 
 pub fn fixture(name: &str) -> PathBuf {
@@ -71,13 +71,16 @@ impl Agenthost {
     /// [`start`](Self::start), with extra environment variables.
     pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Agenthost {
         let dir = tempfile::tempdir().unwrap();
+        // Tests share compiled plugins but never a database.
+        let cache = format!(
+            "cache_dir = {:?}\n",
+            shared_cache_dir().display().to_string()
+        );
         let config = if config.contains("data_dir") {
-            config.to_owned()
+            format!("{cache}{config}")
         } else {
-            format!(
-                "data_dir = {:?}\n{config}",
-                shared_data_dir().display().to_string()
-            )
+            let data = dir.path().join("data").display().to_string();
+            format!("{cache}data_dir = {data:?}\n{config}")
         };
         let path = dir.path().join("agenthost.toml");
         std::fs::write(&path, config).unwrap();

@@ -26,20 +26,38 @@ impl BodyError {
     }
 }
 
+/// A body that must be a JSON object.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, BodyError> {
+    parse(bytes, Container::Object)
+}
+
+/// A body that must be a JSON array.
+pub fn parse_json_list<T: DeserializeOwned>(bytes: &[u8]) -> Result<Vec<T>, BodyError> {
+    parse(bytes, Container::Array)
+}
+
+#[derive(Clone, Copy)]
+enum Container {
+    Object,
+    Array,
+}
+
+fn parse<T: DeserializeOwned>(bytes: &[u8], container: Container) -> Result<T, BodyError> {
     let Some(first) = bytes.iter().find(|b| !b.is_ascii_whitespace()) else {
-        return Err(BodyError::Syntax(
-            "the body is empty; send a JSON object".into(),
-        ));
+        return Err(BodyError::Syntax("the body is empty; send JSON".into()));
     };
-    // serde would read an array into a struct field by field; every body
-    // we accept is an object, so say that instead.
-    if *first != b'{' {
+    // serde would read an array into a struct field by field and complain
+    // about an element; naming the expected container is clearer.
+    let (opening, name) = match container {
+        Container::Object => (b'{', "object"),
+        Container::Array => (b'[', "array"),
+    };
+    if *first != opening {
         serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
             .map_err(|e| BodyError::Syntax(e.to_string()))?;
         return Err(BodyError::Shape {
             path: String::new(),
-            message: "the body must be a JSON object".into(),
+            message: format!("the body must be a JSON {name}"),
         });
     }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);

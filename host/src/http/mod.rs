@@ -3,6 +3,8 @@
 
 mod admin;
 mod body;
+mod mcp_chat;
+mod servers;
 mod simple;
 mod sse;
 mod truefoundry;
@@ -11,13 +13,15 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::HeaderValue;
+use axum::http::{HeaderMap, HeaderValue};
 use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
 
 use crate::agent::Agent;
-use crate::auth::ApiKeys;
+use crate::auth::{ApiKeys, Principal, bearer_token};
+use crate::config::SecurityConfig;
 use crate::mcp::McpPool;
 use crate::plugins::PluginRuntime;
+use crate::store::Store;
 
 /// What every surface shares.
 pub struct AppState {
@@ -25,7 +29,20 @@ pub struct AppState {
     pub pool: Arc<McpPool>,
     pub plugins: Arc<PluginRuntime>,
     pub keys: ApiKeys,
+    pub store: Store,
+    pub security: SecurityConfig,
     pub simple: simple::SimpleState,
+    pub mcp_chat: mcp_chat::SessionLocks,
+}
+
+/// The caller named by `Authorization: Bearer <key>` or `x-api-key`.
+pub fn caller(state: &AppState, headers: &HeaderMap) -> Option<Principal> {
+    let bearer = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer_token);
+    let key = bearer.or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))?;
+    state.keys.authenticate(key)
 }
 
 impl AppState {
@@ -34,13 +51,18 @@ impl AppState {
         pool: Arc<McpPool>,
         plugins: Arc<PluginRuntime>,
         keys: ApiKeys,
+        store: Store,
+        security: SecurityConfig,
     ) -> AppState {
         AppState {
             agent,
             pool,
             plugins,
             keys,
-            simple: simple::SimpleState::default(),
+            store,
+            security,
+            simple: Default::default(),
+            mcp_chat: Default::default(),
         }
     }
 }
@@ -68,6 +90,8 @@ pub fn router(
         .merge(simple::routes())
         .merge(admin::routes())
         .merge(truefoundry::routes())
+        .merge(mcp_chat::routes())
+        .merge(servers::routes())
         .with_state(state)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(cors))

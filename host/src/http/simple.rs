@@ -39,7 +39,6 @@ struct Conversation {
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
-        .route("/servers", get(list_servers))
         .route("/connect/{server_id}", post(connect))
         .route("/status", get(status))
         .route("/disconnect", post(disconnect))
@@ -54,28 +53,6 @@ impl IntoResponse for Detail {
     fn into_response(self) -> Response {
         (self.0, Json(json!({ "detail": self.1 }))).into_response()
     }
-}
-
-async fn list_servers(State(state): State<Arc<AppState>>) -> Json<Vec<Value>> {
-    let conversation = state.simple.conversation.lock().await;
-    let servers = state
-        .pool
-        .servers()
-        .iter()
-        .map(|s| {
-            let mut server = json!({
-                "id": s.config.id,
-                "name": s.config.display_name(),
-                "path": s.config.location(),
-                "description": s.config.description.clone().unwrap_or_default(),
-            });
-            if conversation.server.as_deref() == Some(&s.config.id) {
-                server["tools"] = Value::Array(conversation.tools.clone());
-            }
-            server
-        })
-        .collect();
-    Json(servers)
 }
 
 async fn connect(

@@ -1,0 +1,428 @@
+//! The MCP Chat API (seed 004): servers registered at run time, persistent
+//! sessions with history, chat streamed by the `mcp-chat` encoder plugin.
+//!
+//! Chats on one session are serialized so history never interleaves. The
+//! user's message is on disk before the response starts; the exchange's
+//! assistant and tool messages are appended in one transaction when it
+//! ends. Errors are `{"detail": "..."}` with the seed's status codes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::OwnedMutexGuard;
+
+use super::body::{parse_json, parse_json_list};
+use super::{AppState, servers, sse};
+use crate::agent::{ChatRequest, Message, Role, ToolCall, collect};
+use crate::auth::Role as KeyRole;
+use crate::config::{McpServerConfig, Transport};
+use crate::mcp::{self, McpError, Selection, ToolSet};
+use crate::store::{self, StoredMessage};
+
+const FORMAT: &str = "mcp-chat";
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/", get(health))
+        .route("/servers", post(add_servers))
+        .route("/servers/{name}", delete(remove_server))
+        .route("/tools", get(tools))
+        .route("/sessions", post(create_session).get(list_sessions))
+        .route("/sessions/{id}/history", get(history))
+        .route("/chat/{id}", post(chat))
+        .route("/chat/{id}/stream", get(chat_stream))
+}
+
+/// One lock per session, held for the whole of a chat.
+#[derive(Default)]
+pub struct SessionLocks {
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl SessionLocks {
+    async fn lock(&self, session: &str) -> OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+            locks.entry(session.to_owned()).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
+}
+
+struct Detail(StatusCode, String);
+
+impl IntoResponse for Detail {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "detail": self.1 }))).into_response()
+    }
+}
+
+fn internal(error: impl std::fmt::Display) -> Detail {
+    Detail(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
+}
+
+async fn health() -> Json<Value> {
+    Json(json!({ "status": "ok", "message": "MCP Chat API is running" }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServerSpec {
+    name: String,
+    transport: Transport,
+    command: Option<String>,
+    #[serde(default)]
+    args: Vec<String>,
+    #[serde(default)]
+    env: std::collections::BTreeMap<String, String>,
+    cwd: Option<std::path::PathBuf>,
+    url: Option<String>,
+    #[serde(default)]
+    headers: std::collections::BTreeMap<String, String>,
+    timeout: Option<f64>,
+}
+
+impl ServerSpec {
+    fn into_config(self) -> McpServerConfig {
+        McpServerConfig {
+            id: self.name,
+            name: None,
+            description: None,
+            transport: self.transport,
+            command: self.command,
+            args: self.args,
+            env: self.env,
+            cwd: self.cwd,
+            url: self.url,
+            headers: self.headers,
+            timeout: self.timeout,
+        }
+    }
+}
+
+/// Whether the caller may run commands on this host.
+fn may_run_commands(state: &AppState, headers: &HeaderMap) -> bool {
+    state.security.allow_stdio_registration
+        || super::caller(state, headers).is_some_and(|p| p.role == KeyRole::Admin)
+}
+
+async fn add_servers(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Vec<Value>>, Detail> {
+    let specs: Vec<ServerSpec> =
+        parse_json_list(&body).map_err(|e| Detail(StatusCode::BAD_REQUEST, e.message()))?;
+    let mut configs = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let config = spec.into_config();
+        config
+            .validate()
+            .map_err(|e| Detail(StatusCode::BAD_REQUEST, e.to_string()))?;
+        if config.transport == Transport::Stdio && !may_run_commands(&state, &headers) {
+            return Err(Detail(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "registering stdio server `{}` runs a command on this host: it needs an admin API key",
+                    config.id
+                ),
+            ));
+        }
+        configs.push(config);
+    }
+    let entries = state.pool.register(configs).await.map_err(|e| match e {
+        McpError::Duplicate(_) => Detail(StatusCode::CONFLICT, e.to_string()),
+        McpError::Refused(_) => Detail(StatusCode::BAD_REQUEST, e.to_string()),
+        McpError::Connect { reason, .. } => {
+            internal(format!("Failed to connect to server: {reason}"))
+        }
+        other => internal(format!("Failed to connect to server: {other}")),
+    })?;
+    let mut added = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let config = serde_json::to_string(&entry.config).map_err(internal)?;
+        state
+            .store
+            .save_server(&entry.config.id, config)
+            .await
+            .map_err(internal)?;
+        added.push(servers::describe(&entry).await);
+    }
+    Ok(Json(added))
+}
+
+async fn remove_server(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, Detail> {
+    let server = state
+        .pool
+        .server(&name)
+        .map_err(|_| Detail(StatusCode::NOT_FOUND, "Server not found".into()))?;
+    if server.config.transport == Transport::Stdio && !may_run_commands(&state, &headers) {
+        return Err(Detail(
+            StatusCode::FORBIDDEN,
+            "removing a stdio server needs an admin API key".into(),
+        ));
+    }
+    state.pool.remove(&name).await.map_err(|e| match e {
+        McpError::Configured(_) => Detail(StatusCode::CONFLICT, e.to_string()),
+        _ => Detail(StatusCode::NOT_FOUND, "Server not found".into()),
+    })?;
+    state.store.remove_server(&name).await.map_err(internal)?;
+    Ok(Json(
+        json!({ "message": format!("Server '{name}' removed") }),
+    ))
+}
+
+/// Every server's tools, named as chats name them. A server that cannot
+/// be reached is left out rather than failing the whole list or chat.
+async fn all_tools(state: &AppState) -> ToolSet {
+    let mut selections = Vec::new();
+    for server in state.pool.servers() {
+        match server.tools().await {
+            Ok(_) => selections.push(Selection::all(server)),
+            Err(e) => tracing::warn!("leaving out MCP server: {e}"),
+        }
+    }
+    mcp::tool_set(&selections).await.unwrap_or_default()
+}
+
+async fn tools(State(state): State<Arc<AppState>>) -> Json<Vec<Value>> {
+    let tools = all_tools(&state).await;
+    Json(
+        tools
+            .tools
+            .iter()
+            .map(|t| json!({ "server_name": t.server, "tool_name": t.tool, "full_name": t.name, "description": t.description }))
+            .collect(),
+    )
+}
+
+async fn create_session(State(state): State<Arc<AppState>>) -> Result<Json<Value>, Detail> {
+    let session = state.store.create_session().await.map_err(internal)?;
+    Ok(Json(json!({ "session_id": session.id })))
+}
+
+async fn list_sessions(State(state): State<Arc<AppState>>) -> Result<Json<Value>, Detail> {
+    let sessions = state.store.sessions().await.map_err(internal)?;
+    Ok(Json(json!(sessions)))
+}
+
+async fn history(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Detail> {
+    match state.store.history(&id).await.map_err(internal)? {
+        Some(messages) => Ok(Json(json!(messages))),
+        None => Err(session_not_found()),
+    }
+}
+
+fn session_not_found() -> Detail {
+    Detail(StatusCode::NOT_FOUND, "Session not found".into())
+}
+
+#[derive(Deserialize)]
+struct ChatBody {
+    message: String,
+}
+
+#[derive(Deserialize)]
+struct StreamQuery {
+    message: Option<String>,
+}
+
+/// A chat in progress on a session, holding the session's lock.
+struct SessionChat {
+    request: ChatRequest,
+    guard: OwnedMutexGuard<()>,
+}
+
+/// Locks the session, stores the user's message and prepares the chat
+/// with the session's whole history and every server's tools.
+async fn begin(state: &AppState, session: &str, message: String) -> Result<SessionChat, Detail> {
+    if message.trim().is_empty() {
+        return Err(Detail(
+            StatusCode::BAD_REQUEST,
+            "`message` must not be empty".into(),
+        ));
+    }
+    if !state
+        .store
+        .session_exists(session)
+        .await
+        .map_err(internal)?
+    {
+        return Err(session_not_found());
+    }
+    let guard = state.mcp_chat.lock(session).await;
+    let history = state
+        .store
+        .history(session)
+        .await
+        .map_err(internal)?
+        .unwrap_or_default();
+    let route = state
+        .agent
+        .route(None)
+        .map_err(|e| Detail(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let user = StoredMessage {
+        role: "user".into(),
+        content: message,
+        name: None,
+        tool_call_id: None,
+        tool_calls: None,
+        timestamp: store::now(),
+    };
+    state
+        .store
+        .append(session, vec![user.clone()])
+        .await
+        .map_err(internal)?;
+    let mut messages: Vec<Message> = history.iter().map(to_message).collect();
+    messages.push(to_message(&user));
+    let tools = all_tools(state).await;
+    Ok(SessionChat {
+        request: ChatRequest::new(messages, tools, route),
+        guard,
+    })
+}
+
+/// Stores what the chat added, then releases the session.
+fn remember(
+    state: Arc<AppState>,
+    session: String,
+    transcript: tokio::sync::oneshot::Receiver<Vec<Message>>,
+    guard: OwnedMutexGuard<()>,
+) {
+    tokio::spawn(async move {
+        if let Ok(added) = transcript.await
+            && let Err(e) = state.store.append(&session, to_stored(&added)).await
+        {
+            tracing::error!(session = %session, "cannot store the chat's messages: {e}");
+        }
+        drop(guard);
+    });
+}
+
+async fn chat(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, Detail> {
+    let body: ChatBody =
+        parse_json(&body).map_err(|e| Detail(StatusCode::BAD_REQUEST, e.message()))?;
+    let SessionChat { request, guard } = begin(&state, &id, body.message).await?;
+    let run = state.agent.run(request);
+    remember(state.clone(), id, run.transcript, guard);
+    let outcome = collect(run.events).await;
+    if let Some(error) = outcome.error {
+        return Err(internal(format!("Chat error: {error}")));
+    }
+    Ok(Json(json!({
+        "message": outcome.text,
+        "tool_calls_count": outcome.tool_calls.len(),
+        "iterations": outcome.iterations,
+    })))
+}
+
+async fn chat_stream(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Query(query): Query<StreamQuery>,
+) -> Result<Response, Detail> {
+    let message = query.message.ok_or_else(|| {
+        Detail(
+            StatusCode::BAD_REQUEST,
+            "the `message` query parameter is required".into(),
+        )
+    })?;
+    let encoder = state.plugins.encoder(FORMAT).map_err(internal)?;
+    let SessionChat { request, guard } = begin(&state, &id, message).await?;
+    let options = sse::response_options(&request.route.model);
+    let run = state.agent.run(request);
+    remember(state.clone(), id, run.transcript, guard);
+    sse::encoded_response(encoder.clone(), encoder, options, run.events).map_err(internal)
+}
+
+fn to_message(stored: &StoredMessage) -> Message {
+    let role = match stored.role.as_str() {
+        "system" => Role::System,
+        "assistant" => Role::Assistant,
+        "tool" => Role::Tool,
+        _ => Role::User,
+    };
+    let tool_calls = stored
+        .tool_calls
+        .as_ref()
+        .and_then(Value::as_array)
+        .map(|calls| {
+            calls
+                .iter()
+                .map(|c| ToolCall {
+                    id: c["id"].as_str().unwrap_or_default().to_owned(),
+                    name: c["name"].as_str().unwrap_or_default().to_owned(),
+                    arguments: c["arguments"].as_str().unwrap_or("{}").to_owned(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Message {
+        role,
+        content: stored.content.clone(),
+        tool_calls,
+        tool_call_id: stored.tool_call_id.clone(),
+    }
+}
+
+/// Tool messages are named by the full tool name of the call they answer.
+fn to_stored(added: &[Message]) -> Vec<StoredMessage> {
+    let timestamp = store::now();
+    added
+        .iter()
+        .map(|m| {
+            let (role, name, tool_calls) = match m.role {
+                Role::Assistant => {
+                    let calls: Vec<Value> = m
+                        .tool_calls
+                        .iter()
+                        .map(|c| json!({ "id": c.id, "name": c.name, "arguments": c.arguments }))
+                        .collect();
+                    (
+                        "assistant",
+                        None,
+                        (!calls.is_empty()).then_some(Value::Array(calls)),
+                    )
+                }
+                Role::Tool => {
+                    let name = added
+                        .iter()
+                        .flat_map(|a| &a.tool_calls)
+                        .find(|c| Some(&c.id) == m.tool_call_id.as_ref())
+                        .map(|c| c.name.clone());
+                    ("tool", name, None)
+                }
+                Role::System => ("system", None, None),
+                Role::User => ("user", None, None),
+            };
+            StoredMessage {
+                role: role.into(),
+                content: m.content.clone(),
+                name,
+                tool_call_id: m.tool_call_id.clone(),
+                tool_calls,
+                timestamp: timestamp.clone(),
+            }
+        })
+        .collect()
+}

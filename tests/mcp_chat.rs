@@ -1,0 +1,449 @@
+//! End-to-end: the MCP Chat API (seed 004) through the real binary, with
+//! the Python SDK's FastMCP on all three transports, persistence across a
+//! restart, and a browser-style EventSource client.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use support::*;
+
+const ADMIN: &str = "sk-admin-00000001";
+const MEMBER: &str = "sk-member-0000001";
+
+fn config(extra: &str) -> String {
+    format!(
+        "{extra}\nmcp_servers = []\n[security]\nallow_mcp_networks = [\"127.0.0.0/8\"]\n\
+         [[api_keys]]\nkey = \"{ADMIN}\"\norg = \"acme\"\nrole = \"admin\"\n\
+         [[api_keys]]\nkey = \"{MEMBER}\"\norg = \"acme\"\nrole = \"member\"\n"
+    )
+}
+
+fn python_stdio(name: &str) -> Value {
+    json!({ "name": name, "transport": "stdio", "command": "python3", "args": [fixture("fastmcp_server.py")] })
+}
+
+async fn add_servers(host: &Agenthost, servers: Value, key: Option<&str>) -> (StatusCode, Value) {
+    let mut request = client().post(host.url("/servers")).json(&servers);
+    if let Some(key) = key {
+        request = request.header("x-api-key", key);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap())
+}
+
+async fn new_session(host: &Agenthost) -> String {
+    let (status, body) = host.post_json("/sessions", "").await;
+    assert_eq!(status, StatusCode::OK);
+    body["session_id"].as_str().unwrap().to_owned()
+}
+
+async fn stream(
+    host: &Agenthost,
+    session: &str,
+    message: &str,
+) -> (reqwest::header::HeaderMap, String) {
+    let url = reqwest::Url::parse_with_params(
+        &host.url(&format!("/chat/{session}/stream")),
+        [("message", message)],
+    )
+    .unwrap();
+    let response = client().get(url).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    (response.headers().clone(), response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn servers_on_all_three_transports_serve_tools_and_chats() {
+    let host = Agenthost::start(&config(""));
+    let (status, body) = host.get("/").await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::OK,
+            json!({ "status": "ok", "message": "MCP Chat API is running" })
+        )
+    );
+
+    let sse = PythonMcpServer::start("sse");
+    let http = PythonMcpServer::start("streamable-http");
+    let servers = json!([
+        python_stdio("pystdio"),
+        { "name": "pysse", "transport": "sse", "url": format!("http://127.0.0.1:{}/sse", sse.port) },
+        { "name": "pyhttp", "transport": "streamable_http", "url": format!("http://127.0.0.1:{}/mcp", http.port), "timeout": 30 },
+    ]);
+    let (status, added) = add_servers(&host, servers, Some(ADMIN)).await;
+    assert_eq!(status, StatusCode::OK, "{added}");
+    for (server, transport) in
+        added
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(["stdio", "sse", "streamable_http"])
+    {
+        assert_eq!(server["transport"], transport);
+        assert_eq!(server["tools_count"], 4);
+        assert_eq!(
+            server["tools"][0],
+            json!({ "name": "reverse_text", "description": "Reverse a piece of text." })
+        );
+        assert!(server["connected_at"].as_str().unwrap().ends_with('Z'));
+    }
+    let (_, listed) = host.get("/servers").await;
+    assert_eq!(listed.as_array().unwrap().len(), 3);
+    assert_eq!(listed[1]["name"], "pysse");
+
+    let (_, tools) = host.get("/tools").await;
+    assert_eq!(tools.as_array().unwrap().len(), 12);
+    assert_eq!(
+        tools[4],
+        json!({ "server_name": "pysse", "tool_name": "reverse_text", "full_name": "pysse__reverse_text", "description": "Reverse a piece of text." })
+    );
+
+    let session = new_session(&host).await;
+    for (server, text, expected) in [
+        ("pystdio", "abc", "cba"),
+        ("pysse", "sse", "ess"),
+        ("pyhttp", "http", "ptth"),
+    ] {
+        let message = format!("{server}__reverse_text {{\"text\": \"{text}\"}}");
+        let (headers, body) = stream(&host, &session, &message).await;
+        assert_eq!(headers["content-type"], "text/event-stream; charset=utf-8");
+        assert_eq!(
+            headers["cache-control"],
+            "no-cache, no-store, must-revalidate"
+        );
+        assert_eq!(headers["x-accel-buffering"], "no");
+        assert_eq!(
+            body,
+            format!(
+                concat!(
+                    "data: {{\"type\": \"tool_call\", \"content\": {{\"server\": \"{server}\", \"tool\": \"reverse_text\", \"arguments\": {{\"text\": \"{text}\"}}}}}}\n\n",
+                    "data: {{\"type\": \"tool_result\", \"content\": {{\"server\": \"{server}\", \"tool\": \"reverse_text\", \"success\": true, \"result\": \"{expected}\"}}}}\n\n",
+                    "data: {{\"type\": \"token\", \"content\": \"reverse_text \"}}\n\n",
+                    "data: {{\"type\": \"token\", \"content\": \"returned: \"}}\n\n",
+                    "data: {{\"type\": \"token\", \"content\": \"{expected}.\"}}\n\n",
+                    "data: {{\"type\": \"done\", \"content\": \"reverse_text returned: {expected}.\"}}\n\n",
+                ),
+                server = server,
+                text = text,
+                expected = expected
+            )
+        );
+    }
+
+    let (status, body) = host
+        .post_json(
+            &format!("/chat/{session}"),
+            r#"{"message": "pyhttp__word_count {\"text\": \"one two\"}"}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        json!({ "message": "word_count returned: 2.", "tool_calls_count": 1, "iterations": 2 })
+    );
+
+    let response = client()
+        .delete(host.url("/servers/pysse"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.json::<Value>().await.unwrap(),
+        json!({ "message": "Server 'pysse' removed" })
+    );
+    let (_, listed) = host.get("/servers").await;
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn history_keeps_tool_messages_and_survives_a_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let extra = format!("data_dir = {:?}", data.path().display().to_string());
+    let http = PythonMcpServer::start("streamable-http");
+    let session;
+    {
+        let host = Agenthost::start(&config(&extra));
+        let server = json!([{ "name": "pyhttp", "transport": "streamable_http", "url": format!("http://127.0.0.1:{}/mcp", http.port) }]);
+        assert_eq!(add_servers(&host, server, None).await.0, StatusCode::OK);
+        session = new_session(&host).await;
+        let (status, _) = host
+            .post_json(
+                &format!("/chat/{session}"),
+                r#"{"message": "reverse_text {\"text\": \"ab\"}"}"#,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+
+    let host = Agenthost::start(&config(&extra));
+    let (_, sessions) = host.get("/sessions").await;
+    assert_eq!(sessions.as_array().unwrap().len(), 1);
+    assert_eq!(sessions[0]["id"], session.as_str());
+    assert_eq!(sessions[0]["message_count"], 4);
+    let (status, history) = host.get(&format!("/sessions/{session}/history")).await;
+    assert_eq!(status, StatusCode::OK);
+    let roles: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["user", "assistant", "tool", "assistant"]);
+    assert_eq!(history[0]["content"], "reverse_text {\"text\": \"ab\"}");
+    assert_eq!(history[1]["tool_calls"][0]["name"], "pyhttp__reverse_text");
+    let call_id = history[1]["tool_calls"][0]["id"].as_str().unwrap();
+    assert_eq!(history[2]["name"], "pyhttp__reverse_text");
+    assert_eq!(history[2]["tool_call_id"], call_id);
+    assert_eq!(history[2]["content"], "ba");
+    assert_eq!(history[3]["content"], "reverse_text returned: ba.");
+    assert!(history[3]["timestamp"].as_str().unwrap().ends_with('Z'));
+
+    // The registered server came back, and the model sees the whole history.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, servers) = host.get("/servers").await;
+        if servers[0]["connected_at"].is_string() {
+            assert_eq!(servers[0]["name"], "pyhttp");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pyhttp was not reconnected: {servers}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, body) = stream(&host, &session, "word_count {\"text\": \"x y z\"}").await;
+    assert!(body.contains("\"result\": \"3\""), "{body}");
+    let (_, history) = host.get(&format!("/sessions/{session}/history")).await;
+    assert_eq!(history.as_array().unwrap().len(), 8);
+}
+
+#[tokio::test]
+async fn a_browser_style_eventsource_client_reads_the_stream() {
+    let host = Agenthost::start(&config(""));
+    let session = new_session(&host).await;
+    let url = format!(
+        "{}?message={}",
+        host.url(&format!("/chat/{session}/stream")),
+        "hello%20there"
+    );
+    let output = tokio::process::Command::new("node")
+        .arg(fixture("node/eventsource_client.mjs"))
+        .arg(url)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let events: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        events,
+        json!([
+            { "type": "token", "content": "You " },
+            { "type": "token", "content": "said: " },
+            { "type": "token", "content": "hello " },
+            { "type": "token", "content": "there" },
+            { "type": "done", "content": "You said: hello there" },
+        ])
+    );
+}
+
+#[tokio::test]
+async fn chats_on_one_session_are_serialized() {
+    let host = Agenthost::start(&config(""));
+    let (status, _) = add_servers(&host, json!([python_stdio("py")]), Some(ADMIN)).await;
+    assert_eq!(status, StatusCode::OK);
+    let session = new_session(&host).await;
+    let path = format!("/chat/{session}");
+    let slow = r#"{"message": "slow {\"seconds\": 0.3}"}"#;
+    let (a, b) = tokio::join!(host.post_json(&path, slow), host.post_json(&path, slow));
+    assert_eq!((a.0, b.0), (StatusCode::OK, StatusCode::OK));
+    let (_, history) = host.get(&format!("/sessions/{session}/history")).await;
+    let roles: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        roles,
+        [
+            "user",
+            "assistant",
+            "tool",
+            "assistant",
+            "user",
+            "assistant",
+            "tool",
+            "assistant"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn deleting_a_server_in_use_fails_its_call_instead_of_hanging() {
+    let host = Agenthost::start(&config(""));
+    add_servers(&host, json!([python_stdio("py")]), Some(ADMIN)).await;
+    let session = new_session(&host).await;
+    let marker = tempfile::NamedTempFile::new().unwrap();
+    let message = format!(
+        "slow {{\"seconds\": 30, \"marker\": {:?}}}",
+        marker.path().display().to_string()
+    );
+    let started = Instant::now();
+    let streaming = stream(&host, &session, &message);
+    let deleting = async {
+        while std::fs::read_to_string(marker.path()).unwrap_or_default() != "started" {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let response = client()
+            .delete(host.url("/servers/py"))
+            .header("x-api-key", ADMIN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    };
+    let ((_, body), ()) = tokio::join!(streaming, deleting);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the call waited for the tool instead of failing"
+    );
+    assert!(
+        body.contains("\"tool\": \"slow\", \"success\": false"),
+        "{body}"
+    );
+    assert!(body.contains("\"type\": \"done\""), "{body}");
+    let (_, tools) = host.get("/tools").await;
+    assert_eq!(tools, json!([]));
+}
+
+#[tokio::test]
+async fn errors_follow_the_seed() {
+    let host = Agenthost::start(
+        &format!("{}\n{}", config(""), demo_server_toml()).replace("mcp_servers = []\n", ""),
+    );
+    let detail = |body: &Value| body["detail"].as_str().unwrap().to_owned();
+
+    // Running commands takes an admin key.
+    for key in [None, Some(MEMBER)] {
+        let (status, body) = add_servers(&host, json!([python_stdio("py")]), key).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert_eq!(
+            detail(&body),
+            "registering stdio server `py` runs a command on this host: it needs an admin API key"
+        );
+    }
+    let (status, _) = add_servers(&host, json!([python_stdio("py")]), Some(ADMIN)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = add_servers(&host, json!([python_stdio("py")]), Some(ADMIN)).await;
+    assert_eq!(
+        (status, detail(&body)),
+        (
+            StatusCode::CONFLICT,
+            "a server named `py` already exists".into()
+        )
+    );
+
+    // A server that cannot connect leaves nothing registered, not even its
+    // healthy companions.
+    let broken = json!([
+        python_stdio("fine"),
+        { "name": "broken", "transport": "stdio", "command": "/nonexistent/mcp-server" },
+    ]);
+    let (status, body) = add_servers(&host, broken, Some(ADMIN)).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(
+        detail(&body)
+            .starts_with("Failed to connect to server: cannot start `/nonexistent/mcp-server`"),
+        "{body}"
+    );
+    let (_, servers) = host.get("/servers").await;
+    let names: Vec<&str> = servers
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["demo", "py"]);
+
+    let cases = [
+        (
+            json!([{ "name": "x", "transport": "carrier-pigeon" }]),
+            "invalid field `[0].transport`: unknown variant `carrier-pigeon`, expected one of `stdio`, `sse`, `streamable_http`",
+        ),
+        (
+            json!([{ "name": "x", "transport": "sse" }]),
+            "invalid config: mcp server `x` uses Sse but has no `url`",
+        ),
+        (
+            json!([{ "name": "x", "transport": "sse", "url": "http://10.1.1.1/sse" }]),
+            "",
+        ),
+        (
+            json!({ "name": "x" }),
+            "invalid request body: the body must be a JSON array",
+        ),
+    ];
+    for (body, message) in cases {
+        let (status, answer) = add_servers(&host, body.clone(), Some(ADMIN)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+        if !message.is_empty() {
+            assert_eq!(detail(&answer), message);
+        }
+    }
+
+    let response = client()
+        .delete(host.url("/servers/nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        response.json::<Value>().await.unwrap(),
+        json!({ "detail": "Server not found" })
+    );
+    let response = client()
+        .delete(host.url("/servers/demo"))
+        .header("x-api-key", ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CONFLICT);
+
+    let not_found = json!({ "detail": "Session not found" });
+    let (status, body) = host.get("/sessions/nope/history").await;
+    assert_eq!((status, body), (StatusCode::NOT_FOUND, not_found.clone()));
+    let (status, body) = host.post_json("/chat/nope", r#"{"message": "hi"}"#).await;
+    assert_eq!((status, body), (StatusCode::NOT_FOUND, not_found.clone()));
+    let response = client()
+        .get(host.url("/chat/nope/stream?message=hi"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let session = new_session(&host).await;
+    let response = client()
+        .get(host.url(&format!("/chat/{session}/stream")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let (status, body) = host
+        .post_json(&format!("/chat/{session}"), r#"{"text": "hi"}"#)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        detail(&body),
+        "invalid request body: missing field `message`"
+    );
+}
