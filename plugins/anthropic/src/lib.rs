@@ -8,7 +8,7 @@
 use std::cell::RefCell;
 
 use agenthost_plugin::json::write_str;
-use agenthost_plugin::lines::{LineBuffer, sse_data};
+use agenthost_plugin::lines::{LineDecoder, LineProtocol, sse_data};
 use serde::Deserialize;
 
 wit_bindgen::generate!({ path: "../../wit", world: "provider" });
@@ -239,43 +239,46 @@ struct ApiError {
     message: String,
 }
 
+/// Anthropic's SSE: typed events ending with `message_stop`.
 #[derive(Default)]
-struct DecoderState {
-    lines: LineBuffer,
+struct EventLines {
+    /// `message_stop` (or an error event) was seen.
     stopped: bool,
 }
 
-pub struct Decoder {
-    state: RefCell<DecoderState>,
+impl LineProtocol for EventLines {
+    type Event = ProviderEvent;
+    type Error = PluginError;
+
+    fn line(&mut self, line: &str, events: &mut Vec<ProviderEvent>) -> Result<(), PluginError> {
+        decode_line(line, events, &mut self.stopped)
+    }
+
+    fn end(&mut self, _events: &mut Vec<ProviderEvent>) -> Result<(), PluginError> {
+        if self.stopped {
+            return Ok(());
+        }
+        Err(PluginError {
+            code: "decode".into(),
+            message: "the provider's stream ended before the model finished its turn".into(),
+        })
+    }
 }
+
+#[derive(Default)]
+pub struct Decoder(RefCell<LineDecoder<EventLines>>);
 
 impl GuestDecoder for Decoder {
     fn new() -> Self {
-        Decoder {
-            state: RefCell::default(),
-        }
+        Decoder::default()
     }
 
     fn feed(&self, bytes: Vec<u8>) -> Result<Vec<ProviderEvent>, PluginError> {
-        let mut state = self.state.borrow_mut();
-        let DecoderState { lines, stopped } = &mut *state;
-        let mut events = Vec::new();
-        lines.try_feed(&bytes, |line| decode_line(line, &mut events, stopped))?;
-        Ok(events)
+        self.0.borrow_mut().feed(&bytes)
     }
 
     fn finish(&self) -> Result<Vec<ProviderEvent>, PluginError> {
-        let mut state = self.state.borrow_mut();
-        let DecoderState { lines, stopped } = &mut *state;
-        let mut events = Vec::new();
-        lines.try_finish(|line| decode_line(line, &mut events, stopped))?;
-        if !*stopped {
-            return Err(PluginError {
-                code: "decode".into(),
-                message: "the provider's stream ended before the model finished its turn".into(),
-            });
-        }
-        Ok(events)
+        self.0.borrow_mut().finish()
     }
 }
 

@@ -15,7 +15,7 @@
 use std::cell::RefCell;
 
 use agenthost_plugin::json::write_str;
-use agenthost_plugin::lines::LineBuffer;
+use agenthost_plugin::lines::{LineDecoder, LineProtocol};
 use serde::Deserialize;
 
 wit_bindgen::generate!({ path: "../../wit", world: "provider" });
@@ -216,33 +216,35 @@ enum Line {
     Finish(String),
 }
 
+/// The mock's own JSON lines.
 #[derive(Default)]
-struct DecoderState {
-    lines: LineBuffer,
+struct MockLines {
     next_index: u32,
 }
 
-pub struct Decoder {
-    state: RefCell<DecoderState>,
+impl LineProtocol for MockLines {
+    type Event = ProviderEvent;
+    type Error = PluginError;
+
+    fn line(&mut self, line: &str, events: &mut Vec<ProviderEvent>) -> Result<(), PluginError> {
+        decode_line(line, events, &mut self.next_index)
+    }
 }
+
+#[derive(Default)]
+pub struct Decoder(RefCell<LineDecoder<MockLines>>);
 
 impl GuestDecoder for Decoder {
     fn new() -> Self {
-        Decoder {
-            state: RefCell::default(),
-        }
+        Decoder::default()
     }
 
     fn feed(&self, bytes: Vec<u8>) -> Result<Vec<ProviderEvent>, PluginError> {
-        let mut state = self.state.borrow_mut();
-        let DecoderState { lines, next_index } = &mut *state;
-        let mut events = Vec::new();
-        lines.try_feed(&bytes, |line| decode_line(line, &mut events, next_index))?;
-        Ok(events)
+        self.0.borrow_mut().feed(&bytes)
     }
 
     fn finish(&self) -> Result<Vec<ProviderEvent>, PluginError> {
-        Ok(Vec::new())
+        self.0.borrow_mut().finish()
     }
 }
 

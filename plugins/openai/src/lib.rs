@@ -6,7 +6,7 @@
 use std::cell::RefCell;
 
 use agenthost_plugin::json::write_str;
-use agenthost_plugin::lines::{LineBuffer, sse_data};
+use agenthost_plugin::lines::{LineDecoder, LineProtocol, sse_data};
 use serde::Deserialize;
 
 wit_bindgen::generate!({ path: "../../wit", world: "provider" });
@@ -173,43 +173,46 @@ struct FunctionDelta {
     arguments: Option<String>,
 }
 
+/// OpenAI's SSE: `data: {chunk}` lines, then `data: [DONE]`.
 #[derive(Default)]
-struct DecoderState {
-    lines: LineBuffer,
+struct ChunkLines {
+    /// A `finish_reason` (or an error) was seen: the turn is complete.
     finished: bool,
 }
 
-pub struct Decoder {
-    state: RefCell<DecoderState>,
+impl LineProtocol for ChunkLines {
+    type Event = ProviderEvent;
+    type Error = PluginError;
+
+    fn line(&mut self, line: &str, events: &mut Vec<ProviderEvent>) -> Result<(), PluginError> {
+        decode_line(line, events, &mut self.finished)
+    }
+
+    fn end(&mut self, _events: &mut Vec<ProviderEvent>) -> Result<(), PluginError> {
+        if self.finished {
+            return Ok(());
+        }
+        Err(PluginError {
+            code: "decode".into(),
+            message: "the provider's stream ended before the model finished its turn".into(),
+        })
+    }
 }
+
+#[derive(Default)]
+pub struct Decoder(RefCell<LineDecoder<ChunkLines>>);
 
 impl GuestDecoder for Decoder {
     fn new() -> Self {
-        Decoder {
-            state: RefCell::default(),
-        }
+        Decoder::default()
     }
 
     fn feed(&self, bytes: Vec<u8>) -> Result<Vec<ProviderEvent>, PluginError> {
-        let mut state = self.state.borrow_mut();
-        let DecoderState { lines, finished } = &mut *state;
-        let mut events = Vec::new();
-        lines.try_feed(&bytes, |line| decode_line(line, &mut events, finished))?;
-        Ok(events)
+        self.0.borrow_mut().feed(&bytes)
     }
 
     fn finish(&self) -> Result<Vec<ProviderEvent>, PluginError> {
-        let mut state = self.state.borrow_mut();
-        let DecoderState { lines, finished } = &mut *state;
-        let mut events = Vec::new();
-        lines.try_finish(|line| decode_line(line, &mut events, finished))?;
-        if !*finished {
-            return Err(PluginError {
-                code: "decode".into(),
-                message: "the provider's stream ended before the model finished its turn".into(),
-            });
-        }
-        Ok(events)
+        self.0.borrow_mut().finish()
     }
 }
 

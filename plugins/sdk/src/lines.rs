@@ -91,6 +91,48 @@ fn lossy(line: &[u8]) -> std::borrow::Cow<'_, str> {
     String::from_utf8_lossy(line)
 }
 
+/// A response format read line by line: the part of a provider decoder
+/// that differs between providers.
+pub trait LineProtocol: Default {
+    type Event;
+    type Error;
+
+    /// Decodes one complete line, appending what it means to `events`.
+    fn line(&mut self, line: &str, events: &mut Vec<Self::Event>) -> Result<(), Self::Error>;
+
+    /// The body ended: a protocol that had not seen its end marker can
+    /// report a cut stream here.
+    fn end(&mut self, _events: &mut Vec<Self::Event>) -> Result<(), Self::Error> {
+        Ok(())
+    }
+}
+
+/// A provider decoder: line reassembly plus a [`LineProtocol`].
+#[derive(Default)]
+pub struct LineDecoder<P> {
+    lines: LineBuffer,
+    protocol: P,
+}
+
+impl<P: LineProtocol> LineDecoder<P> {
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<Vec<P::Event>, P::Error> {
+        let mut events = Vec::new();
+        let protocol = &mut self.protocol;
+        self.lines
+            .try_feed(bytes, |line| protocol.line(line, &mut events))?;
+        Ok(events)
+    }
+
+    pub fn finish(&mut self) -> Result<Vec<P::Event>, P::Error> {
+        let mut events = Vec::new();
+        let protocol = &mut self.protocol;
+        self.lines
+            .try_finish(|line| protocol.line(line, &mut events))?;
+        self.protocol.end(&mut events)?;
+        Ok(events)
+    }
+}
+
 /// The payload of an SSE `data:` line, or `None` for any other line.
 pub fn sse_data(line: &str) -> Option<&str> {
     let data = line.strip_prefix("data:")?;
@@ -114,6 +156,40 @@ mod tests {
         assert_eq!(sse_data("data: x"), Some("x"));
         assert_eq!(sse_data("data:x"), Some("x"));
         assert_eq!(sse_data("event: x"), None);
+    }
+
+    #[derive(Default)]
+    struct Counting {
+        seen: usize,
+    }
+
+    impl LineProtocol for Counting {
+        type Event = String;
+        type Error = String;
+
+        fn line(&mut self, line: &str, events: &mut Vec<String>) -> Result<(), String> {
+            self.seen += 1;
+            events.push(line.to_owned());
+            Ok(())
+        }
+
+        fn end(&mut self, _events: &mut Vec<String>) -> Result<(), String> {
+            if self.seen == 2 {
+                Ok(())
+            } else {
+                Err(format!("saw {}", self.seen))
+            }
+        }
+    }
+
+    #[test]
+    fn line_decoders_decode_and_check_the_end() {
+        let mut decoder = LineDecoder::<Counting>::default();
+        assert_eq!(decoder.feed(b"a\nb").unwrap(), ["a"]);
+        assert_eq!(decoder.finish().unwrap(), ["b"]);
+        let mut cut = LineDecoder::<Counting>::default();
+        cut.feed(b"a\n").unwrap();
+        assert_eq!(cut.finish().unwrap_err(), "saw 1");
     }
 
     #[test]
