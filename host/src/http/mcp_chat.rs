@@ -17,11 +17,11 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::OwnedMutexGuard;
+use tokio::sync::{OwnedMutexGuard, mpsc, oneshot};
 
 use super::body::{parse_json, parse_json_list};
 use super::{AppState, servers, sse};
-use crate::agent::{ChatRequest, Message, Role, ToolCall, collect};
+use crate::agent::{ChatEvent, ChatRequest, ChatRun, Message, Role, ToolCall, collect};
 use crate::auth::Role as KeyRole;
 use crate::config::{McpServerConfig, Transport};
 use crate::mcp::{self, McpError, Selection, ToolSet};
@@ -299,20 +299,18 @@ async fn begin(state: &AppState, session: &str, message: String) -> Result<Sessi
 }
 
 /// Stores what the chat added, then releases the session.
-fn remember(
-    state: Arc<AppState>,
-    session: String,
-    transcript: tokio::sync::oneshot::Receiver<Vec<Message>>,
+async fn remember(
+    state: &AppState,
+    session: &str,
+    transcript: oneshot::Receiver<Vec<Message>>,
     guard: OwnedMutexGuard<()>,
 ) {
-    tokio::spawn(async move {
-        if let Ok(added) = transcript.await
-            && let Err(e) = state.store.append(&session, to_stored(&added)).await
-        {
-            tracing::error!(session = %session, "cannot store the chat's messages: {e}");
-        }
-        drop(guard);
-    });
+    if let Ok(added) = transcript.await
+        && let Err(e) = state.store.append(session, to_stored(&added)).await
+    {
+        tracing::error!(session = %session, "cannot store the chat's messages: {e}");
+    }
+    drop(guard);
 }
 
 async fn chat(
@@ -324,8 +322,9 @@ async fn chat(
         parse_json(&body).map_err(|e| Detail(StatusCode::BAD_REQUEST, e.message()))?;
     let SessionChat { request, guard } = begin(&state, &id, body.message).await?;
     let run = state.agent.run(request);
-    remember(state.clone(), id, run.transcript, guard);
     let outcome = collect(run.events).await;
+    // The reply waits for the write, so history read after it is complete.
+    remember(&state, &id, run.transcript, guard).await;
     if let Some(error) = outcome.error {
         return Err(internal(format!("Chat error: {error}")));
     }
@@ -351,8 +350,37 @@ async fn chat_stream(
     let SessionChat { request, guard } = begin(&state, &id, message).await?;
     let options = sse::response_options(&request.route.model);
     let run = state.agent.run(request);
-    remember(state.clone(), id, run.transcript, guard);
-    sse::encoded_response(encoder.clone(), encoder, options, run.events).map_err(internal)
+    let events = stored_before_end(state.clone(), id, run, guard);
+    sse::encoded_response(encoder.clone(), encoder, options, events).map_err(internal)
+}
+
+/// Forwards the chat's events, holding back the final `done` or `error`
+/// until the exchange is stored: a client that reads the history after
+/// the stream ended sees all of it.
+fn stored_before_end(
+    state: Arc<AppState>,
+    session: String,
+    run: ChatRun,
+    guard: OwnedMutexGuard<()>,
+) -> mpsc::Receiver<Vec<ChatEvent>> {
+    let (tx, rx) = mpsc::channel(8);
+    let ChatRun {
+        mut events,
+        transcript,
+    } = run;
+    tokio::spawn(async move {
+        while let Some(batch) = events.recv().await {
+            if matches!(batch.last(), Some(ChatEvent::Done | ChatEvent::Error(_))) {
+                remember(&state, &session, transcript, guard).await;
+                let _ = tx.send(batch).await;
+                return;
+            }
+            if tx.send(batch).await.is_err() {
+                return;
+            }
+        }
+    });
+    rx
 }
 
 fn to_message(stored: &StoredMessage) -> Message {
