@@ -69,3 +69,47 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The smallest valid component.
+    const EMPTY_COMPONENT: &[u8] = b"\0asm\x0d\x00\x01\x00";
+
+    fn cached_files(dir: &Path) -> Vec<PathBuf> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect()
+    }
+
+    #[test]
+    fn a_second_load_uses_the_cache_and_a_damaged_entry_is_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::default();
+        CompileCache::new(Some(dir.path().into()))
+            .load(&engine, EMPTY_COMPONENT)
+            .unwrap();
+        let files = cached_files(dir.path());
+        assert_eq!(files.len(), 1);
+        let written = std::fs::metadata(&files[0]).unwrap().modified().unwrap();
+
+        // A restart: a new cache over the same directory. Compiling would
+        // rewrite the file; loading from the cache leaves it untouched.
+        CompileCache::new(Some(dir.path().into()))
+            .load(&engine, EMPTY_COMPONENT)
+            .unwrap();
+        assert_eq!(cached_files(dir.path()), files);
+        assert_eq!(
+            std::fs::metadata(&files[0]).unwrap().modified().unwrap(),
+            written
+        );
+
+        std::fs::write(&files[0], b"damaged").unwrap();
+        CompileCache::new(Some(dir.path().into()))
+            .load(&engine, EMPTY_COMPONENT)
+            .unwrap();
+        assert_ne!(std::fs::read(&files[0]).unwrap(), b"damaged");
+    }
+}
