@@ -5,10 +5,8 @@
 //! follows. The stream's `input_json_delta` fragments are passed on as
 //! tool-call fragments; `message_delta` carries the stop reason.
 
-use std::cell::RefCell;
-
 use agenthost_plugin::json::write_str;
-use agenthost_plugin::lines::{LineDecoder, LineProtocol, sse_data};
+use agenthost_plugin::lines::{LineProtocol, sse_data};
 use serde::Deserialize;
 
 wit_bindgen::generate!({ path: "../../wit", world: "provider" });
@@ -265,22 +263,7 @@ impl LineProtocol for EventLines {
     }
 }
 
-#[derive(Default)]
-pub struct Decoder(RefCell<LineDecoder<EventLines>>);
-
-impl GuestDecoder for Decoder {
-    fn new() -> Self {
-        Decoder::default()
-    }
-
-    fn feed(&self, bytes: Vec<u8>) -> Result<Vec<ProviderEvent>, PluginError> {
-        self.0.borrow_mut().feed(&bytes)
-    }
-
-    fn finish(&self) -> Result<Vec<ProviderEvent>, PluginError> {
-        self.0.borrow_mut().finish()
-    }
-}
+agenthost_plugin::provider_decoder!(Decoder, EventLines);
 
 fn decode_line(
     line: &str,

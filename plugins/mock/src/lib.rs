@@ -12,10 +12,8 @@
 //! The response is synthesized as JSON lines and handed back as an
 //! `offline` body, so it goes through the same decode path as real ones.
 
-use std::cell::RefCell;
-
 use agenthost_plugin::json::write_str;
-use agenthost_plugin::lines::{LineDecoder, LineProtocol};
+use agenthost_plugin::lines::LineProtocol;
 use serde::Deserialize;
 
 wit_bindgen::generate!({ path: "../../wit", world: "provider" });
@@ -231,22 +229,7 @@ impl LineProtocol for MockLines {
     }
 }
 
-#[derive(Default)]
-pub struct Decoder(RefCell<LineDecoder<MockLines>>);
-
-impl GuestDecoder for Decoder {
-    fn new() -> Self {
-        Decoder::default()
-    }
-
-    fn feed(&self, bytes: Vec<u8>) -> Result<Vec<ProviderEvent>, PluginError> {
-        self.0.borrow_mut().feed(&bytes)
-    }
-
-    fn finish(&self) -> Result<Vec<ProviderEvent>, PluginError> {
-        self.0.borrow_mut().finish()
-    }
-}
+agenthost_plugin::provider_decoder!(Decoder, MockLines);
 
 fn decode_line(
     line: &str,

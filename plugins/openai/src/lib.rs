@@ -3,10 +3,8 @@
 //! Works against any server that speaks the same wire format (OpenAI,
 //! vLLM, Ollama, OpenRouter) through the configured base URL.
 
-use std::cell::RefCell;
-
 use agenthost_plugin::json::write_str;
-use agenthost_plugin::lines::{LineDecoder, LineProtocol, sse_data};
+use agenthost_plugin::lines::{LineProtocol, sse_data};
 use serde::Deserialize;
 
 wit_bindgen::generate!({ path: "../../wit", world: "provider" });
@@ -199,22 +197,7 @@ impl LineProtocol for ChunkLines {
     }
 }
 
-#[derive(Default)]
-pub struct Decoder(RefCell<LineDecoder<ChunkLines>>);
-
-impl GuestDecoder for Decoder {
-    fn new() -> Self {
-        Decoder::default()
-    }
-
-    fn feed(&self, bytes: Vec<u8>) -> Result<Vec<ProviderEvent>, PluginError> {
-        self.0.borrow_mut().feed(&bytes)
-    }
-
-    fn finish(&self) -> Result<Vec<ProviderEvent>, PluginError> {
-        self.0.borrow_mut().finish()
-    }
-}
+agenthost_plugin::provider_decoder!(Decoder, ChunkLines);
 
 fn decode_line(
     line: &str,

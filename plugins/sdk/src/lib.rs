@@ -6,3 +6,30 @@
 
 pub mod json;
 pub mod lines;
+
+/// Implements a provider's `decoder` resource over a
+/// [`LineProtocol`](lines::LineProtocol): `provider_decoder!(Decoder, MyLines);`
+///
+/// Expands in the plugin crate, where wit-bindgen generated
+/// `GuestDecoder`, `ProviderEvent` and `PluginError`; they must be in scope.
+#[macro_export]
+macro_rules! provider_decoder {
+    ($decoder:ident, $protocol:ty) => {
+        #[derive(Default)]
+        pub struct $decoder(::std::cell::RefCell<$crate::lines::LineDecoder<$protocol>>);
+
+        impl GuestDecoder for $decoder {
+            fn new() -> Self {
+                $decoder::default()
+            }
+
+            fn feed(&self, bytes: Vec<u8>) -> Result<Vec<ProviderEvent>, PluginError> {
+                self.0.borrow_mut().feed(&bytes)
+            }
+
+            fn finish(&self) -> Result<Vec<ProviderEvent>, PluginError> {
+                self.0.borrow_mut().finish()
+            }
+        }
+    };
+}
