@@ -21,11 +21,11 @@ use tokio::sync::{OwnedMutexGuard, mpsc, oneshot};
 
 use super::body::{parse_json, parse_json_list};
 use super::{AppState, servers, sse};
-use crate::agent::{ChatEvent, ChatRequest, ChatRun, Message, Role, ToolCall, collect};
+use crate::agent::{ChatEvent, ChatRequest, ChatRun, Message, collect};
 use crate::auth::Role as KeyRole;
 use crate::config::{McpServerConfig, Transport};
-use crate::mcp::{self, McpError, Selection, ToolSet};
-use crate::store::{self, StoredMessage};
+use crate::mcp::McpError;
+use crate::store::StoredMessage;
 
 const FORMAT: &str = "mcp-chat";
 
@@ -184,21 +184,8 @@ async fn remove_server(
     ))
 }
 
-/// Every server's tools, named as chats name them. A server that cannot
-/// be reached is left out rather than failing the whole list or chat.
-async fn all_tools(state: &AppState) -> ToolSet {
-    let mut selections = Vec::new();
-    for server in state.pool.servers() {
-        match server.tools().await {
-            Ok(_) => selections.push(Selection::all(server)),
-            Err(e) => tracing::warn!("leaving out MCP server: {e}"),
-        }
-    }
-    mcp::tool_set(&selections).await.unwrap_or_default()
-}
-
 async fn tools(State(state): State<Arc<AppState>>) -> Json<Vec<Value>> {
-    let tools = all_tools(&state).await;
+    let tools = state.pool.reachable_tool_set().await;
     Json(
         tools
             .tools
@@ -276,22 +263,15 @@ async fn begin(state: &AppState, session: &str, message: String) -> Result<Sessi
         .agent
         .route(None)
         .map_err(|e| Detail(StatusCode::BAD_REQUEST, e.to_string()))?;
-    let user = StoredMessage {
-        role: "user".into(),
-        content: message,
-        name: None,
-        tool_call_id: None,
-        tool_calls: None,
-        timestamp: store::now(),
-    };
+    let user = StoredMessage::user(message);
     state
         .store
         .append(session, vec![user.clone()])
         .await
         .map_err(internal)?;
-    let mut messages: Vec<Message> = history.iter().map(to_message).collect();
-    messages.push(to_message(&user));
-    let tools = all_tools(state).await;
+    let mut messages: Vec<Message> = history.iter().map(StoredMessage::to_message).collect();
+    messages.push(user.to_message());
+    let tools = state.pool.reachable_tool_set().await;
     Ok(SessionChat {
         request: ChatRequest::new(messages, tools, route),
         guard,
@@ -306,7 +286,10 @@ async fn remember(
     guard: OwnedMutexGuard<()>,
 ) {
     if let Ok(added) = transcript.await
-        && let Err(e) = state.store.append(session, to_stored(&added)).await
+        && let Err(e) = state
+            .store
+            .append(session, StoredMessage::from_exchange(&added))
+            .await
     {
         tracing::error!(session = %session, "cannot store the chat's messages: {e}");
     }
@@ -381,76 +364,4 @@ fn stored_before_end(
         }
     });
     rx
-}
-
-fn to_message(stored: &StoredMessage) -> Message {
-    let role = match stored.role.as_str() {
-        "system" => Role::System,
-        "assistant" => Role::Assistant,
-        "tool" => Role::Tool,
-        _ => Role::User,
-    };
-    let tool_calls = stored
-        .tool_calls
-        .as_ref()
-        .and_then(Value::as_array)
-        .map(|calls| {
-            calls
-                .iter()
-                .map(|c| ToolCall {
-                    id: c["id"].as_str().unwrap_or_default().to_owned(),
-                    name: c["name"].as_str().unwrap_or_default().to_owned(),
-                    arguments: c["arguments"].as_str().unwrap_or("{}").to_owned(),
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    Message {
-        role,
-        content: stored.content.clone(),
-        tool_calls,
-        tool_call_id: stored.tool_call_id.clone(),
-    }
-}
-
-/// Tool messages are named by the full tool name of the call they answer.
-fn to_stored(added: &[Message]) -> Vec<StoredMessage> {
-    let timestamp = store::now();
-    added
-        .iter()
-        .map(|m| {
-            let (role, name, tool_calls) = match m.role {
-                Role::Assistant => {
-                    let calls: Vec<Value> = m
-                        .tool_calls
-                        .iter()
-                        .map(|c| json!({ "id": c.id, "name": c.name, "arguments": c.arguments }))
-                        .collect();
-                    (
-                        "assistant",
-                        None,
-                        (!calls.is_empty()).then_some(Value::Array(calls)),
-                    )
-                }
-                Role::Tool => {
-                    let name = added
-                        .iter()
-                        .flat_map(|a| &a.tool_calls)
-                        .find(|c| Some(&c.id) == m.tool_call_id.as_ref())
-                        .map(|c| c.name.clone());
-                    ("tool", name, None)
-                }
-                Role::System => ("system", None, None),
-                Role::User => ("user", None, None),
-            };
-            StoredMessage {
-                role: role.into(),
-                content: m.content.clone(),
-                name,
-                tool_call_id: m.tool_call_id.clone(),
-                tool_calls,
-                timestamp: timestamp.clone(),
-            }
-        })
-        .collect()
 }

@@ -430,6 +430,20 @@ impl McpPool {
         Ok(())
     }
 
+    /// The tools of every server that can be reached, named for the model.
+    /// A server that cannot be reached is left out, with a warning, so one
+    /// dead server does not take every chat down with it.
+    pub async fn reachable_tool_set(&self) -> ToolSet {
+        let mut selections = Vec::new();
+        for server in self.servers() {
+            match server.tools().await {
+                Ok(_) => selections.push(Selection::all(server)),
+                Err(e) => tracing::warn!("leaving out MCP server: {e}"),
+            }
+        }
+        tool_set(&selections).await.unwrap_or_default()
+    }
+
     /// Closes every session, stopping all child processes.
     pub async fn shutdown(&self) {
         for server in self.servers() {

@@ -9,6 +9,8 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+mod conversation;
+
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
