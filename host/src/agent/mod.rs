@@ -106,10 +106,6 @@ impl Agent {
         })
     }
 
-    pub fn router(&self) -> &Router {
-        &self.router
-    }
-
     /// The provider and model for a requested model name.
     pub fn route(&self, model: Option<&str>) -> Result<Route, RoutingError> {
         self.router.route(model)

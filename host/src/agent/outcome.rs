@@ -10,11 +10,9 @@ pub struct ToolCallOutcome {
     pub id: String,
     /// The tool's name on its MCP server.
     pub tool: String,
-    pub server: String,
     pub arguments: Value,
-    /// What the tool returned, as text.
+    /// What the tool returned, or why it failed, as text.
     pub result: String,
-    pub is_error: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -37,10 +35,8 @@ pub async fn collect(mut events: mpsc::Receiver<Vec<ChatEvent>>) -> ChatOutcome 
                 ChatEvent::ToolCall(ready) => outcome.tool_calls.push(ToolCallOutcome {
                     id: ready.call.id,
                     tool: ready.call.tool,
-                    server: ready.call.server,
                     arguments: serde_json::from_str(&ready.arguments).unwrap_or(Value::Null),
                     result: String::new(),
-                    is_error: false,
                 }),
                 ChatEvent::ToolResult(result) => {
                     if let Some(call) = outcome
@@ -49,7 +45,6 @@ pub async fn collect(mut events: mpsc::Receiver<Vec<ChatEvent>>) -> ChatOutcome 
                         .find(|c| c.id == result.call.id)
                     {
                         call.result = result_text(&result.content);
-                        call.is_error = result.is_error;
                     }
                 }
                 ChatEvent::TurnEnd(end) => {

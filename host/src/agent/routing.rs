@@ -41,10 +41,6 @@ impl Router {
         Router { providers, default }
     }
 
-    pub fn providers(&self) -> &[Arc<ResolvedProvider>] {
-        &self.providers
-    }
-
     pub fn get(&self, name: &str) -> Option<Arc<ResolvedProvider>> {
         self.providers.iter().find(|p| p.name == name).cloned()
     }

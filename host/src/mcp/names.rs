@@ -50,17 +50,17 @@ fn truncate(mut name: String, max: usize) -> String {
     name
 }
 
-/// Whether `name` is acceptable to every provider we speak to.
-pub fn is_valid(name: &str) -> bool {
-    (1..=MAX_LEN).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whether `name` is acceptable to every provider we speak to.
+    fn is_valid(name: &str) -> bool {
+        (1..=MAX_LEN).contains(&name.len())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    }
 
     #[test]
     fn names_are_valid_and_unique() {
