@@ -15,6 +15,8 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use super::AppState;
+use rmcp::model::Tool;
+
 use crate::mcp::{Origin, ServerEntry};
 
 pub fn routes() -> Router<Arc<AppState>> {
@@ -35,10 +37,7 @@ pub async fn describe(server: &ServerEntry) -> Value {
         Some((tools, at)) => (tools, Some(at)),
         None => (Default::default(), None),
     };
-    let tools: Vec<Value> = tools
-        .iter()
-        .map(|t| json!({ "name": t.name, "description": t.description.as_deref().unwrap_or_default() }))
-        .collect();
+    let tools = tool_summaries(&tools);
     let config = &server.config;
     let name = match server.origin {
         Origin::Config => config.display_name(),
@@ -54,4 +53,12 @@ pub async fn describe(server: &ServerEntry) -> Value {
         "tools": tools,
         "connected_at": connected_at,
     })
+}
+
+/// Tools as both frontends list them: `{name, description}`.
+pub fn tool_summaries(tools: &[Tool]) -> Vec<Value> {
+    tools
+        .iter()
+        .map(|t| json!({ "name": t.name, "description": t.description.as_deref().unwrap_or_default() }))
+        .collect()
 }

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::body::parse_json;
+use super::servers::tool_summaries;
 use super::{AppState, sse};
 use crate::agent::{ChatRequest, Message, Role, collect};
 use crate::mcp::{self, Selection};
@@ -33,7 +34,6 @@ pub struct SimpleState {
 #[derive(Default)]
 struct Conversation {
     server: Option<String>,
-    tools: Vec<Value>,
     history: Vec<Message>,
 }
 
@@ -68,31 +68,33 @@ async fn connect(
         .connect(&server_id)
         .await
         .map_err(|e| Detail(StatusCode::BAD_GATEWAY, e.to_string()))?;
-    let tools: Vec<Value> = tools
-        .iter()
-        .map(|t| json!({ "name": t.name, "description": t.description.as_deref().unwrap_or_default() }))
-        .collect();
     let mut conversation = state.simple.conversation.lock().await;
     if conversation.server.as_deref() != Some(&server_id) {
         conversation.history.clear();
     }
     conversation.server = Some(server_id.clone());
-    conversation.tools = tools.clone();
     Ok(Json(json!({
         "success": true,
         "server_id": server_id,
         "server_name": server.config.display_name(),
-        "tools": tools,
+        "tools": tool_summaries(&tools),
     })))
 }
 
+/// Tools come from the pool, which restarts a server that died.
 async fn status(State(state): State<Arc<AppState>>) -> Json<Value> {
-    let conversation = state.simple.conversation.lock().await;
-    Json(json!({
-        "connected": conversation.server.is_some(),
-        "server_id": conversation.server,
-        "tools": conversation.tools,
-    }))
+    let server = state.simple.conversation.lock().await.server.clone();
+    let tools = match &server {
+        Some(id) => match state.pool.connect(id).await {
+            Ok(tools) => tool_summaries(&tools),
+            Err(e) => {
+                tracing::warn!("status of the connected server: {e}");
+                Vec::new()
+            }
+        },
+        None => Vec::new(),
+    };
+    Json(json!({ "connected": server.is_some(), "server_id": server, "tools": tools }))
 }
 
 async fn disconnect(State(state): State<Arc<AppState>>) -> Json<Value> {
