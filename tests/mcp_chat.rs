@@ -147,16 +147,9 @@ async fn servers_on_all_three_transports_serve_tools_and_chats() {
         json!({ "message": "word_count returned: 2.", "tool_calls_count": 1, "iterations": 2 })
     );
 
-    let response = client()
-        .delete(host.url("/servers/pysse"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(
-        response.json::<Value>().await.unwrap(),
-        json!({ "message": "Server 'pysse' removed" })
-    );
+    let (status, body) = host.delete("/servers/pysse", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, json!({ "message": "Server 'pysse' removed" }));
     let (_, listed) = host.get("/servers").await;
     assert_eq!(listed.as_array().unwrap().len(), 2);
 }
@@ -233,18 +226,8 @@ async fn a_browser_style_eventsource_client_reads_the_stream() {
         host.url(&format!("/chat/{session}/stream")),
         "hello%20there"
     );
-    let output = tokio::process::Command::new("node")
-        .arg(fixture("node/eventsource_client.mjs"))
-        .arg(url)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let events: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let script = fixture("node/eventsource_client.mjs").display().to_string();
+    let events = run_json_client("node", &[script, url]).await;
     assert_eq!(
         events,
         json!([
@@ -305,13 +288,10 @@ async fn deleting_a_server_in_use_fails_its_call_instead_of_hanging() {
         while std::fs::read_to_string(marker.path()).unwrap_or_default() != "started" {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let response = client()
-            .delete(host.url("/servers/py"))
-            .header("x-api-key", ADMIN)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            host.delete("/servers/py", Some(ADMIN)).await.0,
+            StatusCode::OK
+        );
     };
     let ((_, body), ()) = tokio::join!(streaming, deleting);
     assert!(
@@ -402,23 +382,18 @@ async fn errors_follow_the_seed() {
         }
     }
 
-    let response = client()
-        .delete(host.url("/servers/nope"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let (status, body) = host.delete("/servers/nope", None).await;
     assert_eq!(
-        response.json::<Value>().await.unwrap(),
-        json!({ "detail": "Server not found" })
+        (status, body),
+        (
+            StatusCode::NOT_FOUND,
+            json!({ "detail": "Server not found" })
+        )
     );
-    let response = client()
-        .delete(host.url("/servers/demo"))
-        .header("x-api-key", ADMIN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::CONFLICT);
+    assert_eq!(
+        host.delete("/servers/demo", Some(ADMIN)).await.0,
+        StatusCode::CONFLICT
+    );
 
     let not_found = json!({ "detail": "Session not found" });
     let (status, body) = host.get("/sessions/nope/history").await;

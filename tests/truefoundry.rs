@@ -220,22 +220,14 @@ async fn the_official_openai_sdk_accumulates_the_stream() {
         DONE.into(),
     ]);
     let servers = json!([{ "integration_fqn": "demo", "enable_all_tools": false, "tools": [{ "name": "calculate" }] }]);
-    // Async, so the mock LLM on this test's runtime keeps serving.
-    let output = tokio::process::Command::new("python3")
-        .arg(fixture("truefoundry_client.py"))
-        .arg(host.url("/api/llm"))
-        .arg(KEY)
-        .arg("What is 2^10?")
-        .arg(servers.to_string())
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let seen: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let args = [
+        fixture("truefoundry_client.py").display().to_string(),
+        host.url("/api/llm"),
+        KEY.to_owned(),
+        "What is 2^10?".to_owned(),
+        servers.to_string(),
+    ];
+    let seen = run_json_client("python3", &args).await;
     assert_eq!(
         seen,
         json!({

@@ -185,6 +185,19 @@ impl Agenthost {
         (status, response.json().await.unwrap())
     }
 
+    /// `DELETE path`, with an `x-api-key` when given; the body as JSON.
+    pub async fn delete(&self, path: &str, key: Option<&str>) -> (StatusCode, Value) {
+        let mut request = client().delete(self.url(path));
+        if let Some(key) = key {
+            request = request.header("x-api-key", key);
+        }
+        let response = request.send().await.unwrap();
+        (
+            response.status(),
+            response.json().await.unwrap_or(Value::Null),
+        )
+    }
+
     pub async fn post_json(&self, path: &str, body: &str) -> (StatusCode, Value) {
         let (status, text) = self.post(path, body).await;
         (
@@ -584,4 +597,20 @@ impl Drop for PythonMcpServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Runs a client program (asynchronously, so mock servers on the test's
+/// runtime keep serving), requires success, and parses its JSON output.
+pub async fn run_json_client(program: &str, args: &[String]) -> Value {
+    let output = tokio::process::Command::new(program)
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{program} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
 }
