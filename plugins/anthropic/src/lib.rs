@@ -6,7 +6,7 @@
 //! tool-call fragments; `message_delta` carries the stop reason.
 
 use agenthost_plugin::json::write_str;
-use agenthost_plugin::lines::{LineProtocol, sse_data};
+use agenthost_plugin::lines::sse_data;
 use serde::Deserialize;
 
 wit_bindgen::generate!({ path: "../../wit", world: "provider" });
@@ -237,34 +237,10 @@ struct ApiError {
     message: String,
 }
 
-/// Anthropic's SSE: typed events ending with `message_stop`.
-#[derive(Default)]
-struct EventLines {
-    /// `message_stop` (or an error event) was seen.
-    stopped: bool,
-}
+agenthost_plugin::provider_decoder!(Decoder, finishing decode_line);
 
-impl LineProtocol for EventLines {
-    type Event = ProviderEvent;
-    type Error = PluginError;
-
-    fn line(&mut self, line: &str, events: &mut Vec<ProviderEvent>) -> Result<(), PluginError> {
-        decode_line(line, events, &mut self.stopped)
-    }
-
-    fn end(&mut self, _events: &mut Vec<ProviderEvent>) -> Result<(), PluginError> {
-        if self.stopped {
-            return Ok(());
-        }
-        Err(PluginError {
-            code: "decode".into(),
-            message: "the provider's stream ended before the model finished its turn".into(),
-        })
-    }
-}
-
-agenthost_plugin::provider_decoder!(Decoder, EventLines);
-
+/// Anthropic's SSE: typed events ending with `message_stop` (or an
+/// error event), which finishes the turn.
 fn decode_line(
     line: &str,
     events: &mut Vec<ProviderEvent>,

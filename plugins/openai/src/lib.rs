@@ -4,7 +4,7 @@
 //! vLLM, Ollama, OpenRouter) through the configured base URL.
 
 use agenthost_plugin::json::write_str;
-use agenthost_plugin::lines::{LineProtocol, sse_data};
+use agenthost_plugin::lines::sse_data;
 use serde::Deserialize;
 
 wit_bindgen::generate!({ path: "../../wit", world: "provider" });
@@ -171,34 +171,10 @@ struct FunctionDelta {
     arguments: Option<String>,
 }
 
-/// OpenAI's SSE: `data: {chunk}` lines, then `data: [DONE]`.
-#[derive(Default)]
-struct ChunkLines {
-    /// A `finish_reason` (or an error) was seen: the turn is complete.
-    finished: bool,
-}
+agenthost_plugin::provider_decoder!(Decoder, finishing decode_line);
 
-impl LineProtocol for ChunkLines {
-    type Event = ProviderEvent;
-    type Error = PluginError;
-
-    fn line(&mut self, line: &str, events: &mut Vec<ProviderEvent>) -> Result<(), PluginError> {
-        decode_line(line, events, &mut self.finished)
-    }
-
-    fn end(&mut self, _events: &mut Vec<ProviderEvent>) -> Result<(), PluginError> {
-        if self.finished {
-            return Ok(());
-        }
-        Err(PluginError {
-            code: "decode".into(),
-            message: "the provider's stream ended before the model finished its turn".into(),
-        })
-    }
-}
-
-agenthost_plugin::provider_decoder!(Decoder, ChunkLines);
-
+/// OpenAI's SSE: `data: {chunk}` lines, then `data: [DONE]`. A
+/// `finish_reason` (or an error) finishes the turn.
 fn decode_line(
     line: &str,
     events: &mut Vec<ProviderEvent>,

@@ -10,10 +10,47 @@ pub mod lines;
 /// Implements a provider's `decoder` resource over a
 /// [`LineProtocol`](lines::LineProtocol): `provider_decoder!(Decoder, MyLines);`
 ///
+/// `provider_decoder!(Decoder, finishing decode_line);` builds the
+/// protocol too, for a stream that must end with a marker:
+/// `decode_line(line, &mut events, &mut finished)` sets `finished` when it
+/// sees it, and a body that ends without it is reported as cut.
+///
 /// Expands in the plugin crate, where wit-bindgen generated
 /// `GuestDecoder`, `ProviderEvent` and `PluginError`; they must be in scope.
 #[macro_export]
 macro_rules! provider_decoder {
+    ($decoder:ident, finishing $decode:path) => {
+        #[derive(Default)]
+        pub struct FinishingLines {
+            finished: bool,
+        }
+
+        impl $crate::lines::LineProtocol for FinishingLines {
+            type Event = ProviderEvent;
+            type Error = PluginError;
+
+            fn line(
+                &mut self,
+                line: &str,
+                events: &mut Vec<ProviderEvent>,
+            ) -> Result<(), PluginError> {
+                $decode(line, events, &mut self.finished)
+            }
+
+            fn end(&mut self, _events: &mut Vec<ProviderEvent>) -> Result<(), PluginError> {
+                if self.finished {
+                    return Ok(());
+                }
+                Err(PluginError {
+                    code: "decode".into(),
+                    message: "the provider's stream ended before the model finished its turn"
+                        .into(),
+                })
+            }
+        }
+
+        $crate::provider_decoder!($decoder, FinishingLines);
+    };
     ($decoder:ident, $protocol:ty) => {
         #[derive(Default)]
         pub struct $decoder(::std::cell::RefCell<$crate::lines::LineDecoder<$protocol>>);
