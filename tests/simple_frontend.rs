@@ -347,7 +347,7 @@ async fn bad_input_gets_a_clear_4xx() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(
         detail(&body)
-            == "no encoder plugin named `nope` is loaded (loaded: mcp-chat, simple, truefoundry)",
+            == "no encoder plugin named `nope` is loaded (loaded: feather, mcp-chat, simple, truefoundry)",
         "{body}"
     );
 

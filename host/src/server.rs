@@ -6,9 +6,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::agent::{Agent, AgentError};
 use crate::auth::ApiKeys;
-use crate::config::{Config, ConfigError, McpServerConfig, ProcessEnv};
+use crate::config::{Config, ConfigError, Env, McpServerConfig, ProcessEnv};
+use crate::connections::Connections;
+use crate::connections::crypto::Sealer;
+use crate::dispatch::Dispatcher;
 use crate::http::{self, AppState, InvalidOrigin};
 use crate::mcp::{McpPool, UrlPolicy};
 use crate::plugins::{PluginFailure, PluginRuntime, SandboxLimits};
@@ -84,11 +89,22 @@ pub async fn serve(config: Config, own_exe: &Path) -> Result<(), ServeError> {
     if keys.is_empty() {
         tracing::info!("no [[api_keys]] configured: endpoints that need a key will answer 401");
     }
+    // Cancelled on shutdown, so open MCP event streams end and the
+    // graceful shutdown does not wait on them forever.
+    let shutdown = CancellationToken::new();
     let agent = Arc::new(Agent::new(
         plugins.clone(),
         providers,
+        Dispatcher::new(store.clone()),
         config.agent.clone(),
     )?);
+    let key_env = config.security.connection_key_env.clone();
+    let connections = Connections::new(
+        store.clone(),
+        pool.clone(),
+        connection_sealer(&key_env)?,
+        key_env,
+    );
     let state = Arc::new(AppState::new(
         agent,
         pool.clone(),
@@ -96,11 +112,14 @@ pub async fn serve(config: Config, own_exe: &Path) -> Result<(), ServeError> {
         keys,
         store,
         config.security.clone(),
+        connections,
     ));
     let app = http::router(
         state,
         &config.cors.allowed_origins,
         config.limits.max_body_bytes,
+        config.listen,
+        shutdown.clone(),
     )?;
 
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -111,11 +130,25 @@ pub async fn serve(config: Config, own_exe: &Path) -> Result<(), ServeError> {
         })?;
     tracing::info!("listening on http://{}", listener.local_addr()?);
     let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            shutdown.cancel();
+        })
         .await;
     pool.shutdown().await;
     served?;
     Ok(())
+}
+
+/// The key that seals connection credentials, if its variable is set.
+fn connection_sealer(var: &str) -> Result<Option<Sealer>, ConfigError> {
+    let Some(hex) = ProcessEnv.var(var) else {
+        tracing::info!("{var} is not set: org connections are unavailable until it is");
+        return Ok(None);
+    };
+    Sealer::from_hex(&hex)
+        .map(Some)
+        .map_err(|e| ConfigError::Invalid(format!("{var}: {e}")))
 }
 
 /// Adds the servers registered at run time before the last stop, and

@@ -567,14 +567,20 @@ pub struct PythonMcpServer {
 
 impl PythonMcpServer {
     pub fn start(transport: &str) -> PythonMcpServer {
+        Self::start_script("fastmcp_server.py", &["--transport", transport])
+    }
+
+    /// A fixture server script, given `--port` and then `args`.
+    pub fn start_script(script: &str, args: &[&str]) -> PythonMcpServer {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
         let child = Command::new("python3")
-            .arg(fixture("fastmcp_server.py"))
-            .args(["--transport", transport, "--port", &port.to_string()])
+            .arg(fixture(script))
+            .args(["--port", &port.to_string()])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -19,6 +19,7 @@ pub use outcome::{ChatOutcome, ToolCallOutcome, collect};
 pub use routing::{Route, Router, RoutingError};
 
 use crate::config::{AgentConfig, ResolvedProviders};
+use crate::dispatch::{Caller, Dispatcher};
 use crate::mcp::ToolSet;
 use crate::plugins::{
     self, Outbound, PluginFailure, PluginRuntime, ProviderConfig, ProviderInstance, ToolSpec,
@@ -58,14 +59,22 @@ pub struct ChatRequest {
     pub temperature: Option<f32>,
     pub top_p: Option<f32>,
     pub iteration_limit: Option<u32>,
+    /// Whose tool calls these are; checked and logged by the dispatcher.
+    pub caller: Caller,
 }
 
 impl ChatRequest {
-    pub fn new(messages: Vec<Message>, tools: ToolSet, route: Route) -> ChatRequest {
+    pub fn new(
+        messages: Vec<Message>,
+        tools: ToolSet,
+        route: Route,
+        caller: Caller,
+    ) -> ChatRequest {
         ChatRequest {
             messages,
             tools,
             route,
+            caller,
             max_tokens: None,
             temperature: None,
             top_p: None,
@@ -84,6 +93,7 @@ pub struct Agent {
     plugins: Arc<PluginRuntime>,
     upstream: Upstream,
     router: Router,
+    dispatcher: Dispatcher,
     config: AgentConfig,
 }
 
@@ -92,6 +102,7 @@ impl Agent {
     pub fn new(
         plugins: Arc<PluginRuntime>,
         providers: ResolvedProviders,
+        dispatcher: Dispatcher,
         config: AgentConfig,
     ) -> Result<Agent, AgentError> {
         for provider in &providers.all {
@@ -102,6 +113,7 @@ impl Agent {
             plugins,
             upstream,
             router: Router::new(providers),
+            dispatcher,
             config,
         })
     }
@@ -218,7 +230,10 @@ impl Agent {
             if calls.is_empty() {
                 return Ok(());
             }
-            for message in self.execute_calls(calls, &request.tools, events).await? {
+            for message in self
+                .execute_calls(calls, &request.tools, &request.caller, events)
+                .await?
+            {
                 wire.messages.push(message.clone());
                 added.push(message);
             }

@@ -7,6 +7,7 @@ use tokio::sync::mpsc;
 
 use super::turn::PendingCall;
 use super::{Agent, AgentError, ChatEvent, Message, Role, cancellable, send};
+use crate::dispatch::Caller;
 use crate::mcp::{self, ToolSet};
 use crate::plugins::{ToolCallReady, ToolResult};
 
@@ -17,6 +18,7 @@ impl Agent {
         &self,
         calls: Vec<PendingCall>,
         tools: &ToolSet,
+        caller: &Caller,
         events: &mpsc::Sender<Vec<ChatEvent>>,
     ) -> Result<Vec<Message>, AgentError> {
         let mut ready = Vec::with_capacity(calls.len());
@@ -33,7 +35,7 @@ impl Agent {
                 call: call.info.clone(),
                 arguments: shown,
             }));
-            running.push_back(self.execute(call, arguments, tools));
+            running.push_back(self.execute(call, arguments, tools, caller));
         }
         send(events, ready).await?;
         let mut messages = Vec::new();
@@ -55,6 +57,7 @@ impl Agent {
         call: PendingCall,
         arguments: Result<Map<String, Value>, String>,
         tools: &ToolSet,
+        caller: &Caller,
     ) -> (ToolResult, String) {
         let outcome = match (arguments, tools.find(&call.info.name)) {
             (Err(e), _) => Err(e),
@@ -62,9 +65,9 @@ impl Agent {
                 "unknown tool `{}`: it is not among the tools offered",
                 call.info.name
             )),
-            (Ok(args), Some(binding)) => binding
-                .entry
-                .call(&binding.tool, args)
+            (Ok(args), Some(binding)) => self
+                .dispatcher
+                .call(binding, args, caller)
                 .await
                 .map_err(|e| e.to_string()),
         };

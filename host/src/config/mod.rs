@@ -102,9 +102,51 @@ pub struct McpServerConfig {
     /// Seconds a single tool call may take.
     #[serde(default)]
     pub timeout: Option<f64>,
+    /// Per-tool override of the server's `readOnlyHint`, which decides
+    /// what a viewer may call: `{ add_note = "write" }`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tool_access: BTreeMap<String, ToolAccess>,
+}
+
+/// Whether calling a tool only reads, for role checks.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolAccess {
+    Read,
+    Write,
 }
 
 impl McpServerConfig {
+    /// A remote server over streamable HTTP, with nothing else set.
+    pub fn streamable_http(
+        id: String,
+        url: String,
+        headers: BTreeMap<String, String>,
+    ) -> McpServerConfig {
+        McpServerConfig {
+            id,
+            name: None,
+            description: None,
+            transport: Transport::StreamableHttp,
+            command: None,
+            args: Vec::new(),
+            env: BTreeMap::new(),
+            cwd: None,
+            url: Some(url),
+            headers,
+            timeout: None,
+            tool_access: BTreeMap::new(),
+        }
+    }
+
+    /// Whether `tool` only reads: the config's word, else the server's hint.
+    pub fn is_read_only(&self, tool: &str, hint: Option<bool>) -> bool {
+        match self.tool_access.get(tool) {
+            Some(access) => *access == ToolAccess::Read,
+            None => hint.unwrap_or(false),
+        }
+    }
+
     pub fn display_name(&self) -> &str {
         self.name.as_deref().unwrap_or(&self.id)
     }
@@ -152,7 +194,7 @@ impl McpServerConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SecurityConfig {
     /// Addresses (`127.0.0.1`) or networks (`10.0.0.0/8`) that ad-hoc MCP
@@ -164,6 +206,24 @@ pub struct SecurityConfig {
     /// host); otherwise that takes an admin API key.
     #[serde(default)]
     pub allow_stdio_registration: bool,
+    /// Environment variable holding the key that encrypts connection
+    /// credentials at rest: 32 bytes as 64 hex digits.
+    #[serde(default = "default_connection_key_env")]
+    pub connection_key_env: String,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        SecurityConfig {
+            allow_mcp_networks: Vec::new(),
+            allow_stdio_registration: false,
+            connection_key_env: default_connection_key_env(),
+        }
+    }
+}
+
+fn default_connection_key_env() -> String {
+    "AGENTHOST_CONNECTION_KEY".into()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -295,6 +355,7 @@ impl Config {
                 url: None,
                 headers: BTreeMap::new(),
                 timeout: None,
+                tool_access: BTreeMap::new(),
             }]
         })
     }

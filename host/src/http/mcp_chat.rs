@@ -24,6 +24,7 @@ use super::{AppState, servers, sse};
 use crate::agent::{ChatEvent, ChatRequest, ChatRun, Message, collect};
 use crate::auth::Role as KeyRole;
 use crate::config::{McpServerConfig, Transport};
+use crate::dispatch::Caller;
 use crate::mcp::McpError;
 use crate::store::StoredMessage;
 
@@ -104,6 +105,7 @@ impl ServerSpec {
             url: self.url,
             headers: self.headers,
             timeout: self.timeout,
+            tool_access: Default::default(),
         }
     }
 }
@@ -273,7 +275,7 @@ async fn begin(state: &AppState, session: &str, message: String) -> Result<Sessi
     messages.push(user.to_message());
     let tools = state.pool.reachable_tool_set().await;
     Ok(SessionChat {
-        request: ChatRequest::new(messages, tools, route),
+        request: ChatRequest::new(messages, tools, route, Caller::anonymous("mcp_chat_api")),
         guard,
     })
 }

@@ -3,22 +3,30 @@
 
 mod admin;
 mod body;
+mod fastapi;
+mod feather;
+mod integrations;
 mod mcp_chat;
+mod mcp_server;
 mod servers;
 mod simple;
 mod sse;
 mod truefoundry;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderMap, HeaderValue};
+use tokio_util::sync::CancellationToken;
 use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
 
 use crate::agent::Agent;
 use crate::auth::{ApiKeys, Principal, bearer_token};
 use crate::config::SecurityConfig;
+use crate::connections::Connections;
+use crate::dispatch::Dispatcher;
 use crate::mcp::McpPool;
 use crate::plugins::PluginRuntime;
 use crate::store::Store;
@@ -31,6 +39,8 @@ pub struct AppState {
     pub keys: ApiKeys,
     pub store: Store,
     pub security: SecurityConfig,
+    pub connections: Connections,
+    pub dispatcher: Dispatcher,
     pub simple: simple::SimpleState,
     pub mcp_chat: mcp_chat::SessionLocks,
 }
@@ -53,14 +63,17 @@ impl AppState {
         keys: ApiKeys,
         store: Store,
         security: SecurityConfig,
+        connections: Connections,
     ) -> AppState {
         AppState {
             agent,
             pool,
             plugins,
             keys,
+            dispatcher: Dispatcher::new(store.clone()),
             store,
             security,
+            connections,
             simple: Default::default(),
             mcp_chat: Default::default(),
         }
@@ -75,6 +88,8 @@ pub fn router(
     state: Arc<AppState>,
     cors_origins: &[String],
     max_body_bytes: usize,
+    listen: SocketAddr,
+    shutdown: CancellationToken,
 ) -> Result<Router, InvalidOrigin> {
     let origins = cors_origins
         .iter()
@@ -92,6 +107,14 @@ pub fn router(
         .merge(truefoundry::routes())
         .merge(mcp_chat::routes())
         .merge(servers::routes())
+        .merge(feather::routes())
+        .merge(integrations::routes())
+        .merge(mcp_server::routes(
+            state.clone(),
+            listen,
+            max_body_bytes,
+            shutdown,
+        ))
         .with_state(state)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(cors))

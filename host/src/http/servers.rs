@@ -41,7 +41,7 @@ pub async fn describe(server: &ServerEntry) -> Value {
     let config = &server.config;
     let name = match server.origin {
         Origin::Config => config.display_name(),
-        Origin::Runtime | Origin::AdHoc => &config.id,
+        Origin::Runtime | Origin::AdHoc | Origin::Connection => &config.id,
     };
     json!({
         "id": config.id,

@@ -19,6 +19,7 @@ use super::body::parse_json;
 use super::servers::tool_summaries;
 use super::{AppState, sse};
 use crate::agent::{ChatRequest, Message, Role, collect};
+use crate::dispatch::Caller;
 use crate::mcp::{self, Selection};
 
 /// The built-in format of this surface, also used for its error events.
@@ -158,7 +159,11 @@ async fn prepare(state: &AppState, body: &[u8]) -> Result<(ChatRequest, Message,
     };
     let mut messages = history;
     messages.push(user.clone());
-    Ok((ChatRequest::new(messages, tools, route), user, server))
+    Ok((
+        ChatRequest::new(messages, tools, route, Caller::anonymous("simple_chat")),
+        user,
+        server,
+    ))
 }
 
 fn status_for(error: &super::body::BodyError) -> StatusCode {

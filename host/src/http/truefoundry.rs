@@ -22,6 +22,7 @@ use super::body::parse_json;
 use super::{AppState, sse};
 use crate::agent::{ChatRequest, Message, Role, ToolCall};
 use crate::auth::{Principal, bearer_token};
+use crate::dispatch::Caller;
 use crate::mcp::{self, McpError, Selection};
 
 const FORMAT: &str = "truefoundry";
@@ -200,7 +201,12 @@ async fn responses(
     );
 
     let options = sse::response_options(&request.model);
-    let mut chat = ChatRequest::new(messages, tools, route);
+    let mut chat = ChatRequest::new(
+        messages,
+        tools,
+        route,
+        Caller::with_key(principal, "truefoundry_chat"),
+    );
     chat.max_tokens = request.max_tokens;
     chat.temperature = request.temperature;
     chat.top_p = request.top_p;

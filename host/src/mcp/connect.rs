@@ -7,7 +7,7 @@ use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use rmcp::{RoleClient, ServiceExt};
 
-use super::sse_client;
+use super::{end_user, sse_client};
 use crate::config::{McpServerConfig, Transport};
 
 pub type Client = RunningService<RoleClient, ()>;
@@ -69,16 +69,9 @@ async fn connect_http(
         .collect();
     let mut transport_config = StreamableHttpClientTransportConfig::with_uri(url);
     transport_config.custom_headers = headers;
-    match http_client {
-        Some(client) => {
-            let transport = StreamableHttpClientTransport::with_client(client, transport_config);
-            ().serve(transport).await.map_err(|e| e.to_string())
-        }
-        None => {
-            let transport = StreamableHttpClientTransport::from_config(transport_config);
-            ().serve(transport).await.map_err(|e| e.to_string())
-        }
-    }
+    let client = end_user::PinningClient(http_client.unwrap_or_default());
+    let transport = StreamableHttpClientTransport::with_client(client, transport_config);
+    ().serve(transport).await.map_err(|e| e.to_string())
 }
 
 async fn connect_sse(

@@ -10,6 +10,7 @@
 //! (a URL) live as long as the request's [`ToolSet`] holds them.
 
 mod connect;
+pub mod end_user;
 pub mod names;
 mod sse_client;
 mod url_policy;
@@ -20,7 +21,9 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use rmcp::RoleClient;
-use rmcp::model::{CallToolRequestParams, CallToolResponse, CallToolResult, Tool};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, RequestMetaObject, Tool,
+};
 use rmcp::service::Peer;
 use serde_json::{Map, Value};
 
@@ -112,11 +115,15 @@ pub enum Origin {
     Runtime,
     /// Named by one request's URL.
     AdHoc,
+    /// An org's connection, outside the pool (see `crate::connections`).
+    Connection,
 }
 
 pub struct ServerEntry {
     pub config: McpServerConfig,
     pub origin: Origin,
+    /// The org connection this server is, if it is one.
+    pub connection: Option<String>,
     /// Set once removed from the pool: holders fail instead of reconnecting.
     removed: AtomicBool,
     /// For ad-hoc servers: a client pinned to the addresses that passed
@@ -150,10 +157,12 @@ impl ServerEntry {
         config: McpServerConfig,
         origin: Origin,
         http_client: Option<reqwest::Client>,
+        connection: Option<String>,
     ) -> Arc<ServerEntry> {
         Arc::new(ServerEntry {
             config,
             origin,
+            connection,
             removed: AtomicBool::new(false),
             http_client,
             session: Default::default(),
@@ -214,6 +223,12 @@ impl ServerEntry {
             .map(|s| (s.tools.clone(), s.connected_at.clone()))
     }
 
+    /// Stops the server for good: holders get an error, not a reconnect.
+    pub async fn retire(&self) {
+        self.removed.store(true, Ordering::SeqCst);
+        self.close().await;
+    }
+
     async fn close(&self) {
         if let Some(session) = self.session.lock().await.take()
             && let Err(e) = session.client.cancel().await
@@ -222,17 +237,24 @@ impl ServerEntry {
         }
     }
 
-    /// Calls one tool under the server's timeout.
+    /// Calls one tool under the server's timeout, pinned to `end_user`
+    /// when given (see [`end_user`]).
     pub async fn call(
         &self,
         tool: &str,
         arguments: Map<String, Value>,
+        end_user: Option<&str>,
     ) -> Result<CallToolResult, McpError> {
         let server = &self.config.id;
         let (peer, _) = self.session().await?;
         let timeout = self.config.call_timeout();
         let mut params = CallToolRequestParams::new(tool.to_owned());
         params.arguments = Some(arguments);
+        if let Some(end_user) = end_user {
+            let mut meta = RequestMetaObject::new();
+            meta.insert(end_user::META_KEY.into(), end_user.into());
+            params.meta = Some(meta);
+        }
         let failed = |reason: String| McpError::Call {
             server: server.clone(),
             tool: tool.to_owned(),
@@ -262,7 +284,7 @@ impl McpPool {
     pub fn new(configs: Vec<McpServerConfig>, url_policy: UrlPolicy) -> McpPool {
         let servers = configs
             .into_iter()
-            .map(|config| ServerEntry::new(config, Origin::Config, None))
+            .map(|config| ServerEntry::new(config, Origin::Config, None, None))
             .collect();
         McpPool {
             servers: RwLock::new(servers),
@@ -305,20 +327,8 @@ impl McpPool {
             Some(port) => format!("{}:{port}", checked.host),
             None => checked.host.clone(),
         };
-        let config = McpServerConfig {
-            id,
-            name: None,
-            description: None,
-            transport: Transport::StreamableHttp,
-            command: None,
-            args: Vec::new(),
-            env: BTreeMap::new(),
-            cwd: None,
-            url: Some(checked.url.to_string()),
-            headers,
-            timeout: None,
-        };
-        Ok(ServerEntry::new(config, Origin::AdHoc, Some(client)))
+        let config = McpServerConfig::streamable_http(id, checked.url.to_string(), headers);
+        Ok(ServerEntry::new(config, Origin::AdHoc, Some(client), None))
     }
 
     /// Connects every server and adds them all, or none: a server that
@@ -370,6 +380,23 @@ impl McpPool {
         restored
     }
 
+    /// An org connection's server, kept outside the pool: it passes the
+    /// same URL policy as ad-hoc servers and is only offered to its org.
+    pub async fn connection_entry(
+        &self,
+        config: McpServerConfig,
+        connection_id: String,
+    ) -> Result<Arc<ServerEntry>, McpError> {
+        let url = config.url.clone().unwrap_or_default();
+        let (_, client) = self.pinned_client(&url).await?;
+        Ok(ServerEntry::new(
+            config,
+            Origin::Connection,
+            Some(client),
+            Some(connection_id),
+        ))
+    }
+
     /// A run-time server; URLs must pass the same policy as ad-hoc ones.
     async fn runtime_entry(&self, config: McpServerConfig) -> Result<Arc<ServerEntry>, McpError> {
         let client = match (&config.url, config.transport) {
@@ -378,7 +405,7 @@ impl McpPool {
             }
             _ => None,
         };
-        Ok(ServerEntry::new(config, Origin::Runtime, client))
+        Ok(ServerEntry::new(config, Origin::Runtime, client, None))
     }
 
     /// Checks `url` against the policy and returns an HTTP client pinned to
@@ -414,8 +441,7 @@ impl McpPool {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|s| !Arc::ptr_eq(s, &entry));
-        entry.removed.store(true, Ordering::SeqCst);
-        entry.close().await;
+        entry.retire().await;
         Ok(())
     }
 
@@ -430,10 +456,10 @@ impl McpPool {
         Ok(())
     }
 
-    /// The tools of every server that can be reached, named for the model.
-    /// A server that cannot be reached is left out, with a warning, so one
-    /// dead server does not take every chat down with it.
-    pub async fn reachable_tool_set(&self) -> ToolSet {
+    /// Every server that can be reached, all tools selected. A server that
+    /// cannot be reached is left out, with a warning, so one dead server
+    /// does not take every chat down with it.
+    pub async fn reachable_selections(&self) -> Vec<Selection> {
         let mut selections = Vec::new();
         for server in self.servers() {
             match server.tools().await {
@@ -441,7 +467,14 @@ impl McpPool {
                 Err(e) => tracing::warn!("leaving out MCP server: {e}"),
             }
         }
-        tool_set(&selections).await.unwrap_or_default()
+        selections
+    }
+
+    /// The tools of every server that can be reached, named for the model.
+    pub async fn reachable_tool_set(&self) -> ToolSet {
+        tool_set(&self.reachable_selections().await)
+            .await
+            .unwrap_or_default()
     }
 
     /// Closes every session, stopping all child processes.
@@ -489,11 +522,10 @@ pub async fn tool_set(selections: &[Selection]) -> Result<ToolSet, McpError> {
                 description: tool.description.as_deref().unwrap_or_default().to_owned(),
                 input_schema: serde_json::to_string(&*tool.input_schema)
                     .unwrap_or_else(|_| "{}".into()),
-                read_only: tool
-                    .annotations
-                    .as_ref()
-                    .and_then(|a| a.read_only_hint)
-                    .unwrap_or(false),
+                read_only: entry.config.is_read_only(
+                    &tool.name,
+                    tool.annotations.as_ref().and_then(|a| a.read_only_hint),
+                ),
                 entry: entry.clone(),
             });
         }

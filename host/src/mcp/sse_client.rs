@@ -17,6 +17,8 @@ use reqwest::header::HeaderMap;
 use rmcp::model::{ClientJsonRpcMessage, ServerJsonRpcMessage};
 use tokio::sync::{mpsc, oneshot};
 
+use super::end_user;
+
 const ENDPOINT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Larger events are refused rather than buffered without bound.
 const MAX_EVENT_BYTES: usize = 16 << 20;
@@ -59,12 +61,11 @@ pub async fn connect(
     let (outgoing_tx, mut outgoing_rx) = unbounded::<ClientJsonRpcMessage>();
     tokio::spawn(async move {
         while let Some(message) = outgoing_rx.next().await {
-            let posted = client
-                .post(endpoint.clone())
-                .headers(headers.clone())
-                .json(&message)
-                .send()
-                .await;
+            let mut post = client.post(endpoint.clone()).headers(headers.clone());
+            if let Some(end_user) = end_user::of_message(&message) {
+                post = post.header(end_user::HEADER, end_user);
+            }
+            let posted = post.json(&message).send().await;
             match posted {
                 Ok(response) if response.status().is_success() => {}
                 Ok(response) => {

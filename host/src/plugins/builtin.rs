@@ -17,4 +17,5 @@ pub const BUILTINS: &[(&str, &[u8])] = &[
     built!("simple_plugin.wasm"),
     built!("truefoundry_plugin.wasm"),
     built!("mcp_chat_plugin.wasm"),
+    built!("feather_plugin.wasm"),
 ];

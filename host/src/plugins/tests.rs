@@ -198,6 +198,7 @@ fn refuses_components_that_implement_no_world() {
             "anthropic",
             "mock",
             "openai",
+            "feather",
             "mcp-chat",
             "simple",
             "truefoundry"

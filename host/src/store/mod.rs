@@ -1,5 +1,6 @@
 //! Persistence in SQLite under `data_dir`: chat sessions with their
-//! history, and MCP servers registered at run time.
+//! history, MCP servers registered at run time, org connections and the
+//! tool-call log.
 //!
 //! WAL mode with `synchronous = FULL`: a write that returned is on disk,
 //! so anything acknowledged to a client survives a crash. Each exchange is
@@ -9,7 +10,12 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+mod connections;
 mod conversation;
+mod tool_calls;
+
+pub use connections::{ConnectionRow, ConnectionToolRow};
+pub use tool_calls::ToolCallRecord;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
@@ -35,6 +41,43 @@ CREATE TABLE IF NOT EXISTS mcp_servers (
     config TEXT NOT NULL,
     registered_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS connections (
+    id TEXT PRIMARY KEY,
+    org TEXT NOT NULL,
+    name TEXT NOT NULL,
+    server_id TEXT NOT NULL,
+    url TEXT NOT NULL,
+    auth_type TEXT NOT NULL,
+    header_names TEXT NOT NULL,
+    credentials BLOB NOT NULL,
+    created_at TEXT NOT NULL,
+    UNIQUE (org, server_id)
+);
+CREATE TABLE IF NOT EXISTS connection_tools (
+    connection_id TEXT NOT NULL REFERENCES connections(id) ON DELETE CASCADE,
+    slug TEXT NOT NULL,
+    name TEXT NOT NULL,
+    description TEXT NOT NULL,
+    read_only INTEGER NOT NULL,
+    enabled INTEGER NOT NULL,
+    PRIMARY KEY (connection_id, slug)
+);
+CREATE TABLE IF NOT EXISTS tool_calls (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    org TEXT,
+    api_key TEXT,
+    end_user_id TEXT,
+    connection_id TEXT,
+    server TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    duration_ms REAL NOT NULL,
+    success INTEGER NOT NULL,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS tool_calls_by_org ON tool_calls(org, seq);
 ";
 
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,129 @@
+//! The one path every tool call takes, whoever asked for it: the agent
+//! loop on any chat surface, remote clients of our `/mcp/` endpoint, and
+//! the connections test surface.
+//!
+//! Tools enforce their own permissions here rather than each endpoint
+//! guarding itself: a viewer may call only read-only tools (the server's
+//! `readOnlyHint`, or the config's override), wherever the call came
+//! from. A denied call is never sent to the server. Every call, denied or
+//! not, is written to the durable tool-call log before its result is
+//! handed back.
+
+use std::time::Instant;
+
+use rmcp::model::CallToolResult;
+use serde_json::{Map, Value};
+
+use crate::auth::{Principal, Role};
+use crate::mcp::{McpError, ToolBinding};
+use crate::store::{Store, ToolCallRecord};
+
+/// Who is calling a tool, for whom, and why.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// `None` on surfaces without API keys (the simple frontend).
+    pub principal: Option<Principal>,
+    /// The end user every end-user-scoped call is pinned to.
+    pub end_user: Option<String>,
+    /// Why the call is made, for the log: `feather_chat`, `mcp_endpoint`...
+    pub reason: &'static str,
+}
+
+impl Caller {
+    pub fn anonymous(reason: &'static str) -> Caller {
+        Caller {
+            principal: None,
+            end_user: None,
+            reason,
+        }
+    }
+
+    pub fn with_key(principal: Principal, reason: &'static str) -> Caller {
+        Caller {
+            principal: Some(principal),
+            end_user: None,
+            reason,
+        }
+    }
+
+    /// Whether the caller may call a tool: viewers only read.
+    pub fn may_call(&self, binding: &ToolBinding) -> bool {
+        binding.read_only
+            || self
+                .principal
+                .as_ref()
+                .is_none_or(|p| p.role != Role::Viewer)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    #[error(
+        "permission denied: tool `{0}` changes data and this API key has the viewer role, which may only call read-only tools"
+    )]
+    Denied(String),
+    #[error(transparent)]
+    Mcp(#[from] McpError),
+}
+
+#[derive(Clone)]
+pub struct Dispatcher {
+    log: Store,
+}
+
+impl Dispatcher {
+    pub fn new(log: Store) -> Dispatcher {
+        Dispatcher { log }
+    }
+
+    pub async fn call(
+        &self,
+        binding: &ToolBinding,
+        arguments: Map<String, Value>,
+        caller: &Caller,
+    ) -> Result<CallToolResult, DispatchError> {
+        let started = Instant::now();
+        let outcome = if caller.may_call(binding) {
+            binding
+                .entry
+                .call(&binding.tool, arguments, caller.end_user.as_deref())
+                .await
+                .map_err(DispatchError::from)
+        } else {
+            Err(DispatchError::Denied(binding.name.clone()))
+        };
+        let record = ToolCallRecord {
+            at: crate::store::now(),
+            org: caller.principal.as_ref().map(|p| p.org.clone()),
+            api_key: caller.principal.as_ref().map(|p| p.key_label.clone()),
+            end_user_id: caller.end_user.clone(),
+            connection_id: binding.entry.connection.clone(),
+            server: binding.server.clone(),
+            tool: binding.tool.clone(),
+            mode: mode(binding).into(),
+            reason: caller.reason.into(),
+            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+            success: matches!(&outcome, Ok(result) if result.is_error != Some(true)),
+            error: match &outcome {
+                Ok(result) if result.is_error == Some(true) => {
+                    Some("the tool reported an error".into())
+                }
+                Ok(_) => None,
+                Err(e) => Some(e.to_string()),
+            },
+        };
+        if let Err(e) = self.log.log_tool_call(record).await {
+            tracing::error!(tool = %binding.name, "cannot write the tool-call log: {e}");
+        }
+        outcome
+    }
+}
+
+/// How a tool is reached: our MCP client to an org's own server (the
+/// Feather term), or to a server of this host's pool.
+fn mode(binding: &ToolBinding) -> &'static str {
+    match binding.entry.connection {
+        Some(_) => "feather_mcp_client",
+        None => "mcp_pool",
+    }
+}

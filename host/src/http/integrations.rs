@@ -1,0 +1,324 @@
+//! Org connections to customer MCP servers (seed 001 and the CRUD around
+//! it), and the tool-call log, under `/v1/integrations`.
+//!
+//! Every route needs an `x-api-key`; everything is scoped to the key's
+//! org, so another org's connection is simply not found (404). Viewers
+//! may read; changing connections takes a member or admin; the log is for
+//! admins. The test surface is open to every role because the tool itself
+//! enforces the role when it is called.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::AppState;
+use super::fastapi::{FeatherError, Validator, at, json_body, loc};
+use super::feather::{authenticate, end_user_header};
+use crate::auth::{Principal, Role};
+use crate::connections::{ConnectionError, NewConnection};
+use crate::dispatch::{Caller, DispatchError};
+use crate::mcp::McpError;
+
+const MAX_LOG_ROWS: u32 = 1000;
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/v1/integrations/connections", post(create).get(list))
+        .route(
+            "/v1/integrations/connections/{connection_id}",
+            get(show).delete(remove),
+        )
+        .route(
+            "/v1/integrations/connections/{connection_id}/tools/{slug}",
+            patch(set_enabled),
+        )
+        .route(
+            "/v1/integrations/connections/{connection_id}/test-mcp-call",
+            post(test_mcp_call),
+        )
+        .route("/v1/integrations/tool-calls", get(tool_calls))
+}
+
+fn require(principal: &Principal, allowed: &[Role], what: &str) -> Result<(), FeatherError> {
+    if allowed.contains(&principal.role) {
+        return Ok(());
+    }
+    Err(FeatherError::new(
+        StatusCode::FORBIDDEN,
+        "PermissionDeniedError",
+        format!("{what} needs an API key with one of the roles {allowed:?}"),
+    ))
+}
+
+/// The `connection_id` path segment, which must be a UUID.
+fn connection_id(raw: &str, v: &mut Validator) -> String {
+    v.uuid(loc(&["path", "connection_id"]), &Value::from(raw))
+        .map(|id| id.to_string())
+        .unwrap_or_default()
+}
+
+fn failure(error: ConnectionError) -> FeatherError {
+    let (status, kind) = match &error {
+        ConnectionError::NotFound(_) => (StatusCode::NOT_FOUND, "NotFoundError"),
+        ConnectionError::Duplicate(_) => (StatusCode::CONFLICT, "ConflictError"),
+        ConnectionError::ToolUnavailable { .. } => {
+            (StatusCode::BAD_REQUEST, "ToolUnavailableError")
+        }
+        ConnectionError::Invalid(_) | ConnectionError::Mcp(McpError::Refused(_)) => {
+            (StatusCode::BAD_REQUEST, "BadRequestError")
+        }
+        ConnectionError::NoKey(_) => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailableError"),
+        ConnectionError::Mcp(_) => (StatusCode::BAD_GATEWAY, "McpServerError"),
+        ConnectionError::Crypto(_) | ConnectionError::Store(_) => {
+            tracing::error!("connections: {error}");
+            (StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError")
+        }
+    };
+    FeatherError::new(status, kind, error.to_string())
+}
+
+async fn create(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, FeatherError> {
+    let principal = authenticate(&state, &headers)?;
+    require(
+        &principal,
+        &[Role::Admin, Role::Member],
+        "creating a connection",
+    )?;
+    let body = json_body(&body)?;
+    let mut v = Validator::default();
+    let Some(object) = v.model(loc(&["body"]), &body) else {
+        return Err(v.into_error());
+    };
+    v.no_extra(
+        loc(&["body"]),
+        object,
+        &["name", "url", "headers", "bearer_token"],
+    );
+    let name = v
+        .required(object, loc(&["body"]), "name")
+        .and_then(|n| v.string(loc(&["body", "name"]), n));
+    let url = v
+        .required(object, loc(&["body"]), "url")
+        .and_then(|u| v.string(loc(&["body", "url"]), u));
+    let mut header_values = BTreeMap::new();
+    if let Some(headers) = object
+        .get("headers")
+        .and_then(|h| v.dict(loc(&["body", "headers"]), h))
+    {
+        for (header, value) in headers {
+            if let Some(value) = v.string(at(loc(&["body", "headers"]), header.as_str()), value) {
+                header_values.insert(header.clone(), value.to_owned());
+            }
+        }
+    }
+    let bearer_token = match object.get("bearer_token") {
+        None | Some(Value::Null) => None,
+        Some(token) => v
+            .string(loc(&["body", "bearer_token"]), token)
+            .map(str::to_owned),
+    };
+    let (name, url) = (name.map(str::to_owned), url.map(str::to_owned));
+    v.finish()?;
+    let new = NewConnection {
+        name: name.unwrap_or_default(),
+        url: url.unwrap_or_default(),
+        headers: header_values,
+        bearer_token,
+    };
+    let connection = state
+        .connections
+        .create(&principal.org, new)
+        .await
+        .map_err(failure)?;
+    Ok((StatusCode::CREATED, Json(connection)).into_response())
+}
+
+async fn list(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, FeatherError> {
+    let principal = authenticate(&state, &headers)?;
+    let connections = state
+        .connections
+        .list(&principal.org)
+        .await
+        .map_err(failure)?;
+    Ok(Json(json!({ "connections": connections })))
+}
+
+async fn show(
+    State(state): State<Arc<AppState>>,
+    Path(raw_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, FeatherError> {
+    let principal = authenticate(&state, &headers)?;
+    let mut v = Validator::default();
+    let id = connection_id(&raw_id, &mut v);
+    v.finish()?;
+    let connection = state
+        .connections
+        .get(&principal.org, &id)
+        .await
+        .map_err(failure)?;
+    Ok(Json(json!(connection)))
+}
+
+async fn remove(
+    State(state): State<Arc<AppState>>,
+    Path(raw_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<StatusCode, FeatherError> {
+    let principal = authenticate(&state, &headers)?;
+    require(
+        &principal,
+        &[Role::Admin, Role::Member],
+        "deleting a connection",
+    )?;
+    let mut v = Validator::default();
+    let id = connection_id(&raw_id, &mut v);
+    v.finish()?;
+    state
+        .connections
+        .delete(&principal.org, &id)
+        .await
+        .map_err(failure)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn set_enabled(
+    State(state): State<Arc<AppState>>,
+    Path((raw_id, slug)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, FeatherError> {
+    let principal = authenticate(&state, &headers)?;
+    require(
+        &principal,
+        &[Role::Admin, Role::Member],
+        "enabling or disabling tools",
+    )?;
+    let mut v = Validator::default();
+    let id = connection_id(&raw_id, &mut v);
+    let body = json_body(&body)?;
+    let Some(object) = v.model(loc(&["body"]), &body) else {
+        return Err(v.into_error());
+    };
+    v.no_extra(loc(&["body"]), object, &["enabled"]);
+    let enabled = v.required(object, loc(&["body"]), "enabled").and_then(|e| {
+        let flag = e.as_bool();
+        if flag.is_none() {
+            v.error(
+                loc(&["body", "enabled"]),
+                "bool_type",
+                "Input should be a valid boolean",
+                e,
+                None,
+            );
+        }
+        flag
+    });
+    v.finish()?;
+    let connection = state
+        .connections
+        .set_tool_enabled(&principal.org, &id, &slug, enabled.unwrap_or(true))
+        .await
+        .map_err(failure)?;
+    Ok(Json(json!(connection)))
+}
+
+/// Seed 001: resolve the slug, open the connection's MCP session with its
+/// decrypted credentials, call the tool, return the raw result.
+async fn test_mcp_call(
+    State(state): State<Arc<AppState>>,
+    Path(raw_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, FeatherError> {
+    let principal = authenticate(&state, &headers)?;
+    let end_user = end_user_header(&headers)?;
+    let mut v = Validator::default();
+    let id = connection_id(&raw_id, &mut v);
+    let body = json_body(&body)?;
+    let Some(object) = v.model(loc(&["body"]), &body) else {
+        return Err(v.into_error());
+    };
+    v.no_extra(loc(&["body"]), object, &["slug", "input"]);
+    let slug = v
+        .required(object, loc(&["body"]), "slug")
+        .and_then(|s| v.string(loc(&["body", "slug"]), s))
+        .map(str::to_owned);
+    let input: Option<Map<String, Value>> = match object.get("input") {
+        None => Some(Map::new()),
+        Some(input) => v.dict(loc(&["body", "input"]), input).cloned(),
+    };
+    v.finish()?;
+    let (slug, input) = (slug.unwrap_or_default(), input.unwrap_or_default());
+    let binding = state
+        .connections
+        .resolve_slug(&principal.org, &id, &slug)
+        .await
+        .map_err(failure)?;
+    let caller = Caller {
+        principal: Some(principal),
+        end_user,
+        reason: "ui_mcp_test_call",
+    };
+    match state.dispatcher.call(&binding, input, &caller).await {
+        Ok(result) => Ok(Json(json!({ "result": result }))),
+        Err(denied @ DispatchError::Denied(_)) => Err(FeatherError::new(
+            StatusCode::FORBIDDEN,
+            "PermissionDeniedError",
+            denied.to_string(),
+        )),
+        Err(DispatchError::Mcp(e)) => Err(failure(ConnectionError::Mcp(e))),
+    }
+}
+
+#[derive(Deserialize)]
+struct LogQuery {
+    connection_id: Option<String>,
+    limit: Option<String>,
+}
+
+/// The org's tool-call log, newest first (admins only).
+async fn tool_calls(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(query): Query<LogQuery>,
+) -> Result<Json<Value>, FeatherError> {
+    let principal = authenticate(&state, &headers)?;
+    require(&principal, &[Role::Admin], "reading the tool-call log")?;
+    let mut v = Validator::default();
+    let connection = query
+        .connection_id
+        .map(|raw| v.uuid(loc(&["query", "connection_id"]), &Value::from(raw)))
+        .map(|id| id.map(|id| id.to_string()).unwrap_or_default());
+    let limit = match query.limit {
+        None => Some(100),
+        Some(raw) => v.int_in(
+            loc(&["query", "limit"]),
+            &Value::from(raw),
+            1,
+            MAX_LOG_ROWS.into(),
+        ),
+    };
+    v.finish()?;
+    let rows = state
+        .store
+        .tool_calls(&principal.org, connection, limit.unwrap_or(100) as u32)
+        .await
+        .map_err(|e| failure(ConnectionError::Store(e)))?;
+    Ok(Json(json!({ "tool_calls": rows })))
+}

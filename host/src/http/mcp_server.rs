@@ -1,0 +1,170 @@
+//! The aggregated MCP server at `/mcp/` (streamable HTTP): remote MCP
+//! clients see the tools of this host's pool and of their org's
+//! connections, as the models in our chats do.
+//!
+//! A middleware authenticates every HTTP request (`x-api-key` or Bearer)
+//! before rmcp sees it and hands the caller on in the request's
+//! extensions, so the identity is per request, never per MCP session.
+//! Viewers are listed only read-only tools; calls go through the same
+//! dispatcher as chat tool calls, with `x-end-user-id` pinning them.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::request::Parts;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorData,
+    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+    ToolAnnotations,
+};
+use rmcp::service::RequestContext;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{RoleServer, ServerHandler};
+use serde_json::{Map, Value};
+use tokio_util::sync::CancellationToken;
+
+use super::AppState;
+use super::feather::{authenticate, end_user_header};
+use crate::dispatch::Caller;
+use crate::mcp::{ToolBinding, ToolSet};
+
+/// The `/mcp` and `/mcp/` routes.
+pub fn routes(
+    state: Arc<AppState>,
+    listen: SocketAddr,
+    max_body_bytes: usize,
+    shutdown: CancellationToken,
+) -> Router<Arc<AppState>> {
+    // DNS-rebinding protection: loopback names plus the address we listen on.
+    let mut hosts = vec!["localhost".to_owned(), "127.0.0.1".into(), "::1".into()];
+    hosts.push(listen.ip().to_string());
+    let config = StreamableHttpServerConfig::default()
+        .with_allowed_hosts(hosts)
+        .with_max_request_body_bytes(max_body_bytes)
+        .with_cancellation_token(shutdown);
+    let handler_state = state.clone();
+    let service = StreamableHttpService::new(
+        move || {
+            Ok(Aggregate {
+                state: handler_state.clone(),
+            })
+        },
+        Arc::new(LocalSessionManager::default()),
+        config,
+    );
+    Router::new()
+        .route_service("/mcp", service.clone())
+        .route_service("/mcp/", service)
+        .route_layer(middleware::from_fn_with_state(state, authorize))
+}
+
+/// Who is calling, read once per HTTP request.
+#[derive(Clone)]
+struct McpCaller(Caller);
+
+async fn authorize(
+    State(state): State<Arc<AppState>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let headers = request.headers();
+    let caller = authenticate(&state, headers).and_then(|principal| {
+        let mut caller = Caller::with_key(principal, "mcp_endpoint");
+        caller.end_user = end_user_header(headers)?;
+        Ok(caller)
+    });
+    match caller {
+        Ok(caller) => {
+            request.extensions_mut().insert(McpCaller(caller));
+            next.run(request).await
+        }
+        Err(error) => error.into_response(),
+    }
+}
+
+#[derive(Clone)]
+struct Aggregate {
+    state: Arc<AppState>,
+}
+
+impl Aggregate {
+    fn caller(context: &RequestContext<RoleServer>) -> Result<Caller, ErrorData> {
+        context
+            .extensions
+            .get::<Parts>()
+            .and_then(|parts| parts.extensions.get::<McpCaller>())
+            .map(|c| c.0.clone())
+            .ok_or_else(|| {
+                ErrorData::internal_error("request without an authenticated caller", None)
+            })
+    }
+
+    async fn tools_for(&self, caller: &Caller) -> ToolSet {
+        let org = caller
+            .principal
+            .as_ref()
+            .map(|p| p.org.as_str())
+            .unwrap_or_default();
+        self.state.connections.org_tool_set(org).await
+    }
+}
+
+impl ServerHandler for Aggregate {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build()).with_instructions(
+            "agenthost: the tools of this host's MCP servers and of your org's connections",
+        )
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let caller = Self::caller(&context)?;
+        let tools = self.tools_for(&caller).await;
+        Ok(ListToolsResult::with_all_items(
+            tools
+                .tools
+                .iter()
+                .filter(|binding| caller.may_call(binding))
+                .map(as_tool)
+                .collect(),
+        ))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let caller = Self::caller(&context)?;
+        let tools = self.tools_for(&caller).await;
+        let binding = tools.find(&request.name).ok_or_else(|| {
+            ErrorData::invalid_params(format!("unknown tool `{}`", request.name), None)
+        })?;
+        let arguments = request.arguments.unwrap_or_default();
+        let result = match self
+            .state
+            .dispatcher
+            .call(binding, arguments, &caller)
+            .await
+        {
+            Ok(result) => result,
+            Err(e) => CallToolResult::error(vec![ContentBlock::text(e.to_string())]),
+        };
+        Ok(result.into())
+    }
+}
+
+fn as_tool(binding: &ToolBinding) -> Tool {
+    let schema =
+        serde_json::from_str::<Map<String, Value>>(&binding.input_schema).unwrap_or_default();
+    Tool::new(binding.name.clone(), binding.description.clone(), schema)
+        .with_annotations(ToolAnnotations::new().read_only(binding.read_only))
+}

@@ -1,0 +1,90 @@
+//! The durable tool-call log: one row per call, whoever made it.
+
+use rusqlite::params;
+use serde::Serialize;
+
+use super::{Store, StoreError};
+
+/// One tool call as the log keeps it. Holds no arguments or results,
+/// which may carry personal data; it says who, what, how and how it went.
+#[derive(Debug, Clone, Serialize)]
+pub struct ToolCallRecord {
+    pub at: String,
+    pub org: Option<String>,
+    /// The caller's key label (a hash prefix), never the key.
+    pub api_key: Option<String>,
+    pub end_user_id: Option<String>,
+    pub connection_id: Option<String>,
+    pub server: String,
+    pub tool: String,
+    /// How the tool was reached, such as `feather_mcp_client`.
+    pub mode: String,
+    /// Why it was called, such as `ui_mcp_test_call`.
+    pub reason: String,
+    pub duration_ms: f64,
+    pub success: bool,
+    pub error: Option<String>,
+}
+
+impl Store {
+    pub async fn log_tool_call(&self, record: ToolCallRecord) -> Result<(), StoreError> {
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO tool_calls (at, org, api_key, end_user_id, connection_id, server, tool, mode, reason, duration_ms, success, error)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                params![
+                    record.at,
+                    record.org,
+                    record.api_key,
+                    record.end_user_id,
+                    record.connection_id,
+                    record.server,
+                    record.tool,
+                    record.mode,
+                    record.reason,
+                    record.duration_ms,
+                    record.success,
+                    record.error
+                ],
+            )
+        })
+        .await
+        .map(drop)
+    }
+
+    /// An org's most recent calls, newest first, optionally of one connection.
+    pub async fn tool_calls(
+        &self,
+        org: &str,
+        connection: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<ToolCallRecord>, StoreError> {
+        let org = org.to_owned();
+        self.run(move |c| {
+            let mut query = c.prepare(
+                "SELECT at, org, api_key, end_user_id, connection_id, server, tool, mode, reason, duration_ms, success, error
+                 FROM tool_calls
+                 WHERE org = ?1 AND (?2 IS NULL OR connection_id = ?2)
+                 ORDER BY seq DESC LIMIT ?3",
+            )?;
+            let rows = query.query_map(params![org, connection, limit], |row| {
+                Ok(ToolCallRecord {
+                    at: row.get(0)?,
+                    org: row.get(1)?,
+                    api_key: row.get(2)?,
+                    end_user_id: row.get(3)?,
+                    connection_id: row.get(4)?,
+                    server: row.get(5)?,
+                    tool: row.get(6)?,
+                    mode: row.get(7)?,
+                    reason: row.get(8)?,
+                    duration_ms: row.get(9)?,
+                    success: row.get(10)?,
+                    error: row.get(11)?,
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+}
