@@ -36,10 +36,11 @@ fn config(llm: &MockLlm, data_dir: Option<&std::path::Path>) -> String {
 }
 
 fn start(llm: &MockLlm, data_dir: Option<&std::path::Path>) -> Agenthost {
-    Agenthost::start_with_env(
-        &config(llm, data_dir),
-        &[("AGENTHOST_CONNECTION_KEY", CONNECTION_KEY)],
-    )
+    start_with(&config(llm, data_dir))
+}
+
+fn start_with(config: &str) -> Agenthost {
+    Agenthost::start_with_env(config, &[("AGENTHOST_CONNECTION_KEY", CONNECTION_KEY)])
 }
 
 async fn send(
@@ -751,7 +752,12 @@ async fn connections_keep_credentials_sealed_and_test_calls_go_through_them() {
 async fn the_mcp_endpoint_serves_tools_by_role_to_a_real_mcp_client() {
     let crm = PythonMcpServer::start_script("crm_mcp_server.py", &["--token", CRM_TOKEN]);
     let llm = MockLlm::start().await;
-    let host = start(&llm, None);
+    // The same customer server on stdio, in the pool: pinned by `_meta` alone.
+    let stdio_crm = format!(
+        "[[mcp_servers]]\nid = \"crmstdio\"\ntransport = \"stdio\"\ncommand = \"python3\"\nargs = [{:?}, \"--stdio\"]\ntimeout = 20\n",
+        fixture("crm_mcp_server.py").display().to_string()
+    );
+    let host = start_with(&format!("{}{stdio_crm}", config(&llm, None)));
     let (status, created) = create_connection(
         &host,
         ADMIN,
@@ -794,6 +800,8 @@ async fn the_mcp_endpoint_serves_tools_by_role_to_a_real_mcp_client() {
         [
             "acme_crm__lookup_contact",
             "acme_crm__update_contact",
+            "crmstdio__lookup_contact",
+            "crmstdio__update_contact",
             "demo__add_note",
             "demo__calculate",
             "demo__current_time",
@@ -809,6 +817,7 @@ async fn the_mcp_endpoint_serves_tools_by_role_to_a_real_mcp_client() {
         json!([
             ["acme_crm__lookup_contact", { "email": "ada@example.com" }],
             ["acme_crm__update_contact", { "email": "ada@example.com", "name": "Eve" }],
+            ["crmstdio__lookup_contact", { "email": "ada@example.com" }],
         ]),
     )
     .await;
@@ -818,6 +827,7 @@ async fn the_mcp_endpoint_serves_tools_by_role_to_a_real_mcp_client() {
         seen,
         [
             "acme_crm__lookup_contact",
+            "crmstdio__lookup_contact",
             "demo__calculate",
             "demo__current_time",
             "demo__read_note"
@@ -837,6 +847,13 @@ async fn the_mcp_endpoint_serves_tools_by_role_to_a_real_mcp_client() {
         found["pinned"],
         json!({ "header": END_USER, "meta": END_USER }),
         "x-end-user-id travels on"
+    );
+    let found: Value =
+        serde_json::from_str(viewer["results"][2]["content"][0]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        found["pinned"],
+        json!({ "header": null, "meta": END_USER }),
+        "stdio carries _meta"
     );
     assert_eq!(viewer["results"][1]["isError"], true);
     assert!(
@@ -880,5 +897,5 @@ async fn the_mcp_endpoint_serves_tools_by_role_to_a_real_mcp_client() {
         .iter()
         .map(|r| r["reason"].as_str().unwrap())
         .collect();
-    assert_eq!(reasons, ["mcp_endpoint"; 3]);
+    assert_eq!(reasons, ["mcp_endpoint"; 4]);
 }
