@@ -6,35 +6,29 @@
 //! tool-call fragments; `message_delta` carries the stop reason.
 
 use agenthost_plugin::json::write_str;
-use agenthost_plugin::lines::sse_data;
+use agenthost_plugin::lines::{LineDecoder, sse_data};
+use agenthost_plugin::{FinishingLines, MustFinish};
 use serde::Deserialize;
 
-wit_bindgen::generate!({ path: "../../wit", world: "provider" });
-
-use agenthost::plugin::types::{
-    AuthScheme, ChatRequest, FinishReason, HttpRequest, Message, Outbound, PluginError, PluginKind,
-    PluginMetadata, ProviderConfig, ProviderEvent, Role, ToolCallBegin, ToolCallFragment,
+use agenthost_plugin::types::{
+    AuthScheme, ChatRequest, FinishReason, HttpRequest, Message, Outbound, PluginError,
+    ProviderConfig, ProviderEvent, Role, ToolCallBegin, ToolCallFragment,
 };
-use exports::agenthost::plugin::provider_api::{Guest, GuestDecoder};
+use agenthost_plugin::{Provider, export_provider};
 
 /// The API version this adapter speaks.
 const ANTHROPIC_VERSION: &str = "2023-06-01";
 /// Anthropic requires `max_tokens`; used when the client sets none.
 const DEFAULT_MAX_TOKENS: u32 = 4096;
 
-struct Plugin;
+pub struct Anthropic;
 
-impl Guest for Plugin {
-    type Decoder = Decoder;
+impl Provider for Anthropic {
+    const NAME: &'static str = "anthropic";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const DESCRIPTION: &'static str = "Anthropic Messages API with streaming tool use";
 
-    fn metadata() -> PluginMetadata {
-        PluginMetadata {
-            name: "anthropic".into(),
-            kind: PluginKind::Provider,
-            version: env!("CARGO_PKG_VERSION").into(),
-            description: "Anthropic Messages API with streaming tool use".into(),
-        }
-    }
+    type Decoder = LineDecoder<MustFinish<AnthropicLines>>;
 
     fn build_request(
         config: ProviderConfig,
@@ -237,7 +231,18 @@ struct ApiError {
     message: String,
 }
 
-agenthost_plugin::provider_decoder!(Decoder, finishing decode_line);
+/// The stream's lines; a body without the end marker was cut short.
+pub struct AnthropicLines;
+
+impl FinishingLines for AnthropicLines {
+    fn line(
+        line: &str,
+        events: &mut Vec<ProviderEvent>,
+        finished: &mut bool,
+    ) -> Result<(), PluginError> {
+        decode_line(line, events, finished)
+    }
+}
 
 /// Anthropic's SSE: typed events ending with `message_stop` (or an
 /// error event), which finishes the turn.
@@ -304,4 +309,4 @@ fn decode_line(
     Ok(())
 }
 
-export!(Plugin);
+export_provider!(Anthropic);

@@ -16,76 +16,46 @@
 //! parsed here: `input` is the model's JSON object and `result` the MCP
 //! `tools/call` result as a JSON string.
 
-use std::cell::Cell;
-
 use agenthost_plugin::json::write_str;
+use agenthost_plugin::types::{ChatEvent, FinishReason, StreamOptions};
+use agenthost_plugin::{Encoder, export_encoder};
 
-wit_bindgen::generate!({ path: "../../wit", world: "encoder" });
-
-use agenthost::plugin::types::{
-    ChatEvent, EncoderInfo, FinishReason, PluginKind, PluginMetadata, StreamOptions,
-};
-use exports::agenthost::plugin::encoder_api::{Guest, GuestResponseStream};
-
-struct Plugin;
-
-impl Guest for Plugin {
-    type ResponseStream = Stream;
-
-    fn metadata() -> PluginMetadata {
-        PluginMetadata {
-            name: "feather".into(),
-            kind: PluginKind::Encoder,
-            version: env!("CARGO_PKG_VERSION").into(),
-            description:
-                "Feather MCP chat SSE: text_delta, tool_call, tool_result, turn_end, done, error"
-                    .into(),
-        }
-    }
-
-    fn info() -> EncoderInfo {
-        EncoderInfo {
-            content_type: "text/event-stream; charset=utf-8".into(),
-            headers: vec![
-                ("cache-control".into(), "no-cache".into()),
-                ("x-accel-buffering".into(), "no".into()),
-            ],
-        }
-    }
+pub struct Feather {
+    turns: u32,
 }
 
-pub struct Stream {
-    turns: Cell<u32>,
-}
+impl Encoder for Feather {
+    const NAME: &'static str = "feather";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const DESCRIPTION: &'static str =
+        "Feather MCP chat SSE: text_delta, tool_call, tool_result, turn_end, done, error";
+    const HEADERS: &'static [(&'static str, &'static str)] =
+        &[("cache-control", "no-cache"), ("x-accel-buffering", "no")];
 
-impl GuestResponseStream for Stream {
     fn new(_options: StreamOptions) -> Self {
-        Stream {
-            turns: Cell::new(0),
-        }
+        Feather { turns: 0 }
     }
 
-    fn encode(&self, events: Vec<ChatEvent>) -> Vec<u8> {
-        let mut out = String::new();
+    fn encode(&mut self, events: Vec<ChatEvent>, out: &mut String) {
         for event in events {
             match event {
                 ChatEvent::TextDelta(text) => {
                     out.push_str("event: text_delta\ndata: {\"text\":");
-                    write_str(&mut out, &text);
+                    write_str(out, &text);
                 }
                 ChatEvent::ToolCall(ready) => {
                     out.push_str("event: tool_call\ndata: {\"id\":");
-                    write_str(&mut out, &ready.call.id);
+                    write_str(out, &ready.call.id);
                     out.push_str(",\"name\":");
-                    write_str(&mut out, &ready.call.name);
+                    write_str(out, &ready.call.name);
                     out.push_str(",\"input\":");
                     out.push_str(&ready.arguments);
                 }
                 ChatEvent::ToolResult(result) => {
                     out.push_str("event: tool_result\ndata: {\"id\":");
-                    write_str(&mut out, &result.call.id);
+                    write_str(out, &result.call.id);
                     out.push_str(",\"name\":");
-                    write_str(&mut out, &result.call.name);
+                    write_str(out, &result.call.name);
                     out.push_str(if result.is_error {
                         ",\"error\":"
                     } else {
@@ -95,11 +65,11 @@ impl GuestResponseStream for Stream {
                         // The host's own failure message, already a JSON string.
                         out.push_str(&result.content);
                     } else {
-                        write_str(&mut out, &result.content);
+                        write_str(out, &result.content);
                     }
                 }
                 ChatEvent::TurnEnd(end) => {
-                    self.turns.set(end.iteration);
+                    self.turns = end.iteration;
                     out.push_str("event: turn_end\ndata: {\"turn\":");
                     out.push_str(&end.iteration.to_string());
                     out.push_str(",\"stop_reason\":\"");
@@ -113,22 +83,17 @@ impl GuestResponseStream for Stream {
                 }
                 ChatEvent::Done => {
                     out.push_str("event: done\ndata: {\"turns\":");
-                    out.push_str(&self.turns.get().to_string());
+                    out.push_str(&self.turns.to_string());
                 }
                 ChatEvent::Error(message) => {
                     out.push_str("event: error\ndata: {\"message\":");
-                    write_str(&mut out, &message);
+                    write_str(out, &message);
                 }
                 ChatEvent::ToolCallStart(_) | ChatEvent::ToolCallArgsDelta(_) => continue,
             }
             out.push_str("}\n\n");
         }
-        out.into_bytes()
-    }
-
-    fn finish(&self) -> Vec<u8> {
-        Vec::new()
     }
 }
 
-export!(Plugin);
+export_encoder!(Feather);

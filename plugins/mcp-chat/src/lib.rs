@@ -5,66 +5,35 @@
 //! full text joins the model turns with a space where neither side has
 //! one, as the seed's example shows.
 
-use std::cell::RefCell;
-
 use agenthost_plugin::json::{write_python_spaced, write_str};
+use agenthost_plugin::types::{ChatEvent, StreamOptions};
+use agenthost_plugin::{Encoder, export_encoder};
 use serde::Deserialize;
 
-wit_bindgen::generate!({ path: "../../wit", world: "encoder" });
-
-use agenthost::plugin::types::{ChatEvent, EncoderInfo, PluginKind, PluginMetadata, StreamOptions};
-use exports::agenthost::plugin::encoder_api::{Guest, GuestResponseStream};
-
-struct Plugin;
-
-impl Guest for Plugin {
-    type ResponseStream = Stream;
-
-    fn metadata() -> PluginMetadata {
-        PluginMetadata {
-            name: "mcp-chat".into(),
-            kind: PluginKind::Encoder,
-            version: env!("CARGO_PKG_VERSION").into(),
-            description: "MCP Chat API SSE: token, tool_call, tool_result, done, error".into(),
-        }
-    }
-
-    fn info() -> EncoderInfo {
-        EncoderInfo {
-            content_type: "text/event-stream; charset=utf-8".into(),
-            headers: vec![
-                (
-                    "cache-control".into(),
-                    "no-cache, no-store, must-revalidate".into(),
-                ),
-                ("connection".into(), "keep-alive".into()),
-                ("x-accel-buffering".into(), "no".into()),
-            ],
-        }
-    }
-}
-
 #[derive(Default)]
-struct Text {
+pub struct McpChat {
     full: String,
     /// A model turn ended since the last token.
     at_turn_boundary: bool,
 }
 
-pub struct Stream {
-    text: RefCell<Text>,
-}
+impl Encoder for McpChat {
+    const NAME: &'static str = "mcp-chat";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const DESCRIPTION: &'static str =
+        "MCP Chat API SSE: token, tool_call, tool_result, done, error";
+    const HEADERS: &'static [(&'static str, &'static str)] = &[
+        ("cache-control", "no-cache, no-store, must-revalidate"),
+        ("connection", "keep-alive"),
+        ("x-accel-buffering", "no"),
+    ];
 
-impl GuestResponseStream for Stream {
     fn new(_options: StreamOptions) -> Self {
-        Stream {
-            text: RefCell::default(),
-        }
+        McpChat::default()
     }
 
-    fn encode(&self, events: Vec<ChatEvent>) -> Vec<u8> {
-        let mut text = self.text.borrow_mut();
-        let mut out = String::new();
+    fn encode(&mut self, events: Vec<ChatEvent>, out: &mut String) {
+        let text = self;
         for event in events {
             match event {
                 ChatEvent::TextDelta(token) => {
@@ -77,51 +46,46 @@ impl GuestResponseStream for Stream {
                     text.at_turn_boundary = false;
                     text.full.push_str(&token);
                     out.push_str(r#"data: {"type": "token", "content": "#);
-                    write_str(&mut out, &token);
+                    write_str(out, &token);
                     out.push_str("}\n\n");
                 }
                 ChatEvent::TurnEnd(_) => text.at_turn_boundary = true,
                 ChatEvent::ToolCall(ready) => {
                     out.push_str(r#"data: {"type": "tool_call", "content": {"server": "#);
-                    write_str(&mut out, &ready.call.server);
+                    write_str(out, &ready.call.server);
                     out.push_str(r#", "tool": "#);
-                    write_str(&mut out, &ready.call.tool);
+                    write_str(out, &ready.call.tool);
                     out.push_str(r#", "arguments": "#);
-                    write_python_spaced(&mut out, &ready.arguments);
+                    write_python_spaced(out, &ready.arguments);
                     out.push_str("}}\n\n");
                 }
                 ChatEvent::ToolResult(result) => {
                     out.push_str(r#"data: {"type": "tool_result", "content": {"server": "#);
-                    write_str(&mut out, &result.call.server);
+                    write_str(out, &result.call.server);
                     out.push_str(r#", "tool": "#);
-                    write_str(&mut out, &result.call.tool);
+                    write_str(out, &result.call.tool);
                     out.push_str(if result.is_error {
                         r#", "success": false"#
                     } else {
                         r#", "success": true"#
                     });
                     out.push_str(r#", "result": "#);
-                    write_str(&mut out, &result_text(&result.content));
+                    write_str(out, &result_text(&result.content));
                     out.push_str("}}\n\n");
                 }
                 ChatEvent::Done => {
                     out.push_str(r#"data: {"type": "done", "content": "#);
-                    write_str(&mut out, &text.full);
+                    write_str(out, &text.full);
                     out.push_str("}\n\n");
                 }
                 ChatEvent::Error(message) => {
                     out.push_str(r#"data: {"type": "error", "content": "#);
-                    write_str(&mut out, &message);
+                    write_str(out, &message);
                     out.push_str("}\n\n");
                 }
                 ChatEvent::ToolCallStart(_) | ChatEvent::ToolCallArgsDelta(_) => {}
             }
         }
-        out.into_bytes()
-    }
-
-    fn finish(&self) -> Vec<u8> {
-        Vec::new()
     }
 }
 
@@ -149,4 +113,4 @@ fn result_text(content: &str) -> String {
     }
 }
 
-export!(Plugin);
+export_encoder!(McpChat);

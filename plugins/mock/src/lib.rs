@@ -13,30 +13,24 @@
 //! `offline` body, so it goes through the same decode path as real ones.
 
 use agenthost_plugin::json::write_str;
-use agenthost_plugin::lines::LineProtocol;
+use agenthost_plugin::lines::{LineDecoder, LineProtocol};
 use serde::Deserialize;
 
-wit_bindgen::generate!({ path: "../../wit", world: "provider" });
-
-use agenthost::plugin::types::{
-    ChatRequest, FinishReason, Message, Outbound, PluginError, PluginKind, PluginMetadata,
-    ProviderConfig, ProviderEvent, Role, ToolCallBegin, ToolCallFragment, ToolSpec,
+use agenthost_plugin::types::{
+    ChatRequest, FinishReason, Message, Outbound, PluginError, ProviderConfig, ProviderEvent, Role,
+    ToolCallBegin, ToolCallFragment, ToolSpec,
 };
-use exports::agenthost::plugin::provider_api::{Guest, GuestDecoder};
+use agenthost_plugin::{Provider, export_provider};
 
-struct Plugin;
+pub struct Mock;
 
-impl Guest for Plugin {
-    type Decoder = Decoder;
+impl Provider for Mock {
+    const NAME: &'static str = "mock";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const DESCRIPTION: &'static str =
+        "Offline deterministic model that calls tools named in the message";
 
-    fn metadata() -> PluginMetadata {
-        PluginMetadata {
-            name: "mock".into(),
-            kind: PluginKind::Provider,
-            version: env!("CARGO_PKG_VERSION").into(),
-            description: "Offline deterministic model that calls tools named in the message".into(),
-        }
-    }
+    type Decoder = LineDecoder<MockLines>;
 
     fn build_request(
         _config: ProviderConfig,
@@ -216,7 +210,7 @@ enum Line {
 
 /// The mock's own JSON lines.
 #[derive(Default)]
-struct MockLines {
+pub struct MockLines {
     next_index: u32,
 }
 
@@ -228,8 +222,6 @@ impl LineProtocol for MockLines {
         decode_line(line, events, &mut self.next_index)
     }
 }
-
-agenthost_plugin::provider_decoder!(Decoder, MockLines);
 
 fn decode_line(
     line: &str,
@@ -267,4 +259,4 @@ fn decode_line(
     Ok(())
 }
 
-export!(Plugin);
+export_provider!(Mock);

@@ -4,31 +4,25 @@
 //! vLLM, Ollama, OpenRouter) through the configured base URL.
 
 use agenthost_plugin::json::write_str;
-use agenthost_plugin::lines::sse_data;
+use agenthost_plugin::lines::{LineDecoder, sse_data};
+use agenthost_plugin::{FinishingLines, MustFinish};
 use serde::Deserialize;
 
-wit_bindgen::generate!({ path: "../../wit", world: "provider" });
-
-use agenthost::plugin::types::{
-    AuthScheme, ChatRequest, FinishReason, HttpRequest, Message, Outbound, PluginError, PluginKind,
-    PluginMetadata, ProviderConfig, ProviderEvent, Role, ToolCallBegin, ToolCallFragment,
+use agenthost_plugin::types::{
+    AuthScheme, ChatRequest, FinishReason, HttpRequest, Message, Outbound, PluginError,
+    ProviderConfig, ProviderEvent, Role, ToolCallBegin, ToolCallFragment,
 };
-use exports::agenthost::plugin::provider_api::{Guest, GuestDecoder};
+use agenthost_plugin::{Provider, export_provider};
 
-struct Plugin;
+pub struct OpenAi;
 
-impl Guest for Plugin {
-    type Decoder = Decoder;
+impl Provider for OpenAi {
+    const NAME: &'static str = "openai";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const DESCRIPTION: &'static str =
+        "OpenAI-compatible chat completions (OpenAI, vLLM, Ollama, OpenRouter)";
 
-    fn metadata() -> PluginMetadata {
-        PluginMetadata {
-            name: "openai".into(),
-            kind: PluginKind::Provider,
-            version: env!("CARGO_PKG_VERSION").into(),
-            description: "OpenAI-compatible chat completions (OpenAI, vLLM, Ollama, OpenRouter)"
-                .into(),
-        }
-    }
+    type Decoder = LineDecoder<MustFinish<OpenAiLines>>;
 
     fn build_request(
         config: ProviderConfig,
@@ -171,7 +165,18 @@ struct FunctionDelta {
     arguments: Option<String>,
 }
 
-agenthost_plugin::provider_decoder!(Decoder, finishing decode_line);
+/// The stream's lines; a body without the end marker was cut short.
+pub struct OpenAiLines;
+
+impl FinishingLines for OpenAiLines {
+    fn line(
+        line: &str,
+        events: &mut Vec<ProviderEvent>,
+        finished: &mut bool,
+    ) -> Result<(), PluginError> {
+        decode_line(line, events, finished)
+    }
+}
 
 /// OpenAI's SSE: `data: {chunk}` lines, then `data: [DONE]`. A
 /// `finish_reason` (or an error) finishes the turn.
@@ -235,4 +240,4 @@ fn decode_line(
     Ok(())
 }
 
-export!(Plugin);
+export_provider!(OpenAi);

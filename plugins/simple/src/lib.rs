@@ -6,36 +6,9 @@
 //! turn ends and dropped when that turn called tools (it was reasoning such
 //! as "let me look that up", not the answer).
 
-use std::cell::RefCell;
-
 use agenthost_plugin::json::{write_python_spaced, write_str};
-
-wit_bindgen::generate!({ path: "../../wit", world: "encoder" });
-
-use agenthost::plugin::types::{ChatEvent, EncoderInfo, PluginKind, PluginMetadata, StreamOptions};
-use exports::agenthost::plugin::encoder_api::{Guest, GuestResponseStream};
-
-struct Plugin;
-
-impl Guest for Plugin {
-    type ResponseStream = SimpleStream;
-
-    fn metadata() -> PluginMetadata {
-        PluginMetadata {
-            name: "simple".into(),
-            kind: PluginKind::Encoder,
-            version: env!("CARGO_PKG_VERSION").into(),
-            description: "Simple chat frontend SSE: tool_start, tool_end, text, [DONE]".into(),
-        }
-    }
-
-    fn info() -> EncoderInfo {
-        EncoderInfo {
-            content_type: "text/event-stream".into(),
-            headers: vec![("cache-control".into(), "no-cache".into())],
-        }
-    }
-}
+use agenthost_plugin::types::{ChatEvent, StreamOptions};
+use agenthost_plugin::{Encoder, export_encoder};
 
 #[derive(Default)]
 struct TurnText {
@@ -44,19 +17,24 @@ struct TurnText {
 }
 
 pub struct SimpleStream {
-    turn: RefCell<TurnText>,
+    turn: TurnText,
 }
 
-impl GuestResponseStream for SimpleStream {
+impl Encoder for SimpleStream {
+    const NAME: &'static str = "simple";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const DESCRIPTION: &'static str =
+        "Simple chat frontend SSE: tool_start, tool_end, text, [DONE]";
+    const CONTENT_TYPE: &'static str = "text/event-stream";
+
     fn new(_options: StreamOptions) -> Self {
         SimpleStream {
-            turn: RefCell::default(),
+            turn: TurnText::default(),
         }
     }
 
-    fn encode(&self, events: Vec<ChatEvent>) -> Vec<u8> {
-        let mut turn = self.turn.borrow_mut();
-        let mut out = String::new();
+    fn encode(&mut self, events: Vec<ChatEvent>, out: &mut String) {
+        let turn = &mut self.turn;
         for event in events {
             match event {
                 ChatEvent::TextDelta(text) if !turn.called_tools => turn.chunks.push(text),
@@ -68,23 +46,23 @@ impl GuestResponseStream for SimpleStream {
                 ChatEvent::ToolCallArgsDelta(_) => {}
                 ChatEvent::ToolCall(ready) => {
                     out.push_str(r#"data: {"type": "tool_start", "id": "#);
-                    write_str(&mut out, &ready.call.id);
+                    write_str(out, &ready.call.id);
                     out.push_str(r#", "name": "#);
-                    write_str(&mut out, &ready.call.tool);
+                    write_str(out, &ready.call.tool);
                     out.push_str(r#", "args": "#);
-                    write_python_spaced(&mut out, &ready.arguments);
+                    write_python_spaced(out, &ready.arguments);
                     out.push_str("}\n\n");
                 }
                 ChatEvent::ToolResult(result) => {
                     out.push_str(r#"data: {"type": "tool_end", "id": "#);
-                    write_str(&mut out, &result.call.id);
+                    write_str(out, &result.call.id);
                     out.push_str(r#", "name": "#);
-                    write_str(&mut out, &result.call.tool);
+                    write_str(out, &result.call.tool);
                     out.push_str("}\n\n");
                 }
-                ChatEvent::TurnEnd(_) => flush_turn(&mut turn, &mut out),
+                ChatEvent::TurnEnd(_) => flush_turn(turn, out),
                 ChatEvent::Done => {
-                    flush_turn(&mut turn, &mut out);
+                    flush_turn(turn, out);
                     out.push_str("data: [DONE]\n\n");
                 }
                 ChatEvent::Error(message) => {
@@ -95,11 +73,6 @@ impl GuestResponseStream for SimpleStream {
                 }
             }
         }
-        out.into_bytes()
-    }
-
-    fn finish(&self) -> Vec<u8> {
-        Vec::new()
     }
 }
 
@@ -112,4 +85,4 @@ fn flush_turn(turn: &mut TurnText, out: &mut String) {
     turn.called_tools = false;
 }
 
-export!(Plugin);
+export_encoder!(SimpleStream);

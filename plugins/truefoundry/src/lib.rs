@@ -7,36 +7,8 @@
 use std::cell::RefCell;
 
 use agenthost_plugin::json::write_str;
-
-wit_bindgen::generate!({ path: "../../wit", world: "encoder" });
-
-use agenthost::plugin::types::{
-    ChatEvent, EncoderInfo, FinishReason, PluginKind, PluginMetadata, StreamOptions,
-};
-use exports::agenthost::plugin::encoder_api::{Guest, GuestResponseStream};
-
-struct Plugin;
-
-impl Guest for Plugin {
-    type ResponseStream = Stream;
-
-    fn metadata() -> PluginMetadata {
-        PluginMetadata {
-            name: "truefoundry".into(),
-            kind: PluginKind::Encoder,
-            version: env!("CARGO_PKG_VERSION").into(),
-            description:
-                "TrueFoundry agent responses: OpenAI chunks with MCP tool calls and results".into(),
-        }
-    }
-
-    fn info() -> EncoderInfo {
-        EncoderInfo {
-            content_type: "text/event-stream".into(),
-            headers: vec![("cache-control".into(), "no-cache".into())],
-        }
-    }
-}
+use agenthost_plugin::types::{ChatEvent, FinishReason, StreamOptions};
+use agenthost_plugin::{Encoder, export_encoder};
 
 /// Per model turn: whether the role chunk went out, and the ids of the
 /// turn's tool calls, whose positions are their OpenAI `index`.
@@ -52,7 +24,13 @@ pub struct Stream {
     turn: RefCell<Turn>,
 }
 
-impl GuestResponseStream for Stream {
+impl Encoder for Stream {
+    const NAME: &'static str = "truefoundry";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const DESCRIPTION: &'static str =
+        "TrueFoundry agent responses: OpenAI chunks with MCP tool calls and results";
+    const CONTENT_TYPE: &'static str = "text/event-stream";
+
     fn new(options: StreamOptions) -> Self {
         let mut head = String::from(r#"data: {"id":"chatcmpl-"#);
         head.push_str(&options.response_id);
@@ -68,20 +46,19 @@ impl GuestResponseStream for Stream {
         }
     }
 
-    fn encode(&self, events: Vec<ChatEvent>) -> Vec<u8> {
+    fn encode(&mut self, events: Vec<ChatEvent>, out: &mut String) {
         let mut turn = self.turn.borrow_mut();
-        let mut out = String::new();
         for event in events {
             match event {
                 ChatEvent::TextDelta(text) => {
-                    self.start_turn(&mut turn, &mut out);
+                    self.start_turn(&mut turn, out);
                     let mut delta = String::from(r#"{"content":"#);
                     write_str(&mut delta, &text);
                     delta.push('}');
-                    self.chunk(&mut out, &delta, None);
+                    self.chunk(out, &delta, None);
                 }
                 ChatEvent::ToolCallStart(call) => {
-                    self.start_turn(&mut turn, &mut out);
+                    self.start_turn(&mut turn, out);
                     let index = turn.call_ids.len();
                     turn.call_ids.push(call.id.clone());
                     let mut delta = format!(r#"{{"tool_calls":[{{"index":{index},"id":"#);
@@ -93,7 +70,7 @@ impl GuestResponseStream for Stream {
                     delta.push_str(r#","tool_name":"#);
                     write_str(&mut delta, &call.tool);
                     delta.push_str("}]}");
-                    self.chunk(&mut out, &delta, None);
+                    self.chunk(out, &delta, None);
                 }
                 ChatEvent::ToolCallArgsDelta(args) => {
                     let index = turn
@@ -105,40 +82,35 @@ impl GuestResponseStream for Stream {
                         format!(r#"{{"tool_calls":[{{"index":{index},"function":{{"arguments":"#);
                     write_str(&mut delta, &args.fragment);
                     delta.push_str("}}]}");
-                    self.chunk(&mut out, &delta, None);
+                    self.chunk(out, &delta, None);
                 }
                 ChatEvent::ToolCall(_) => {}
                 ChatEvent::TurnEnd(end) => {
-                    self.start_turn(&mut turn, &mut out);
-                    self.chunk(&mut out, "{}", Some(finish_reason(end.reason)));
+                    self.start_turn(&mut turn, out);
+                    self.chunk(out, "{}", Some(finish_reason(end.reason)));
                     *turn = Turn::default();
                 }
                 ChatEvent::ToolResult(result) => {
                     out.push_str(r#"data: {"id":"#);
-                    write_str(&mut out, &format!("tool-call-result-{}", result.call.id));
+                    write_str(out, &format!("tool-call-result-{}", result.call.id));
                     out.push_str(r#","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"tool_call_id":"#);
-                    write_str(&mut out, &result.call.id);
+                    write_str(out, &result.call.id);
                     out.push_str(r#","role":"tool","content":"#);
-                    write_str(&mut out, &result.content);
+                    write_str(out, &result.content);
                     out.push_str(r#","mcp_server_integration_id":"#);
-                    write_str(&mut out, &result.call.server);
+                    write_str(out, &result.call.server);
                     out.push_str(r#","tool_name":"#);
-                    write_str(&mut out, &result.call.tool);
+                    write_str(out, &result.call.tool);
                     out.push_str("}}]}\n\n");
                 }
                 ChatEvent::Done => out.push_str("data: [DONE]\n\n"),
                 ChatEvent::Error(message) => {
                     out.push_str(r#"data: {"type":"error","error":{"type":"api_error","message":"#);
-                    write_str(&mut out, &message);
+                    write_str(out, &message);
                     out.push_str("}}\n\ndata: [DONE]\n\n");
                 }
             }
         }
-        out.into_bytes()
-    }
-
-    fn finish(&self) -> Vec<u8> {
-        Vec::new()
     }
 }
 
@@ -174,4 +146,4 @@ fn finish_reason(reason: FinishReason) -> &'static str {
     }
 }
 
-export!(Plugin);
+export_encoder!(Stream);
