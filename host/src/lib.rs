@@ -9,6 +9,7 @@ pub mod auth;
 pub mod config;
 pub mod connections;
 pub mod demo_mcp;
+pub mod devtools;
 pub mod dispatch;
 pub mod http;
 pub mod mcp;

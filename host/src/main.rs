@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use agenthost::config::Config;
+use agenthost::devtools::{self, Kind};
 
 #[derive(Parser)]
 #[command(
@@ -32,6 +33,43 @@ enum Command {
     },
     /// Serve the demo tools (time, arithmetic, notes) as an MCP server on stdio.
     DemoMcp,
+    /// Write, check and test plugins.
+    Plugin {
+        #[command(subcommand)]
+        action: PluginAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginAction {
+    /// Create a plugin crate that builds on its own.
+    New {
+        /// Plugin name: lowercase letters, digits and `-`.
+        name: String,
+        #[arg(long, value_enum, default_value = "encoder")]
+        kind: Kind,
+        /// Where to create it.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Load a component as the server would and describe it, or say why
+    /// it would be refused.
+    Check { file: PathBuf },
+    /// Run the conformance suite against a component.
+    Test {
+        file: PathBuf,
+        /// For providers: a recorded response body to decode.
+        #[arg(long)]
+        recorded: Option<PathBuf>,
+    },
+    /// List the plugins a running server has loaded.
+    List {
+        #[arg(long, default_value = "http://127.0.0.1:8000")]
+        url: String,
+        /// An admin API key, if the server has keys configured.
+        #[arg(long, env = "AGENTHOST_API_KEY")]
+        key: Option<String>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -52,8 +90,53 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(agenthost::server::serve(config, &own_exe))?;
         }
         Command::DemoMcp => runtime.block_on(agenthost::demo_mcp::serve())?,
+        Command::Plugin { action } => print!("{}", plugin(action, &runtime)?),
     }
     Ok(())
+}
+
+fn plugin(action: PluginAction, runtime: &tokio::runtime::Runtime) -> anyhow::Result<String> {
+    Ok(match action {
+        PluginAction::New { name, kind, dir } => devtools::new(&name, kind, &dir)?,
+        PluginAction::Check { file } => devtools::check(&file)?,
+        PluginAction::Test { file, recorded } => devtools::test(&file, recorded.as_deref())?,
+        PluginAction::List { url, key } => runtime.block_on(list_plugins(&url, key))?,
+    })
+}
+
+/// `GET /admin/plugins` of a running server, one plugin per line.
+async fn list_plugins(url: &str, key: Option<String>) -> anyhow::Result<String> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut request =
+        reqwest::Client::new().get(format!("{}/admin/plugins", url.trim_end_matches('/')));
+    if let Some(key) = key {
+        request = request.header("x-api-key", key);
+    }
+    let response = request
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the server at {url}"))?;
+    let status = response.status();
+    let body: serde_json::Value = response
+        .json()
+        .await
+        .context("the server did not answer JSON")?;
+    if !status.is_success() {
+        anyhow::bail!("the server answered {status}: {body}");
+    }
+    let mut out = String::new();
+    for plugin in body["plugins"].as_array().into_iter().flatten() {
+        let field = |name: &str| plugin[name].as_str().unwrap_or_default().to_owned();
+        out.push_str(&format!(
+            "{:<14} {:<8} {:<8} {}  ({})\n",
+            field("name"),
+            field("kind"),
+            field("version"),
+            field("description"),
+            field("origin")
+        ));
+    }
+    Ok(out)
 }
 
 /// Logs go to stderr; `RUST_LOG` overrides the default `info` level.

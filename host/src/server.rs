@@ -41,7 +41,7 @@ pub enum ServeError {
 }
 
 pub async fn serve(config: Config, own_exe: &Path) -> Result<(), ServeError> {
-    let plugins = Arc::new(PluginRuntime::new(
+    let mut plugins = PluginRuntime::new(
         SandboxLimits {
             call_timeout: Duration::from_millis(config.limits.plugin_call_timeout_ms),
             memory_bytes: (config.limits.plugin_memory_mb as usize) << 20,
@@ -52,15 +52,12 @@ pub async fn serve(config: Config, own_exe: &Path) -> Result<(), ServeError> {
                 .clone()
                 .unwrap_or_else(|| config.data_dir.join("plugin-cache")),
         ),
-    )?);
-    for (path, result) in plugins.load_dir(&config.plugins_dir) {
-        match result {
-            Ok(meta) => {
-                tracing::info!(plugin = %meta.name, path = %path.display(), "loaded plugin")
-            }
-            Err(e) => tracing::error!("{e}"),
-        }
-    }
+    )?;
+    plugins.allow_replacing(config.replace_builtin_plugins.clone());
+    plugins.watch_dir(config.plugins_dir.clone());
+    let plugins = Arc::new(plugins);
+    plugins.reload();
+    reload_on_hangup(plugins.clone());
 
     let providers = config.resolve_providers(&ProcessEnv)?;
     for provider in &providers.all {
@@ -169,6 +166,25 @@ async fn restore_servers(store: &Store, pool: &McpPool) -> Result<(), ServeError
         });
     }
     Ok(())
+}
+
+/// SIGHUP loads the plugins directory again.
+fn reload_on_hangup(plugins: Arc<PluginRuntime>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; use POST /admin/plugins/reload");
+            return;
+        };
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading plugins");
+                let plugins = plugins.clone();
+                let _ = tokio::task::spawn_blocking(move || plugins.reload()).await;
+            }
+        });
+    }
 }
 
 async fn shutdown_signal() {

@@ -48,6 +48,9 @@ pub struct Config {
     /// Extra `.wasm` components loaded at start.
     #[serde(default = "default_plugins_dir")]
     pub plugins_dir: PathBuf,
+    /// Built-in plugins that a plugin of the same name may replace.
+    #[serde(default)]
+    pub replace_builtin_plugins: Vec<String>,
     /// The single-provider shorthand; see [`Config::resolve_providers`].
     pub provider: Option<ProviderConfig>,
     /// Several providers, routed by model name.

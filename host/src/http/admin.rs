@@ -1,5 +1,9 @@
 //! Operator endpoints.
 //!
+//! `GET /admin/plugins` lists the loaded plugins; `POST
+//! /admin/plugins/reload` loads the plugins directory again (as SIGHUP
+//! does) and reports what was loaded and what was refused.
+//!
 //! `GET /admin/stats` reports live tasks and MCP sessions, so leaks show
 //! up as numbers that do not return to their baseline. Once API keys are
 //! configured it takes an admin key; without keys the server is in open
@@ -9,7 +13,7 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
@@ -17,23 +21,68 @@ use super::AppState;
 use crate::auth::Role;
 
 pub fn routes() -> Router<Arc<AppState>> {
-    Router::new().route("/admin/stats", get(stats))
+    Router::new()
+        .route("/admin/stats", get(stats))
+        .route("/admin/plugins", get(plugins))
+        .route("/admin/plugins/reload", post(reload))
+}
+
+type Refusal = (StatusCode, Json<Value>);
+
+fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), Refusal> {
+    if state.keys.is_empty() {
+        return Ok(());
+    }
+    let refuse = |status, detail: &str| Err((status, Json(json!({ "detail": detail }))));
+    match super::caller(state, headers) {
+        None => refuse(StatusCode::UNAUTHORIZED, "an admin API key is required"),
+        Some(caller) if caller.role != Role::Admin => {
+            refuse(StatusCode::FORBIDDEN, "this API key is not an admin key")
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+/// What the server has loaded: name, kind, version, description, origin.
+async fn plugins(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, Refusal> {
+    require_admin(&state, &headers)?;
+    let plugins: Vec<Value> = state
+        .plugins
+        .list()
+        .into_iter()
+        .map(|(meta, origin)| {
+            json!({ "name": meta.name, "kind": format!("{:?}", meta.kind).to_lowercase(), "version": meta.version,
+                    "description": meta.description, "origin": origin })
+        })
+        .collect();
+    Ok(Json(json!({ "plugins": plugins })))
+}
+
+/// Loads the plugins directory again, as SIGHUP does.
+async fn reload(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, Refusal> {
+    require_admin(&state, &headers)?;
+    let plugins = state.plugins.clone();
+    let report = tokio::task::spawn_blocking(move || plugins.reload())
+        .await
+        .unwrap_or_default();
+    let (loaded, refused): (Vec<_>, Vec<_>) = report.into_iter().partition(|(_, r)| r.is_ok());
+    Ok(Json(json!({
+        "loaded": loaded.iter().filter_map(|(path, r)| r.as_ref().ok().map(|m| json!({ "file": path.display().to_string(), "name": m.name }))).collect::<Vec<_>>(),
+        "refused": refused.iter().filter_map(|(path, r)| r.as_ref().err().map(|e| json!({ "file": path.display().to_string(), "error": e.to_string() }))).collect::<Vec<_>>(),
+    })))
 }
 
 async fn stats(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-) -> Result<Json<Value>, (StatusCode, Json<Value>)> {
-    if !state.keys.is_empty() {
-        let refuse = |status, detail: &str| Err((status, Json(json!({ "detail": detail }))));
-        match super::caller(&state, &headers) {
-            None => return refuse(StatusCode::UNAUTHORIZED, "an admin API key is required"),
-            Some(caller) if caller.role != Role::Admin => {
-                return refuse(StatusCode::FORBIDDEN, "this API key is not an admin key");
-            }
-            Some(_) => {}
-        }
-    }
+) -> Result<Json<Value>, Refusal> {
+    require_admin(&state, &headers)?;
     let mut connected = 0;
     for server in state.pool.servers() {
         if server.is_connected().await {

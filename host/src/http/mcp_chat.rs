@@ -229,6 +229,8 @@ struct ChatBody {
 #[derive(Deserialize)]
 struct StreamQuery {
     message: Option<String>,
+    /// Any loaded encoder; the seed's format by default.
+    format: Option<String>,
 }
 
 /// A chat in progress on a session, holding the session's lock.
@@ -331,12 +333,13 @@ async fn chat_stream(
             "the `message` query parameter is required".into(),
         )
     })?;
-    let encoder = state.plugins.encoder(FORMAT).map_err(internal)?;
+    let (encoder, fallback) = sse::choose_format(&state.plugins, query.format.as_deref(), FORMAT)
+        .map_err(|e| Detail(StatusCode::BAD_REQUEST, e.to_string()))?;
     let SessionChat { request, guard } = begin(&state, &id, message).await?;
     let options = sse::response_options(&request.route.model);
     let run = state.agent.run(request);
     let events = stored_before_end(state.clone(), id, run, guard);
-    sse::encoded_response(encoder.clone(), encoder, options, events).map_err(internal)
+    sse::encoded_response(encoder, fallback, options, events).map_err(internal)
 }
 
 /// Forwards the chat's events, holding back the final `done` or `error`

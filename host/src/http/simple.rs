@@ -198,15 +198,8 @@ async fn chat_stream(
     Query(query): Query<StreamQuery>,
     body: Bytes,
 ) -> Result<Response, Detail> {
-    let format = query.format.as_deref().unwrap_or(FORMAT);
-    let encoder = state
-        .plugins
-        .encoder(format)
+    let (encoder, fallback) = sse::choose_format(&state.plugins, query.format.as_deref(), FORMAT)
         .map_err(|e| Detail(StatusCode::BAD_REQUEST, e.to_string()))?;
-    let fallback = state
-        .plugins
-        .encoder(FORMAT)
-        .map_err(|e| Detail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let (request, user, server) = prepare(&state, &body).await?;
     let options = sse::response_options(&request.route.model);
     let run = state.agent.run(request);

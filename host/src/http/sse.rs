@@ -17,7 +17,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::agent::ChatEvent;
-use crate::plugins::{EncoderInstance, EncoderPlugin, PluginFailure, StreamOptions};
+use crate::plugins::{EncoderInstance, EncoderPlugin, PluginFailure, PluginRuntime, StreamOptions};
 
 /// Most events handed to an encoder in one call.
 const MAX_BATCH: usize = 256;
@@ -35,6 +35,21 @@ pub fn response_options(model: &str) -> StreamOptions {
         model: model.to_owned(),
         created: now.as_secs(),
     }
+}
+
+/// The encoder a request asked for with `?format=` (any loaded encoder),
+/// else the surface's own; and the surface's own, for encoder failures.
+pub fn choose_format(
+    plugins: &PluginRuntime,
+    requested: Option<&str>,
+    own: &str,
+) -> Result<(Arc<EncoderPlugin>, Arc<EncoderPlugin>), PluginFailure> {
+    let fallback = plugins.encoder(own)?;
+    let chosen = match requested {
+        Some(name) => plugins.encoder(name)?,
+        None => fallback.clone(),
+    };
+    Ok((chosen, fallback))
 }
 
 pub fn encoded_response(

@@ -4,7 +4,12 @@
 //! provider bindings' types so a `ChatEvent` is one Rust type everywhere.
 
 pub mod provider {
-    wasmtime::component::bindgen!({ path: "../wit", world: "provider" });
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "provider",
+        // Lets the conformance suite compare decoded streams.
+        additional_derives: [PartialEq],
+    });
 }
 
 pub mod encoder {

@@ -9,6 +9,7 @@
 mod bindings;
 mod builtin;
 mod cache;
+mod capabilities;
 mod instance;
 mod sandbox;
 
@@ -47,6 +48,8 @@ pub enum PluginFailure {
 
 pub struct ProviderPlugin {
     pub metadata: PluginMetadata,
+    /// `built-in <file>` or the file it was loaded from.
+    pub origin: String,
     pre: ProviderPre<PluginState>,
     sandbox: Arc<Sandbox>,
 }
@@ -54,6 +57,7 @@ pub struct ProviderPlugin {
 pub struct EncoderPlugin {
     pub metadata: PluginMetadata,
     pub info: EncoderInfo,
+    pub origin: String,
     pre: EncoderPre<PluginState>,
     sandbox: Arc<Sandbox>,
 }
@@ -63,7 +67,69 @@ pub struct PluginRuntime {
     cache: CompileCache,
     providers: RwLock<BTreeMap<String, Arc<ProviderPlugin>>>,
     encoders: RwLock<BTreeMap<String, Arc<EncoderPlugin>>>,
+    /// Built-ins that plugins from the plugins directory may replace.
+    replaceable: Vec<String>,
+    /// The plugins directory.
+    dir: Option<PathBuf>,
 }
+
+/// A component that passed every check [`PluginRuntime::load`] makes.
+pub struct Checked {
+    pub metadata: PluginMetadata,
+    /// The world's export, with the contract version.
+    pub contract: &'static str,
+    pub imports: Vec<String>,
+    plugin: Loaded,
+}
+
+enum Loaded {
+    Provider(ProviderPlugin),
+    Encoder(EncoderPlugin),
+}
+
+impl Checked {
+    /// The checked plugin, usable without registering it.
+    pub fn provider(&self) -> Option<&ProviderPlugin> {
+        match &self.plugin {
+            Loaded::Provider(plugin) => Some(plugin),
+            Loaded::Encoder(_) => None,
+        }
+    }
+
+    pub fn encoder(&self) -> Option<&EncoderPlugin> {
+        match &self.plugin {
+            Loaded::Encoder(plugin) => Some(plugin),
+            Loaded::Provider(_) => None,
+        }
+    }
+}
+
+trait Named {
+    fn name(&self) -> &str;
+    fn origin(&self) -> &str;
+}
+
+impl Named for ProviderPlugin {
+    fn name(&self) -> &str {
+        &self.metadata.name
+    }
+
+    fn origin(&self) -> &str {
+        &self.origin
+    }
+}
+
+impl Named for EncoderPlugin {
+    fn name(&self) -> &str {
+        &self.metadata.name
+    }
+
+    fn origin(&self) -> &str {
+        &self.origin
+    }
+}
+
+const BUILTIN_ORIGIN: &str = "built-in ";
 
 impl PluginRuntime {
     /// A runtime with the built-in plugins loaded. `cache_dir` holds
@@ -78,11 +144,38 @@ impl PluginRuntime {
             cache: CompileCache::new(cache_dir),
             providers: RwLock::default(),
             encoders: RwLock::default(),
+            replaceable: Vec::new(),
+            dir: None,
         };
         for (file, wasm) in builtin::BUILTINS {
-            runtime.load(&format!("built-in {file}"), wasm)?;
+            runtime.load(&format!("{BUILTIN_ORIGIN}{file}"), wasm)?;
         }
         Ok(runtime)
+    }
+
+    /// Where [`reload`](Self::reload) looks for plugins.
+    pub fn watch_dir(&mut self, dir: PathBuf) {
+        self.dir = Some(dir);
+    }
+
+    /// Loads the plugins directory again: new and changed components are
+    /// loaded, broken ones refused while the version already loaded keeps
+    /// serving, and responses in flight keep the instance they started with.
+    pub fn reload(&self) -> Vec<(PathBuf, Result<PluginMetadata, PluginFailure>)> {
+        let report = self
+            .dir
+            .as_deref()
+            .map(|dir| self.load_dir(dir))
+            .unwrap_or_default();
+        for (path, result) in &report {
+            match result {
+                Ok(meta) => {
+                    tracing::info!(plugin = %meta.name, path = %path.display(), "loaded plugin")
+                }
+                Err(e) => tracing::error!("{e}"),
+            }
+        }
+        report
     }
 
     /// Loads every `.wasm` file in `dir`. A missing directory is not an
@@ -112,9 +205,29 @@ impl PluginRuntime {
             .collect()
     }
 
-    /// Compiles (or loads from cache), checks the world and registers one
-    /// component under the name its metadata gives.
+    /// Compiles (or loads from cache), checks and registers one component
+    /// under the name its metadata gives. A name already taken is refused,
+    /// unless it is a reload of the same file or a built-in the config
+    /// lets plugins replace; the replaced plugin keeps serving the
+    /// responses that hold it.
     pub fn load(&self, origin: &str, wasm: &[u8]) -> Result<PluginMetadata, PluginFailure> {
+        let checked = self.check(origin, wasm)?;
+        let metadata = checked.metadata.clone();
+        let refuse = |reason: String| PluginFailure::Load {
+            origin: origin.into(),
+            reason,
+        };
+        match checked.plugin {
+            Loaded::Provider(plugin) => self.install(&self.providers, plugin),
+            Loaded::Encoder(plugin) => self.install(&self.encoders, plugin),
+        }
+        .map_err(refuse)?;
+        Ok(metadata)
+    }
+
+    /// Everything [`load`](Self::load) checks, without registering: the
+    /// component's world, contract version, metadata and imports.
+    pub fn check(&self, origin: &str, wasm: &[u8]) -> Result<Checked, PluginFailure> {
         let refuse = |reason: String| PluginFailure::Load {
             origin: origin.into(),
             reason,
@@ -129,17 +242,25 @@ impl PluginRuntime {
             .exports(engine)
             .map(|(name, _)| name.to_owned())
             .collect();
+        let imports: Vec<String> = component
+            .component_type()
+            .imports(engine)
+            .map(|(name, _)| name.to_owned())
+            .collect();
         let is_provider = exports.iter().any(|e| e == PROVIDER_EXPORT);
         let is_encoder = exports.iter().any(|e| e == ENCODER_EXPORT);
         if !is_provider && !is_encoder {
             return Err(refuse(describe_unknown_world(&exports)));
+        }
+        if let Some(denied) = imports.iter().find(|name| !capabilities::is_granted(name)) {
+            return Err(refuse(capabilities::refusal(denied)));
         }
         let instance_pre = self
             .sandbox
             .linker()
             .instantiate_pre(&component)
             .map_err(|e| refuse(format!("it imports what the host does not grant: {e:#}")))?;
-        if is_provider {
+        let (metadata, plugin) = if is_provider {
             let pre = ProviderPre::new(instance_pre).map_err(|e| {
                 refuse(format!("its exports do not match {PROVIDER_EXPORT}: {e:#}"))
             })?;
@@ -148,11 +269,11 @@ impl PluginRuntime {
             expect_kind(&metadata, PluginKind::Provider).map_err(refuse)?;
             let plugin = ProviderPlugin {
                 metadata: metadata.clone(),
+                origin: origin.to_owned(),
                 pre,
                 sandbox: self.sandbox.clone(),
             };
-            insert(&self.providers, &metadata.name, plugin).map_err(refuse)?;
-            Ok(metadata)
+            (metadata, Loaded::Provider(plugin))
         } else {
             let pre = EncoderPre::new(instance_pre)
                 .map_err(|e| refuse(format!("its exports do not match {ENCODER_EXPORT}: {e:#}")))?;
@@ -161,12 +282,53 @@ impl PluginRuntime {
             let plugin = EncoderPlugin {
                 metadata: metadata.clone(),
                 info,
+                origin: origin.to_owned(),
                 pre,
                 sandbox: self.sandbox.clone(),
             };
-            insert(&self.encoders, &metadata.name, plugin).map_err(refuse)?;
-            Ok(metadata)
+            (metadata, Loaded::Encoder(plugin))
+        };
+        Ok(Checked {
+            metadata,
+            contract: if is_provider {
+                PROVIDER_EXPORT
+            } else {
+                ENCODER_EXPORT
+            },
+            imports,
+            plugin,
+        })
+    }
+
+    fn install<T: Named>(
+        &self,
+        map: &RwLock<BTreeMap<String, Arc<T>>>,
+        plugin: T,
+    ) -> Result<(), String> {
+        let mut map = map.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let name = plugin.name().to_owned();
+        if let Some(existing) = map.get(&name) {
+            let existing_origin = existing.origin();
+            let reload = existing_origin == plugin.origin();
+            let builtin = existing_origin.starts_with(BUILTIN_ORIGIN);
+            let replaceable = builtin && self.replaceable.contains(&name);
+            if !reload && !replaceable {
+                return Err(if builtin {
+                    format!(
+                        "a built-in plugin is named `{name}`; list it in `replace_builtin_plugins` to let a plugin replace it"
+                    )
+                } else {
+                    format!("a plugin named `{name}` is already loaded from {existing_origin}")
+                });
+            }
         }
+        map.insert(name, Arc::new(plugin));
+        Ok(())
+    }
+
+    /// Lets plugins from the plugins directory replace these built-ins.
+    pub fn allow_replacing(&mut self, names: Vec<String>) {
+        self.replaceable = names;
     }
 
     pub fn provider(&self, name: &str) -> Result<Arc<ProviderPlugin>, PluginFailure> {
@@ -177,13 +339,17 @@ impl PluginRuntime {
         lookup(&self.encoders, "encoder", name)
     }
 
-    /// Every loaded plugin's metadata, providers first.
-    pub fn list(&self) -> Vec<PluginMetadata> {
-        let mut all: Vec<PluginMetadata> = read(&self.providers)
+    /// Every loaded plugin and where it came from, providers first.
+    pub fn list(&self) -> Vec<(PluginMetadata, String)> {
+        let mut all: Vec<(PluginMetadata, String)> = read(&self.providers)
             .values()
-            .map(|p| p.metadata.clone())
+            .map(|p| (p.metadata.clone(), p.origin.clone()))
             .collect();
-        all.extend(read(&self.encoders).values().map(|e| e.metadata.clone()));
+        all.extend(
+            read(&self.encoders)
+                .values()
+                .map(|e| (e.metadata.clone(), e.origin.clone())),
+        );
         all
     }
 }
@@ -235,15 +401,6 @@ fn expect_kind(metadata: &PluginMetadata, kind: PluginKind) -> Result<(), String
     if metadata.name.is_empty() {
         return Err("its metadata has an empty name".into());
     }
-    Ok(())
-}
-
-fn insert<T>(map: &RwLock<BTreeMap<String, Arc<T>>>, name: &str, plugin: T) -> Result<(), String> {
-    let mut map = map.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-    if map.contains_key(name) {
-        return Err(format!("a plugin named `{name}` is already loaded"));
-    }
-    map.insert(name.to_owned(), Arc::new(plugin));
     Ok(())
 }
 

@@ -191,7 +191,7 @@ fn refuses_components_that_implement_no_world() {
         error.starts_with("refused plugin x.wasm: not a valid WebAssembly component"),
         "{error}"
     );
-    let names: Vec<String> = runtime.list().into_iter().map(|m| m.name).collect();
+    let names: Vec<String> = runtime.list().into_iter().map(|(m, _)| m.name).collect();
     assert_eq!(
         names,
         [

@@ -1,0 +1,81 @@
+//! `agenthost plugin ...`: the plugin developer's tools.
+//!
+//! `check` and `test` load the component exactly as the server would
+//! (same sandbox, limits and checks), so a plugin that passes here loads
+//! there, and one that is refused here is refused with the same message.
+
+mod conformance;
+mod scaffold;
+
+use std::path::Path;
+use std::time::Duration;
+
+pub use conformance::test;
+pub use scaffold::{Kind, new};
+
+use crate::plugins::{Checked, PluginFailure, PluginRuntime, SandboxLimits};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DevError {
+    #[error(transparent)]
+    Plugin(#[from] PluginFailure),
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Usage(String),
+    #[error("{failed} of {total} conformance checks failed")]
+    Failed { failed: usize, total: usize },
+}
+
+/// A runtime with the server's default limits and no compile cache.
+fn runtime() -> Result<PluginRuntime, DevError> {
+    let limits = SandboxLimits {
+        call_timeout: Duration::from_millis(
+            crate::config::Limits::default().plugin_call_timeout_ms,
+        ),
+        memory_bytes: (crate::config::Limits::default().plugin_memory_mb as usize) << 20,
+    };
+    Ok(PluginRuntime::new(limits, None)?)
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, DevError> {
+    std::fs::read(path).map_err(|source| DevError::Read {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// Loads the component as the server would and describes it.
+pub fn check(path: &Path) -> Result<String, DevError> {
+    let checked = runtime()?.check(&path.display().to_string(), &read(path)?)?;
+    Ok(describe(&checked))
+}
+
+fn describe(checked: &Checked) -> String {
+    let meta = &checked.metadata;
+    let imports = if checked.imports.is_empty() {
+        "none".to_owned()
+    } else {
+        checked.imports.join(", ")
+    };
+    format!(
+        "name:        {}\nkind:        {}\nversion:     {}\ndescription: {}\ncontract:    {}\nimports:     {imports}\nresult:      the host loads it\n",
+        meta.name,
+        if checked.encoder().is_some() {
+            "encoder"
+        } else {
+            "provider"
+        },
+        meta.version,
+        meta.description,
+        checked.contract
+    )
+}
