@@ -13,7 +13,7 @@ use std::time::Duration;
 pub use conformance::test;
 pub use scaffold::{Kind, new};
 
-use crate::plugins::{Checked, PluginFailure, PluginRuntime, SandboxLimits};
+use crate::plugins::{Checked, PluginFailure, PluginRuntime, SandboxLimits, kind_name};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DevError {
@@ -69,11 +69,7 @@ fn describe(checked: &Checked) -> String {
     format!(
         "name:        {}\nkind:        {}\nversion:     {}\ndescription: {}\ncontract:    {}\nimports:     {imports}\nresult:      the host loads it\n",
         meta.name,
-        if checked.encoder().is_some() {
-            "encoder"
-        } else {
-            "provider"
-        },
+        kind_name(meta.kind),
         meta.version,
         meta.description,
         checked.contract

@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use crate::auth::Role;
+use crate::plugins;
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -54,7 +55,7 @@ async fn plugins(
         .list()
         .into_iter()
         .map(|(meta, origin)| {
-            json!({ "name": meta.name, "kind": format!("{:?}", meta.kind).to_lowercase(), "version": meta.version,
+            json!({ "name": meta.name, "kind": plugins::kind_name(meta.kind), "version": meta.version,
                     "description": meta.description, "origin": origin })
         })
         .collect();

@@ -368,6 +368,14 @@ impl EncoderPlugin {
     }
 }
 
+/// `provider` or `encoder`, as configs and listings spell it.
+pub fn kind_name(kind: PluginKind) -> &'static str {
+    match kind {
+        PluginKind::Provider => "provider",
+        PluginKind::Encoder => "encoder",
+    }
+}
+
 fn describe_unknown_world(exports: &[String]) -> String {
     let ours: Vec<&String> = exports
         .iter()
