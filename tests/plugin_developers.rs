@@ -77,12 +77,11 @@ async fn stream(host: &Agenthost, format: &str) -> (StatusCode, String, String) 
 }
 
 fn start(plugins_dir: &Path, extra: &str) -> Agenthost {
-    let host = Agenthost::start(&format!(
+    Agenthost::start(&format!(
         "plugins_dir = {:?}\n{extra}\n{}",
         plugins_dir.display().to_string(),
         demo_server_toml()
-    ));
-    host
+    ))
 }
 
 async fn wait_for_plugin(host: &Agenthost, name: &str, dir: &Path) -> String {
