@@ -192,3 +192,21 @@ async fn a_new_format_goes_from_plugin_new_to_served_without_a_restart() {
         "{body}"
     );
 }
+
+/// The WIT, not our Rust, is the contract: an encoder written in Python
+/// with componentize-py passes the same conformance suite.
+#[test]
+fn a_python_encoder_passes_the_conformance_suite() {
+    let work = tempfile::tempdir().unwrap();
+    let wasm = work.path().join("python_jsonl.wasm");
+    let example =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins/examples/python-jsonl");
+    let status = Command::new(example.join("build.sh"))
+        .arg(&wasm)
+        .status()
+        .expect("componentize-py is installed (tests/requirements.txt)");
+    assert!(status.success(), "the Python plugin builds");
+    let wasm_arg = wasm.display().to_string();
+    let tested = agenthost(&["plugin", "test", &wasm_arg], work.path());
+    assert!(tested.ends_with("5 checks passed\n"), "{tested}");
+}
