@@ -213,8 +213,30 @@ async fn history_keeps_tool_messages_and_survives_a_restart() {
     }
     let (_, body) = stream(&host, &session, "word_count {\"text\": \"x y z\"}").await;
     assert!(body.contains("\"result\": \"3\""), "{body}");
+    // Any loaded format can be asked for.
+    let url = reqwest::Url::parse_with_params(
+        &host.url(&format!("/chat/{session}/stream")),
+        [
+            ("message", "word_count {\"text\": \"a b\"}"),
+            ("format", "feather"),
+        ],
+    )
+    .unwrap();
+    let feather = client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(feather.starts_with("event: turn_end\n"), "{feather}");
+    assert!(
+        feather.ends_with("event: done\ndata: {\"turns\":2}\n\n"),
+        "{feather}"
+    );
     let (_, history) = host.get(&format!("/sessions/{session}/history")).await;
-    assert_eq!(history.as_array().unwrap().len(), 8);
+    assert_eq!(history.as_array().unwrap().len(), 12);
 }
 
 #[tokio::test]

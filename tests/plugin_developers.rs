@@ -64,7 +64,7 @@ fn create_and_build(name: &str, dir: &Path) -> PathBuf {
 async fn stream(host: &Agenthost, format: &str) -> (StatusCode, String, String) {
     let response = client()
         .post(host.url(&format!("/chat/stream{format}")))
-        .body(r#"{"message": "what is 6*7?"}"#)
+        .body(r#"{"message": "what is 6*7?", "model": "mock/offline"}"#)
         .send()
         .await
         .unwrap();
@@ -76,12 +76,18 @@ async fn stream(host: &Agenthost, format: &str) -> (StatusCode, String, String) 
     (response.status(), kind, response.text().await.unwrap())
 }
 
-fn start(plugins_dir: &Path, extra: &str) -> Agenthost {
-    Agenthost::start(&format!(
-        "plugins_dir = {:?}\n{extra}\n{}",
-        plugins_dir.display().to_string(),
-        demo_server_toml()
-    ))
+/// The server, with the mock LLM as its default provider (the offline
+/// mock answers `mock/...` models).
+fn start(plugins_dir: &Path, llm: &MockLlm, extra: &str) -> Agenthost {
+    Agenthost::start_with_env(
+        &format!(
+            "plugins_dir = {:?}\n{extra}\n{}\n{}",
+            plugins_dir.display().to_string(),
+            llm.provider_toml(),
+            demo_server_toml()
+        ),
+        &[("AGENTHOST_TEST_KEY", "sk-test-key-123")],
+    )
 }
 
 async fn wait_for_plugin(host: &Agenthost, name: &str, dir: &Path) -> String {
@@ -121,7 +127,8 @@ async fn a_new_format_goes_from_plugin_new_to_served_without_a_restart() {
     assert!(tested.ends_with("5 checks passed\n"), "{tested}");
 
     // 4: install into a running server with SIGHUP.
-    let host = start(&plugins_dir, "");
+    let llm = MockLlm::start().await;
+    let host = start(&plugins_dir, &llm, "");
     host.post_json("/connect/demo", "").await;
     let (status, _, body) = stream(&host, "?format=ndjson-events").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
@@ -155,6 +162,31 @@ async fn a_new_format_goes_from_plugin_new_to_served_without_a_restart() {
     assert_eq!(lines[1]["type"], "tool_result");
     assert_eq!(lines.last().unwrap()["type"], "done");
 
+    // A stream in flight keeps its instance while a reload replaces the
+    // plugin under it.
+    let mut writes = vec![role_chunk()];
+    writes.extend((0..300).map(|_| text_chunk("x")));
+    writes.extend([finish_chunk("stop"), DONE.into()]);
+    llm.respond(writes);
+    let mut response = client()
+        .post(host.url("/chat/stream?format=ndjson-events"))
+        .body(r#"{"message": "long answer"}"#)
+        .send()
+        .await
+        .unwrap();
+    let mut received = response.chunk().await.unwrap().unwrap().to_vec();
+    let (_, report) = host.post_json("/admin/plugins/reload", "").await;
+    assert_eq!(report["loaded"][0]["name"], "ndjson-events", "{report}");
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        received.extend_from_slice(&chunk);
+    }
+    let received = String::from_utf8(received).unwrap();
+    assert_eq!(
+        received.matches(r#"{"type":"text","text":"x"}"#).count(),
+        300
+    );
+    assert!(received.ends_with("{\"type\":\"done\"}\n"), "{received}");
+
     // A broken update is refused; the loaded version keeps serving.
     std::fs::write(plugins_dir.join("ndjson_events.wasm"), b"\0asm broken").unwrap();
     let (status, report) = host.post_json("/admin/plugins/reload", "").await;
@@ -183,7 +215,7 @@ async fn a_new_format_goes_from_plugin_new_to_served_without_a_restart() {
     let (_, kind, _) = stream(&host, "").await;
     assert_eq!(kind, "text/event-stream");
     drop(host);
-    let host = start(&plugins_dir, "replace_builtin_plugins = [\"simple\"]");
+    let host = start(&plugins_dir, &llm, "replace_builtin_plugins = [\"simple\"]");
     host.post_json("/connect/demo", "").await;
     let (status, kind, body) = stream(&host, "").await;
     assert_eq!(
