@@ -54,7 +54,15 @@ fn require(principal: &Principal, allowed: &[Role], what: &str) -> Result<(), Fe
     Err(FeatherError::new(
         StatusCode::FORBIDDEN,
         "PermissionDeniedError",
-        format!("{what} needs an API key with one of the roles {allowed:?}"),
+        format!(
+            "{what} needs an {} API key; this one is a {} key",
+            allowed
+                .iter()
+                .map(|r| r.name())
+                .collect::<Vec<_>>()
+                .join(" or "),
+            principal.role.name()
+        ),
     ))
 }
 
