@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use futures::stream::BoxStream;
 use reqwest::header::{HeaderName, HeaderValue};
-use rmcp::model::ClientJsonRpcMessage;
+use rmcp::model::{ClientJsonRpcMessage, ClientRequest, JsonRpcRequest};
 use rmcp::transport::streamable_http_client::{
     SseError, StreamableHttpClient, StreamableHttpError, StreamableHttpPostResponse,
 };
@@ -25,15 +25,16 @@ pub const HEADER: &str = "x-end-user-id";
 
 /// The end user a client message pins, if it is a pinned `tools/call`.
 pub fn of_message(message: &ClientJsonRpcMessage) -> Option<String> {
-    if !matches!(message, ClientJsonRpcMessage::Request(_)) {
+    let ClientJsonRpcMessage::Request(JsonRpcRequest {
+        request: ClientRequest::CallToolRequest(call),
+        ..
+    }) = message
+    else {
         return None;
-    }
+    };
     // rmcp may move `_meta` between the typed params and the request's
     // extensions; the wire form is the one place it is certain to be.
-    let wire = serde_json::to_value(message).ok()?;
-    if wire.get("method")?.as_str()? != "tools/call" {
-        return None;
-    }
+    let wire = serde_json::to_value(call).ok()?;
     Some(
         wire.pointer("/params/_meta/end_user_id")?
             .as_str()?
@@ -141,7 +142,7 @@ impl StreamableHttpClient for PinningClient {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rmcp::model::{CallToolRequest, CallToolRequestParams, ClientRequest, RequestId};
+    use rmcp::model::{CallToolRequest, CallToolRequestParams, RequestId};
 
     fn call(meta: Option<&str>) -> ClientJsonRpcMessage {
         let mut params = CallToolRequestParams::new("lookup");

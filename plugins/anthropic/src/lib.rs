@@ -231,82 +231,74 @@ struct ApiError {
     message: String,
 }
 
-/// The stream's lines; a body without the end marker was cut short.
+/// Anthropic's SSE: typed events ending with `message_stop` (or an
+/// error event), which finishes the turn.
 pub struct AnthropicLines;
 
 impl FinishingLines for AnthropicLines {
     fn line(
         line: &str,
         events: &mut Vec<ProviderEvent>,
-        finished: &mut bool,
+        stopped: &mut bool,
     ) -> Result<(), PluginError> {
-        decode_line(line, events, finished)
-    }
-}
-
-/// Anthropic's SSE: typed events ending with `message_stop` (or an
-/// error event), which finishes the turn.
-fn decode_line(
-    line: &str,
-    events: &mut Vec<ProviderEvent>,
-    stopped: &mut bool,
-) -> Result<(), PluginError> {
-    let Some(data) = sse_data(line) else {
-        return Ok(());
-    };
-    if data.is_empty() {
-        return Ok(());
-    }
-    let event: StreamEvent = serde_json::from_str(data).map_err(|e| PluginError {
-        code: "decode".into(),
-        message: format!("malformed event from the provider: {e}"),
-    })?;
-    match event {
-        StreamEvent::ContentBlockStart {
-            index,
-            content_block: ContentBlock::ToolUse { id, name },
-        } => {
-            events.push(ProviderEvent::ToolCallBegin(ToolCallBegin {
+        let Some(data) = sse_data(line) else {
+            return Ok(());
+        };
+        if data.is_empty() {
+            return Ok(());
+        }
+        let event: StreamEvent = serde_json::from_str(data).map_err(|e| PluginError {
+            code: "decode".into(),
+            message: format!("malformed event from the provider: {e}"),
+        })?;
+        match event {
+            StreamEvent::ContentBlockStart {
                 index,
-                id,
-                name,
-            }));
-        }
-        StreamEvent::ContentBlockDelta {
-            delta: BlockDelta::TextDelta { text },
-            ..
-        } if !text.is_empty() => {
-            events.push(ProviderEvent::TextDelta(text));
-        }
-        StreamEvent::ContentBlockDelta {
-            index,
-            delta: BlockDelta::InputJsonDelta { partial_json },
-        } if !partial_json.is_empty() => {
-            events.push(ProviderEvent::ToolCallFragment(ToolCallFragment {
+                content_block: ContentBlock::ToolUse { id, name },
+            } => {
+                events.push(ProviderEvent::ToolCallBegin(ToolCallBegin {
+                    index,
+                    id,
+                    name,
+                }));
+            }
+            StreamEvent::ContentBlockDelta {
+                delta: BlockDelta::TextDelta { text },
+                ..
+            } if !text.is_empty() => {
+                events.push(ProviderEvent::TextDelta(text));
+            }
+            StreamEvent::ContentBlockDelta {
                 index,
-                fragment: partial_json,
-            }));
+                delta: BlockDelta::InputJsonDelta { partial_json },
+            } if !partial_json.is_empty() => {
+                events.push(ProviderEvent::ToolCallFragment(ToolCallFragment {
+                    index,
+                    fragment: partial_json,
+                }));
+            }
+            StreamEvent::MessageDelta {
+                delta:
+                    MessageDelta {
+                        stop_reason: Some(reason),
+                    },
+            } => {
+                events.push(ProviderEvent::Finish(match reason.as_str() {
+                    "tool_use" => FinishReason::ToolCalls,
+                    "max_tokens" => FinishReason::Length,
+                    "refusal" => FinishReason::ContentFilter,
+                    _ => FinishReason::Stop,
+                }));
+            }
+            StreamEvent::MessageStop => *stopped = true,
+            StreamEvent::Error { error } => {
+                *stopped = true;
+                events.push(ProviderEvent::Error(error.message));
+            }
+            _ => {}
         }
-        StreamEvent::MessageDelta {
-            delta: MessageDelta {
-                stop_reason: Some(reason),
-            },
-        } => {
-            events.push(ProviderEvent::Finish(match reason.as_str() {
-                "tool_use" => FinishReason::ToolCalls,
-                "max_tokens" => FinishReason::Length,
-                "refusal" => FinishReason::ContentFilter,
-                _ => FinishReason::Stop,
-            }));
-        }
-        StreamEvent::MessageStop => *stopped = true,
-        StreamEvent::Error { error } => {
-            *stopped = true;
-            events.push(ProviderEvent::Error(error.message));
-        }
-        _ => {}
+        Ok(())
     }
-    Ok(())
 }
 
 export_provider!(Anthropic);

@@ -165,7 +165,8 @@ struct FunctionDelta {
     arguments: Option<String>,
 }
 
-/// The stream's lines; a body without the end marker was cut short.
+/// OpenAI's SSE: `data: {chunk}` lines, then `data: [DONE]`. A
+/// `finish_reason` (or an error) finishes the turn.
 pub struct OpenAiLines;
 
 impl FinishingLines for OpenAiLines {
@@ -174,70 +175,60 @@ impl FinishingLines for OpenAiLines {
         events: &mut Vec<ProviderEvent>,
         finished: &mut bool,
     ) -> Result<(), PluginError> {
-        decode_line(line, events, finished)
-    }
-}
-
-/// OpenAI's SSE: `data: {chunk}` lines, then `data: [DONE]`. A
-/// `finish_reason` (or an error) finishes the turn.
-fn decode_line(
-    line: &str,
-    events: &mut Vec<ProviderEvent>,
-    finished: &mut bool,
-) -> Result<(), PluginError> {
-    let Some(data) = sse_data(line) else {
-        return Ok(());
-    };
-    if data == "[DONE]" || data.is_empty() {
-        return Ok(());
-    }
-    let chunk: Chunk = serde_json::from_str(data).map_err(|e| PluginError {
-        code: "decode".into(),
-        message: format!("malformed chunk from the provider: {e}"),
-    })?;
-    if let Some(error) = chunk.error {
-        *finished = true;
-        events.push(ProviderEvent::Error(error.message));
-        return Ok(());
-    }
-    for choice in chunk.choices {
-        if let Some(text) = choice.delta.content
-            && !text.is_empty()
-        {
-            events.push(ProviderEvent::TextDelta(text));
+        let Some(data) = sse_data(line) else {
+            return Ok(());
+        };
+        if data == "[DONE]" || data.is_empty() {
+            return Ok(());
         }
-        for call in choice.delta.tool_calls {
-            let (name, arguments) = match call.function {
-                Some(f) => (f.name, f.arguments),
-                None => (None, None),
-            };
-            if call.id.is_some() || name.is_some() {
-                events.push(ProviderEvent::ToolCallBegin(ToolCallBegin {
-                    index: call.index,
-                    id: call.id.unwrap_or_default(),
-                    name: name.unwrap_or_default(),
-                }));
-            }
-            if let Some(fragment) = arguments
-                && !fragment.is_empty()
-            {
-                events.push(ProviderEvent::ToolCallFragment(ToolCallFragment {
-                    index: call.index,
-                    fragment,
-                }));
-            }
-        }
-        if let Some(reason) = choice.finish_reason {
+        let chunk: Chunk = serde_json::from_str(data).map_err(|e| PluginError {
+            code: "decode".into(),
+            message: format!("malformed chunk from the provider: {e}"),
+        })?;
+        if let Some(error) = chunk.error {
             *finished = true;
-            events.push(ProviderEvent::Finish(match reason.as_str() {
-                "tool_calls" | "function_call" => FinishReason::ToolCalls,
-                "length" => FinishReason::Length,
-                "content_filter" => FinishReason::ContentFilter,
-                _ => FinishReason::Stop,
-            }));
+            events.push(ProviderEvent::Error(error.message));
+            return Ok(());
         }
+        for choice in chunk.choices {
+            if let Some(text) = choice.delta.content
+                && !text.is_empty()
+            {
+                events.push(ProviderEvent::TextDelta(text));
+            }
+            for call in choice.delta.tool_calls {
+                let (name, arguments) = match call.function {
+                    Some(f) => (f.name, f.arguments),
+                    None => (None, None),
+                };
+                if call.id.is_some() || name.is_some() {
+                    events.push(ProviderEvent::ToolCallBegin(ToolCallBegin {
+                        index: call.index,
+                        id: call.id.unwrap_or_default(),
+                        name: name.unwrap_or_default(),
+                    }));
+                }
+                if let Some(fragment) = arguments
+                    && !fragment.is_empty()
+                {
+                    events.push(ProviderEvent::ToolCallFragment(ToolCallFragment {
+                        index: call.index,
+                        fragment,
+                    }));
+                }
+            }
+            if let Some(reason) = choice.finish_reason {
+                *finished = true;
+                events.push(ProviderEvent::Finish(match reason.as_str() {
+                    "tool_calls" | "function_call" => FinishReason::ToolCalls,
+                    "length" => FinishReason::Length,
+                    "content_filter" => FinishReason::ContentFilter,
+                    _ => FinishReason::Stop,
+                }));
+            }
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 export_provider!(OpenAi);
