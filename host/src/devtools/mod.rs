@@ -35,7 +35,8 @@ pub enum DevError {
     Failed { failed: usize, total: usize },
 }
 
-/// A runtime with the server's default limits and no compile cache.
+/// A runtime with the server's default limits, no compile cache and no
+/// built-ins: `check` and `test` never register what they load.
 fn runtime() -> Result<PluginRuntime, DevError> {
     let limits = SandboxLimits {
         call_timeout: Duration::from_millis(
@@ -43,7 +44,7 @@ fn runtime() -> Result<PluginRuntime, DevError> {
         ),
         memory_bytes: (crate::config::Limits::default().plugin_memory_mb as usize) << 20,
     };
-    Ok(PluginRuntime::new(limits, None)?)
+    Ok(PluginRuntime::empty(limits, None)?)
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, DevError> {

@@ -138,19 +138,28 @@ impl PluginRuntime {
         limits: SandboxLimits,
         cache_dir: Option<PathBuf>,
     ) -> Result<PluginRuntime, PluginFailure> {
+        let runtime = Self::empty(limits, cache_dir)?;
+        for (file, wasm) in builtin::BUILTINS {
+            runtime.load(&format!("{BUILTIN_ORIGIN}{file}"), wasm)?;
+        }
+        Ok(runtime)
+    }
+
+    /// A runtime with nothing loaded, for checking one component the way
+    /// the server would without compiling every built-in first.
+    pub fn empty(
+        limits: SandboxLimits,
+        cache_dir: Option<PathBuf>,
+    ) -> Result<PluginRuntime, PluginFailure> {
         let sandbox = Sandbox::new(limits).map_err(|e| PluginFailure::Runtime(format!("{e:#}")))?;
-        let runtime = PluginRuntime {
+        Ok(PluginRuntime {
             sandbox: Arc::new(sandbox),
             cache: CompileCache::new(cache_dir),
             providers: RwLock::default(),
             encoders: RwLock::default(),
             replaceable: Vec::new(),
             dir: None,
-        };
-        for (file, wasm) in builtin::BUILTINS {
-            runtime.load(&format!("{BUILTIN_ORIGIN}{file}"), wasm)?;
-        }
-        Ok(runtime)
+        })
     }
 
     /// Where [`reload`](Self::reload) looks for plugins.
