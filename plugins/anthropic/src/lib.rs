@@ -5,7 +5,7 @@
 //! follows. The stream's `input_json_delta` fragments are passed on as
 //! tool-call fragments; `message_delta` carries the stop reason.
 
-use agenthost_plugin::json::write_str;
+use agenthost_plugin::json::{write_separated, write_str};
 use agenthost_plugin::lines::{LineDecoder, sse_data};
 use agenthost_plugin::{FinishingLines, MustFinish};
 use serde::Deserialize;
@@ -69,18 +69,15 @@ fn request_body(request: &ChatRequest) -> String {
     out.push(']');
     if !request.tools.is_empty() {
         out.push_str(r#","tools":["#);
-        for (i, tool) in request.tools.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
+        write_separated(&mut out, &request.tools, |out, tool| {
             out.push_str(r#"{"name":"#);
-            write_str(&mut out, &tool.name);
+            write_str(out, &tool.name);
             out.push_str(r#","description":"#);
-            write_str(&mut out, &tool.description);
+            write_str(out, &tool.description);
             out.push_str(r#","input_schema":"#);
             out.push_str(&tool.input_schema);
             out.push('}');
-        }
+        });
         out.push(']');
     }
     if let Some(t) = request.temperature {
@@ -125,10 +122,7 @@ fn write_messages(out: &mut String, messages: &[Message]) {
                     write_str(out, &message.content);
                     out.push_str("},");
                 }
-                for (i, call) in message.tool_calls.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
+                write_separated(out, &message.tool_calls, |out, call| {
                     out.push_str(r#"{"type":"tool_use","id":"#);
                     write_str(out, &call.id);
                     out.push_str(r#","name":"#);
@@ -136,7 +130,7 @@ fn write_messages(out: &mut String, messages: &[Message]) {
                     out.push_str(r#","input":"#);
                     out.push_str(json_object_or_empty(&call.arguments));
                     out.push('}');
-                }
+                });
                 out.push_str("]}");
             }
             role => {

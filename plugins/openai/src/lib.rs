@@ -3,7 +3,7 @@
 //! Works against any server that speaks the same wire format (OpenAI,
 //! vLLM, Ollama, OpenRouter) through the configured base URL.
 
-use agenthost_plugin::json::write_str;
+use agenthost_plugin::json::{write_separated, write_str};
 use agenthost_plugin::lines::{LineDecoder, sse_data};
 use agenthost_plugin::{FinishingLines, MustFinish};
 use serde::Deserialize;
@@ -47,27 +47,19 @@ fn request_body(base_url: &str, request: &ChatRequest) -> String {
     out.push_str(r#"{"model":"#);
     write_str(&mut out, &request.model);
     out.push_str(r#","stream":true,"messages":["#);
-    for (i, message) in request.messages.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        write_message(&mut out, message);
-    }
+    write_separated(&mut out, &request.messages, write_message);
     out.push(']');
     if !request.tools.is_empty() {
         out.push_str(r#","tools":["#);
-        for (i, tool) in request.tools.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
+        write_separated(&mut out, &request.tools, |out, tool| {
             out.push_str(r#"{"type":"function","function":{"name":"#);
-            write_str(&mut out, &tool.name);
+            write_str(out, &tool.name);
             out.push_str(r#","description":"#);
-            write_str(&mut out, &tool.description);
+            write_str(out, &tool.description);
             out.push_str(r#","parameters":"#);
             out.push_str(&tool.input_schema);
             out.push_str("}}");
-        }
+        });
         out.push(']');
     }
     if let Some(max) = request.max_tokens {
@@ -109,10 +101,7 @@ fn write_message(out: &mut String, message: &Message) {
     }
     if !message.tool_calls.is_empty() {
         out.push_str(r#","tool_calls":["#);
-        for (i, call) in message.tool_calls.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
+        write_separated(out, &message.tool_calls, |out, call| {
             out.push_str(r#"{"id":"#);
             write_str(out, &call.id);
             out.push_str(r#","type":"function","function":{"name":"#);
@@ -120,7 +109,7 @@ fn write_message(out: &mut String, message: &Message) {
             out.push_str(r#","arguments":"#);
             write_str(out, &call.arguments);
             out.push_str("}}");
-        }
+        });
         out.push(']');
     }
     out.push('}');

@@ -31,6 +31,21 @@ pub fn write_str(out: &mut String, s: &str) {
     out.push('"');
 }
 
+/// Appends `items` separated by commas, each written by `write`: the
+/// inside of a JSON array.
+pub fn write_separated<T>(
+    out: &mut String,
+    items: impl IntoIterator<Item = T>,
+    mut write: impl FnMut(&mut String, T),
+) {
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write(out, item);
+    }
+}
+
 /// Appends valid JSON text re-spaced the way Python's `json.dumps` writes
 /// it (`", "` and `": "` separators, no other whitespace), keeping keys,
 /// order and escapes exactly as given.
