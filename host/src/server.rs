@@ -79,7 +79,11 @@ pub async fn serve(config: Config, own_exe: &Path) -> Result<(), ServeError> {
 
     let url_policy =
         UrlPolicy::new(&config.security.allow_mcp_networks).map_err(ConfigError::Invalid)?;
-    let pool = Arc::new(McpPool::new(config.mcp_servers(own_exe), url_policy));
+    let pool = Arc::new(McpPool::new(
+        config.mcp_servers(own_exe),
+        url_policy,
+        config.limits.tool_result_max_bytes,
+    ));
     let store = Store::open(&config.data_dir.join("agenthost.db"))?;
     restore_servers(&store, &pool).await?;
     let keys = ApiKeys::from_config(&config.api_keys, &ProcessEnv)?;

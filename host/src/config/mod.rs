@@ -105,6 +105,9 @@ pub struct McpServerConfig {
     /// Seconds a single tool call may take.
     #[serde(default)]
     pub timeout: Option<f64>,
+    /// Seconds the server may take to start and list its tools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup_timeout: Option<f64>,
     /// Per-tool override of the server's `readOnlyHint`, which decides
     /// what a viewer may call: `{ add_note = "write" }`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -138,6 +141,7 @@ impl McpServerConfig {
             url: Some(url),
             headers,
             timeout: None,
+            startup_timeout: None,
             tool_access: BTreeMap::new(),
         }
     }
@@ -167,6 +171,10 @@ impl McpServerConfig {
 
     pub fn call_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.timeout.unwrap_or(60.0).clamp(0.1, 3600.0))
+    }
+
+    pub fn startup_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.startup_timeout.unwrap_or(30.0).clamp(0.1, 600.0))
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -253,6 +261,8 @@ pub struct Limits {
     pub plugin_memory_mb: u64,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
+    /// Largest tool result, serialized, passed on to the model and client.
+    pub tool_result_max_bytes: usize,
 }
 
 impl Default for Limits {
@@ -261,6 +271,7 @@ impl Default for Limits {
             plugin_call_timeout_ms: 250,
             plugin_memory_mb: 64,
             max_body_bytes: 1 << 20,
+            tool_result_max_bytes: 1 << 20,
         }
     }
 }
@@ -358,6 +369,7 @@ impl Config {
                 url: None,
                 headers: BTreeMap::new(),
                 timeout: None,
+                startup_timeout: None,
                 tool_access: BTreeMap::new(),
             }]
         })

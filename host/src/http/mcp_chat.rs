@@ -105,6 +105,7 @@ impl ServerSpec {
             url: self.url,
             headers: self.headers,
             timeout: self.timeout,
+            startup_timeout: None,
             tool_access: Default::default(),
         }
     }

@@ -9,6 +9,7 @@
 //! Configured servers live in the pool; ad-hoc servers named by a request
 //! (a URL) live as long as the request's [`ToolSet`] holds them.
 
+mod backoff;
 mod connect;
 pub mod end_user;
 pub mod names;
@@ -18,7 +19,7 @@ mod url_policy;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::Instant;
 
 use rmcp::RoleClient;
 use rmcp::model::{
@@ -30,9 +31,6 @@ use serde_json::{Map, Value};
 use crate::config::{McpServerConfig, Transport};
 use names::NameAllocator;
 pub use url_policy::UrlPolicy;
-
-/// How long connecting and listing tools may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum McpError {
@@ -65,6 +63,15 @@ pub enum McpError {
         server: String,
         tool: String,
         reason: String,
+    },
+    #[error(
+        "tool `{tool}` of MCP server `{server}` returned {bytes} bytes, over the limit of {limit} bytes for a tool result; the result was dropped"
+    )]
+    TooLarge {
+        server: String,
+        tool: String,
+        bytes: usize,
+        limit: usize,
     },
 }
 
@@ -129,7 +136,16 @@ pub struct ServerEntry {
     /// For ad-hoc servers: a client pinned to the addresses that passed
     /// the URL policy.
     http_client: Option<reqwest::Client>,
-    session: tokio::sync::Mutex<Option<Session>>,
+    /// Largest tool result, serialized, handed on to the caller.
+    result_limit: usize,
+    slot: tokio::sync::Mutex<Slot>,
+}
+
+/// The live session, if any, and when a failed start may be retried.
+#[derive(Default)]
+struct Slot {
+    session: Option<Session>,
+    backoff: backoff::Backoff,
 }
 
 impl std::fmt::Debug for ServerEntry {
@@ -158,6 +174,7 @@ impl ServerEntry {
         origin: Origin,
         http_client: Option<reqwest::Client>,
         connection: Option<String>,
+        result_limit: usize,
     ) -> Arc<ServerEntry> {
         Arc::new(ServerEntry {
             config,
@@ -165,29 +182,46 @@ impl ServerEntry {
             connection,
             removed: AtomicBool::new(false),
             http_client,
-            session: Default::default(),
+            result_limit,
+            slot: Default::default(),
         })
     }
 
     /// The live session's peer and tools, opening a session if needed.
     async fn session(&self) -> Result<(Peer<RoleClient>, Arc<Vec<Tool>>), McpError> {
-        let mut slot = self.session.lock().await;
+        let mut slot = self.slot.lock().await;
         if self.removed.load(Ordering::SeqCst) {
             return Err(McpError::Removed(self.config.id.clone()));
         }
-        if let Some(session) = slot.as_ref().filter(|s| s.is_alive()) {
+        if let Some(session) = slot.session.as_ref().filter(|s| s.is_alive()) {
             return Ok((session.client.peer().clone(), session.tools.clone()));
         }
-        *slot = None;
-        let session = tokio::time::timeout(CONNECT_TIMEOUT, self.open())
+        // Dropping a dead session reaps its child before a new one starts.
+        slot.session = None;
+        let failed = |reason| McpError::Connect {
+            id: self.config.id.clone(),
+            reason,
+        };
+        slot.backoff.check(Instant::now()).map_err(failed)?;
+        let timeout = self.config.startup_timeout();
+        let opened = tokio::time::timeout(timeout, self.open())
             .await
-            .unwrap_or_else(|_| Err(format!("no answer within {} s", CONNECT_TIMEOUT.as_secs())))
-            .map_err(|reason| McpError::Connect {
-                id: self.config.id.clone(),
-                reason,
-            })?;
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "it did not start and list its tools within {} s",
+                    timeout.as_secs_f64()
+                ))
+            });
+        let session = match opened {
+            Ok(session) => session,
+            Err(reason) => {
+                slot.backoff.failed(Instant::now(), &reason);
+                return Err(failed(reason));
+            }
+        };
+        slot.backoff.succeeded();
         let found = (session.client.peer().clone(), session.tools.clone());
-        *slot = Some(session);
+        slot.session = Some(session);
         Ok(found)
     }
 
@@ -217,8 +251,9 @@ impl ServerEntry {
 
     /// The tools and connection time of a live session, without opening one.
     pub async fn snapshot(&self) -> Option<(Arc<Vec<Tool>>, String)> {
-        let slot = self.session.lock().await;
-        slot.as_ref()
+        let slot = self.slot.lock().await;
+        slot.session
+            .as_ref()
             .filter(|s| s.is_alive())
             .map(|s| (s.tools.clone(), s.connected_at.clone()))
     }
@@ -230,7 +265,7 @@ impl ServerEntry {
     }
 
     async fn close(&self) {
-        if let Some(session) = self.session.lock().await.take()
+        if let Some(session) = self.slot.lock().await.session.take()
             && let Err(e) = session.client.cancel().await
         {
             tracing::warn!(server = %self.config.id, "closing MCP session: {e}");
@@ -246,7 +281,7 @@ impl ServerEntry {
         end_user: Option<&str>,
     ) -> Result<CallToolResult, McpError> {
         let server = &self.config.id;
-        let (peer, _) = self.session().await?;
+        let (peer, tools) = self.session().await?;
         let timeout = self.config.call_timeout();
         let mut params = CallToolRequestParams::new(tool.to_owned());
         params.arguments = Some(arguments);
@@ -261,34 +296,94 @@ impl ServerEntry {
             reason,
         };
         match tokio::time::timeout(timeout, peer.call_tool_once(params)).await {
-            Err(_) => Err(McpError::Timeout {
-                server: server.clone(),
-                tool: tool.to_owned(),
-                secs: timeout.as_secs_f64(),
-            }),
+            Err(_) => {
+                self.stop_if_stuck(&tools).await;
+                Err(McpError::Timeout {
+                    server: server.clone(),
+                    tool: tool.to_owned(),
+                    secs: timeout.as_secs_f64(),
+                })
+            }
+            Ok(Err(rmcp::ServiceError::TransportClosed)) => Err(failed(
+                "the server went away mid-call (its process exited or its connection closed)"
+                    .into(),
+            )),
+            Ok(Err(rmcp::ServiceError::UnexpectedResponse)) => Err(failed(
+                "the server answered with something that is not a tool result (malformed JSON-RPC)"
+                    .into(),
+            )),
             Ok(Err(e)) => Err(failed(e.to_string())),
-            Ok(Ok(CallToolResponse::Complete(result))) => Ok(result),
+            Ok(Ok(CallToolResponse::Complete(result))) => self.within_limit(tool, result),
             Ok(Ok(_)) => Err(failed(
                 "the tool asked for user input, which is not supported".into(),
             )),
         }
+    }
+
+    /// A stdio server that let a call time out is presumed stuck (a hung
+    /// tool often hangs the whole process, and restarting is the only
+    /// remedy a client has): it is stopped, to start afresh on next use. `tools` names the
+    /// session that timed out, so a session started since is left alone.
+    async fn stop_if_stuck(&self, tools: &Arc<Vec<Tool>>) {
+        if self.config.transport != Transport::Stdio {
+            return;
+        }
+        let mut slot = self.slot.lock().await;
+        if slot
+            .session
+            .as_ref()
+            .is_some_and(|s| Arc::ptr_eq(&s.tools, tools))
+            && let Some(session) = slot.session.take()
+        {
+            tracing::warn!(server = %self.config.id, "a tool call timed out; stopping the server");
+            // The graceful stop waits seconds for the child; the caller
+            // has waited long enough.
+            let id = self.config.id.clone();
+            tokio::spawn(async move {
+                if let Err(e) = session.client.cancel().await {
+                    tracing::warn!(server = %id, "closing MCP session: {e}");
+                }
+            });
+        }
+    }
+
+    /// A result too big to hand on becomes an error the model can read,
+    /// rather than megabytes in its context and the client's stream.
+    fn within_limit(&self, tool: &str, result: CallToolResult) -> Result<CallToolResult, McpError> {
+        let bytes = serde_json::to_vec(&result).map_or(0, |json| json.len());
+        if bytes <= self.result_limit {
+            return Ok(result);
+        }
+        Err(McpError::TooLarge {
+            server: self.config.id.clone(),
+            tool: tool.to_owned(),
+            bytes,
+            limit: self.result_limit,
+        })
     }
 }
 
 pub struct McpPool {
     servers: RwLock<Vec<Arc<ServerEntry>>>,
     url_policy: UrlPolicy,
+    result_limit: usize,
 }
 
 impl McpPool {
-    pub fn new(configs: Vec<McpServerConfig>, url_policy: UrlPolicy) -> McpPool {
+    /// `result_limit` caps a tool result's serialized size, in bytes.
+    pub fn new(
+        configs: Vec<McpServerConfig>,
+        url_policy: UrlPolicy,
+        result_limit: usize,
+    ) -> McpPool {
         let servers = configs
             .into_iter()
-            .map(|config| ServerEntry::new(config, Origin::Config, None, None))
+            .map(|config| ServerEntry::new(config, Origin::Config, None, None, result_limit))
             .collect();
         McpPool {
             servers: RwLock::new(servers),
             url_policy,
+            result_limit,
         }
     }
 
@@ -328,7 +423,13 @@ impl McpPool {
             None => checked.host.clone(),
         };
         let config = McpServerConfig::streamable_http(id, checked.url.to_string(), headers);
-        Ok(ServerEntry::new(config, Origin::AdHoc, Some(client), None))
+        Ok(ServerEntry::new(
+            config,
+            Origin::AdHoc,
+            Some(client),
+            None,
+            self.result_limit,
+        ))
     }
 
     /// Connects every server and adds them all, or none: a server that
@@ -394,6 +495,7 @@ impl McpPool {
             Origin::Connection,
             Some(client),
             Some(connection_id),
+            self.result_limit,
         ))
     }
 
@@ -405,7 +507,13 @@ impl McpPool {
             }
             _ => None,
         };
-        Ok(ServerEntry::new(config, Origin::Runtime, client, None))
+        Ok(ServerEntry::new(
+            config,
+            Origin::Runtime,
+            client,
+            None,
+            self.result_limit,
+        ))
     }
 
     /// Checks `url` against the policy and returns an HTTP client pinned to
