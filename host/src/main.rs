@@ -74,6 +74,7 @@ enum PluginAction {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    return_large_buffers_to_the_system();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -98,10 +99,24 @@ fn main() -> anyhow::Result<()> {
 fn plugin(action: PluginAction, runtime: &tokio::runtime::Runtime) -> anyhow::Result<String> {
     Ok(match action {
         PluginAction::New { name, kind, dir } => devtools::new(&name, kind, &dir)?,
-        PluginAction::Check { file } => devtools::check(&file)?,
-        PluginAction::Test { file, recorded } => devtools::test(&file, recorded.as_deref())?,
+        PluginAction::Check { file } => runtime.block_on(devtools::check(&file))?,
+        PluginAction::Test { file, recorded } => {
+            runtime.block_on(devtools::test(&file, recorded.as_deref()))?
+        }
         PluginAction::List { url, key } => runtime.block_on(list_plugins(&url, key))?,
     })
+}
+
+/// Gives buffers of 1 MiB and more their own mappings, unmapped on free.
+/// glibc otherwise raises that threshold after each large free, and a
+/// plugin's megabytes of output then stay in the heap for good.
+fn return_large_buffers_to_the_system() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; it is called
+    // before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
 }
 
 /// `GET /admin/plugins` of a running server, one plugin per line.

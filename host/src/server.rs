@@ -4,7 +4,6 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
@@ -42,21 +41,19 @@ pub enum ServeError {
 
 pub async fn serve(config: Config, own_exe: &Path) -> Result<(), ServeError> {
     let mut plugins = PluginRuntime::new(
-        SandboxLimits {
-            call_timeout: Duration::from_millis(config.limits.plugin_call_timeout_ms),
-            memory_bytes: (config.limits.plugin_memory_mb as usize) << 20,
-        },
+        SandboxLimits::from_config(&config.limits),
         Some(
             config
                 .cache_dir
                 .clone()
                 .unwrap_or_else(|| config.data_dir.join("plugin-cache")),
         ),
-    )?;
+    )
+    .await?;
     plugins.allow_replacing(config.replace_builtin_plugins.clone());
     plugins.watch_dir(config.plugins_dir.clone());
     let plugins = Arc::new(plugins);
-    plugins.reload();
+    plugins.reload().await;
     reload_on_hangup(plugins.clone());
 
     let providers = config.resolve_providers(&ProcessEnv)?;
@@ -184,8 +181,7 @@ fn reload_on_hangup(plugins: Arc<PluginRuntime>) {
         tokio::spawn(async move {
             while hangups.recv().await.is_some() {
                 tracing::info!("SIGHUP: reloading plugins");
-                let plugins = plugins.clone();
-                let _ = tokio::task::spawn_blocking(move || plugins.reload()).await;
+                plugins.reload_off_workers().await;
             }
         });
     }

@@ -156,7 +156,8 @@ impl Agent {
         let mut instance = self
             .plugins
             .provider(&route.provider.plugin)?
-            .instantiate()?;
+            .instantiate()
+            .await?;
         let mut fell_back = false;
         let limit = request
             .iteration_limit
@@ -199,7 +200,8 @@ impl Agent {
                         instance = self
                             .plugins
                             .provider(&next.provider.plugin)?
-                            .instantiate()?;
+                            .instantiate()
+                            .await?;
                         wire.model = next.model.clone();
                         route = next;
                         fell_back = true;
@@ -253,11 +255,11 @@ impl Agent {
         let config = ProviderConfig {
             base_url: route.provider.base_url.clone(),
         };
-        let outbound = instance.build_request(&config, request)?;
-        let decoder = instance.new_decoder()?;
+        let outbound = instance.build_request(&config, request).await?;
+        let decoder = instance.new_decoder().await?;
         match outbound {
             Outbound::Offline(body) => {
-                let decoded = instance.feed(decoder, &body)?;
+                let decoded = instance.feed(decoder, &body).await?;
                 send(events, turn.apply(decoded)).await?;
             }
             Outbound::Http(http) => {
@@ -268,12 +270,12 @@ impl Agent {
                 while let Some(chunk) =
                     cancellable(events, self.upstream.next_chunk(&mut response)).await??
                 {
-                    let decoded = instance.feed(decoder, &chunk)?;
+                    let decoded = instance.feed(decoder, &chunk).await?;
                     send(events, turn.apply(decoded)).await?;
                 }
             }
         }
-        let decoded = instance.finish(decoder)?;
+        let decoded = instance.finish(decoder).await?;
         send(events, turn.apply(decoded)).await
     }
 }

@@ -259,6 +259,8 @@ pub struct Limits {
     pub plugin_call_timeout_ms: u64,
     /// Linear memory one plugin instance may use.
     pub plugin_memory_mb: u64,
+    /// Output one plugin instance may produce over one response.
+    pub plugin_output_mb: u64,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
     /// Largest tool result, serialized, passed on to the model and client.
@@ -270,6 +272,7 @@ impl Default for Limits {
         Limits {
             plugin_call_timeout_ms: 250,
             plugin_memory_mb: 64,
+            plugin_output_mb: 64,
             max_body_bytes: 1 << 20,
             tool_result_max_bytes: 1 << 20,
         }

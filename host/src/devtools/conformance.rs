@@ -29,12 +29,14 @@ struct Check {
 
 /// Runs the suite for the component at `path`; `recorded` is a provider
 /// response body to decode.
-pub fn test(path: &Path, recorded: Option<&Path>) -> Result<String, DevError> {
-    let checked = runtime()?.check(&path.display().to_string(), &read(path)?)?;
+pub async fn test(path: &Path, recorded: Option<&Path>) -> Result<String, DevError> {
+    let checked = runtime()?
+        .check(&path.display().to_string(), &read(path)?)
+        .await?;
     let recorded = recorded.map(read).transpose()?;
     let checks = match (checked.encoder(), checked.provider()) {
-        (Some(encoder), _) => encoder_checks(encoder),
-        (None, Some(provider)) => provider_checks(provider, recorded.as_deref()),
+        (Some(encoder), _) => encoder_checks(encoder).await,
+        (None, Some(provider)) => provider_checks(provider, recorded.as_deref()).await,
         (None, None) => Vec::new(),
     };
     let mut report = String::new();
@@ -122,25 +124,30 @@ fn options() -> StreamOptions {
 }
 
 /// Encodes `events` in the given batches, then finishes.
-fn encode(encoder: &EncoderPlugin, batches: &[&[ChatEvent]]) -> Result<Vec<u8>, String> {
-    let mut instance = encoder.instantiate(&options()).map_err(|e| e.to_string())?;
+async fn encode(encoder: &EncoderPlugin, batches: &[&[ChatEvent]]) -> Result<Vec<u8>, String> {
+    let mut instance = encoder
+        .instantiate(&options())
+        .await
+        .map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     for batch in batches {
-        out.extend(instance.encode(batch).map_err(|e| e.to_string())?);
+        out.extend(instance.encode(batch).await.map_err(|e| e.to_string())?);
     }
-    out.extend(instance.finish().map_err(|e| e.to_string())?);
+    out.extend(instance.finish().await.map_err(|e| e.to_string())?);
     Ok(out)
 }
 
-fn encoder_checks(encoder: &EncoderPlugin) -> Vec<Check> {
+async fn encoder_checks(encoder: &EncoderPlugin) -> Vec<Check> {
     let events = canonical_events();
-    let whole = encode(encoder, &[&events]);
+    let whole = encode(encoder, &[&events]).await;
     let one_by_one: Vec<&[ChatEvent]> = events.chunks(1).collect();
-    let split = encode(encoder, &one_by_one);
+    let split = encode(encoder, &one_by_one).await;
+    let again = encode(encoder, &[&events]).await;
     let error_stream = [
         ChatEvent::TextDelta("partial".into()),
         ChatEvent::Error("the provider failed: überlastet".into()),
     ];
+    let error_bytes = encode(encoder, &[&error_stream]).await;
     let is_text = encoder.info.content_type.starts_with("text/")
         || encoder.info.content_type.contains("json");
     vec![
@@ -175,7 +182,7 @@ fn encoder_checks(encoder: &EncoderPlugin) -> Vec<Check> {
         },
         Check {
             name: "same input, same bytes (no hidden state between streams)",
-            outcome: match (&whole, &encode(encoder, &[&events])) {
+            outcome: match (&whole, &again) {
                 (Ok(a), Ok(b)) if a == b => Ok(()),
                 (Ok(_), Ok(_)) => Err("two fresh streams gave different bytes".into()),
                 (_, Err(e)) | (Err(e), _) => Err(e.clone()),
@@ -183,7 +190,7 @@ fn encoder_checks(encoder: &EncoderPlugin) -> Vec<Check> {
         },
         Check {
             name: "an error event produces output",
-            outcome: encode(encoder, &[&error_stream]).and_then(|bytes| {
+            outcome: error_bytes.and_then(|bytes| {
                 if bytes.is_empty() {
                     Err("nothing was written for the error".into())
                 } else {
@@ -245,28 +252,30 @@ fn canonical_request() -> ChatRequest {
     }
 }
 
-fn decode(provider: &ProviderPlugin, pieces: &[&[u8]]) -> Result<Vec<ProviderEvent>, String> {
-    let mut instance = provider.instantiate().map_err(|e| e.to_string())?;
-    let decoder = instance.new_decoder().map_err(|e| e.to_string())?;
+async fn decode(provider: &ProviderPlugin, pieces: &[&[u8]]) -> Result<Vec<ProviderEvent>, String> {
+    let mut instance = provider.instantiate().await.map_err(|e| e.to_string())?;
+    let decoder = instance.new_decoder().await.map_err(|e| e.to_string())?;
     let mut events = Vec::new();
     for piece in pieces {
-        events.extend(instance.feed(decoder, piece).map_err(|e| e.to_string())?);
+        let decoded = instance.feed(decoder, piece).await;
+        events.extend(decoded.map_err(|e| e.to_string())?);
     }
-    events.extend(instance.finish(decoder).map_err(|e| e.to_string())?);
+    let decoded = instance.finish(decoder).await;
+    events.extend(decoded.map_err(|e| e.to_string())?);
     Ok(events)
 }
 
-fn provider_checks(provider: &ProviderPlugin, recorded: Option<&[u8]>) -> Vec<Check> {
+async fn provider_checks(provider: &ProviderPlugin, recorded: Option<&[u8]>) -> Vec<Check> {
     let config = ProviderConfig {
         base_url: "http://127.0.0.1:9/v1".into(),
     };
-    let built = provider
-        .instantiate()
-        .map_err(|e| e.to_string())
-        .and_then(|mut i| {
-            i.build_request(&config, &canonical_request())
-                .map_err(|e| e.to_string())
-        });
+    let built = match provider.instantiate().await {
+        Ok(mut instance) => instance
+            .build_request(&config, &canonical_request())
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
     let body = match &built {
         Ok(Outbound::Offline(body)) => Some(body.clone()),
         _ => recorded.map(<[u8]>::to_vec),
@@ -292,8 +301,10 @@ fn provider_checks(provider: &ProviderPlugin, recorded: Option<&[u8]>) -> Vec<Ch
         });
         return checks;
     };
-    let whole = decode(provider, &[&body]);
+    let whole = decode(provider, &[&body]).await;
     let bytes: Vec<&[u8]> = body.chunks(1).collect();
+    let byte_by_byte = decode(provider, &bytes).await;
+    let cut = decode(provider, &[&body[..body.len() / 2]]).await;
     checks.push(Check {
         name: "decodes the response and finishes the turn",
         outcome: whole.as_ref().map_err(Clone::clone).and_then(|events| {
@@ -306,16 +317,15 @@ fn provider_checks(provider: &ProviderPlugin, recorded: Option<&[u8]>) -> Vec<Ch
     });
     checks.push(Check {
         name: "the same events whether bytes arrive whole or one at a time",
-        outcome: match (&whole, &decode(provider, &bytes)) {
+        outcome: match (&whole, &byte_by_byte) {
             (Ok(a), Ok(b)) if a == b => Ok(()),
             (Ok(_), Ok(_)) => Err("decoding byte by byte gave different events".into()),
             (_, Err(e)) | (Err(e), _) => Err(e.clone()),
         },
     });
-    let cut = &body[..body.len() / 2];
     checks.push(Check {
         name: "a response cut in half is not taken for a finished turn",
-        outcome: match decode(provider, &[cut]) {
+        outcome: match cut {
             Err(_) => Ok(()),
             Ok(events) if !events.iter().any(|e| matches!(e, ProviderEvent::Finish(_))) => Ok(()),
             Ok(_) => Err("half a response decoded to a finished turn".into()),

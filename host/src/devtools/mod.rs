@@ -8,7 +8,6 @@ mod conformance;
 mod scaffold;
 
 use std::path::Path;
-use std::time::Duration;
 
 pub use conformance::test;
 pub use scaffold::{Kind, new};
@@ -38,12 +37,7 @@ pub enum DevError {
 /// A runtime with the server's default limits, no compile cache and no
 /// built-ins: `check` and `test` never register what they load.
 fn runtime() -> Result<PluginRuntime, DevError> {
-    let limits = SandboxLimits {
-        call_timeout: Duration::from_millis(
-            crate::config::Limits::default().plugin_call_timeout_ms,
-        ),
-        memory_bytes: (crate::config::Limits::default().plugin_memory_mb as usize) << 20,
-    };
+    let limits = SandboxLimits::from_config(&crate::config::Limits::default());
     Ok(PluginRuntime::empty(limits, None)?)
 }
 
@@ -55,8 +49,10 @@ fn read(path: &Path) -> Result<Vec<u8>, DevError> {
 }
 
 /// Loads the component as the server would and describes it.
-pub fn check(path: &Path) -> Result<String, DevError> {
-    let checked = runtime()?.check(&path.display().to_string(), &read(path)?)?;
+pub async fn check(path: &Path) -> Result<String, DevError> {
+    let checked = runtime()?
+        .check(&path.display().to_string(), &read(path)?)
+        .await?;
     Ok(describe(&checked))
 }
 

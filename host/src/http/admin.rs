@@ -69,9 +69,7 @@ async fn reload(
 ) -> Result<Json<Value>, Refusal> {
     require_admin(&state, &headers)?;
     let plugins = state.plugins.clone();
-    let report = tokio::task::spawn_blocking(move || plugins.reload())
-        .await
-        .unwrap_or_default();
+    let report = plugins.reload_off_workers().await;
     let (loaded, refused): (Vec<_>, Vec<_>) = report.into_iter().partition(|(_, r)| r.is_ok());
     Ok(Json(json!({
         "loaded": loaded.iter().filter_map(|(path, r)| r.as_ref().ok().map(|m| json!({ "file": path.display().to_string(), "name": m.name }))).collect::<Vec<_>>(),

@@ -176,5 +176,7 @@ async fn chat_stream(
     let encoder = state.plugins.encoder(FORMAT).map_err(internal)?;
     let options = sse::response_options(&request.model);
     let run = state.agent.run(chat);
-    sse::encoded_response(encoder.clone(), encoder, options, run.events).map_err(internal)
+    sse::encoded_response(encoder.clone(), encoder, options, run.events)
+        .await
+        .map_err(internal)
 }

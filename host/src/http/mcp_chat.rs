@@ -340,7 +340,9 @@ async fn chat_stream(
     let options = sse::response_options(&request.route.model);
     let run = state.agent.run(request);
     let events = stored_before_end(state.clone(), id, run, guard);
-    sse::encoded_response(encoder, fallback, options, events).map_err(internal)
+    sse::encoded_response(encoder, fallback, options, events)
+        .await
+        .map_err(internal)
 }
 
 /// Forwards the chat's events, holding back the final `done` or `error`

@@ -204,6 +204,7 @@ async fn chat_stream(
     let options = sse::response_options(&request.route.model);
     let run = state.agent.run(request);
     let response = sse::encoded_response(encoder, fallback, options, run.events)
+        .await
         .map_err(|e| Detail(StatusCode::BAD_GATEWAY, e.to_string()))?;
     let transcript = run.transcript;
     tokio::spawn(async move {

@@ -52,13 +52,13 @@ pub fn choose_format(
     Ok((chosen, fallback))
 }
 
-pub fn encoded_response(
+pub async fn encoded_response(
     encoder: Arc<EncoderPlugin>,
     fallback: Arc<EncoderPlugin>,
     options: StreamOptions,
     events: mpsc::Receiver<Vec<ChatEvent>>,
 ) -> Result<Response, PluginFailure> {
-    let instance = encoder.instantiate(&options)?;
+    let instance = encoder.instantiate(&options).await?;
     let state = Encoding {
         events,
         instance: Some(instance),
@@ -93,7 +93,7 @@ impl Encoding {
             let instance = self.instance.as_mut()?;
             let Some(mut batch) = self.events.recv().await else {
                 // The chat ended without a final event (it was cancelled).
-                let tail = instance.finish().unwrap_or_default();
+                let tail = instance.finish().await.unwrap_or_default();
                 self.instance = None;
                 return Some((Ok(Bytes::from(tail)), self));
             };
@@ -104,12 +104,13 @@ impl Encoding {
                 }
             }
             let last = matches!(batch.last(), Some(ChatEvent::Done | ChatEvent::Error(_)));
-            let encoded = instance.encode(&batch).and_then(|mut bytes| {
-                if last {
-                    bytes.extend(instance.finish()?);
-                }
-                Ok(bytes)
-            });
+            let encoded = match instance.encode(&batch).await {
+                Ok(mut bytes) if last => instance.finish().await.map(|tail| {
+                    bytes.extend(tail);
+                    bytes
+                }),
+                other => other,
+            };
             let bytes = match encoded {
                 Ok(bytes) => {
                     if last {
@@ -121,7 +122,7 @@ impl Encoding {
                     tracing::warn!("encoder failed, ending the response: {failure}");
                     self.instance = None;
                     self.events.close();
-                    self.fallback_error(&failure)
+                    fallback_error(&self.fallback, &self.options, &failure).await
                 }
             };
             if !bytes.is_empty() {
@@ -129,13 +130,17 @@ impl Encoding {
             }
         }
     }
+}
 
-    /// The failure as the fallback format's error event.
-    fn fallback_error(&self, failure: &PluginFailure) -> Vec<u8> {
-        let event = [ChatEvent::Error(failure.to_string())];
-        self.fallback
-            .instantiate(&self.options)
-            .and_then(|mut encoder| encoder.encode(&event))
-            .unwrap_or_default()
+/// The failure as the fallback format's error event.
+async fn fallback_error(
+    fallback: &EncoderPlugin,
+    options: &StreamOptions,
+    failure: &PluginFailure,
+) -> Vec<u8> {
+    let event = [ChatEvent::Error(failure.to_string())];
+    match fallback.instantiate(options).await {
+        Ok(mut encoder) => encoder.encode(&event).await.unwrap_or_default(),
+        Err(_) => Vec::new(),
     }
 }

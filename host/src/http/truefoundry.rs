@@ -213,7 +213,9 @@ async fn responses(
     chat.iteration_limit = Some(request.iteration_limit.unwrap_or(DEFAULT_ITERATION_LIMIT));
     let encoder = state.plugins.encoder(FORMAT).map_err(internal)?;
     let run = state.agent.run(chat);
-    sse::encoded_response(encoder.clone(), encoder, options, run.events).map_err(internal)
+    sse::encoded_response(encoder.clone(), encoder, options, run.events)
+        .await
+        .map_err(internal)
 }
 
 fn internal(error: impl std::fmt::Display) -> ApiError {

@@ -7,6 +7,9 @@ pub mod provider {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "provider",
+        // Guest calls are async so WASI's host functions run on the
+        // server's tokio runtime instead of blocking inside it.
+        exports: { default: async },
         // Lets the conformance suite compare decoded streams.
         additional_derives: [PartialEq],
     });
@@ -16,6 +19,7 @@ pub mod encoder {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "encoder",
+        exports: { default: async },
         with: { "agenthost:plugin/types": super::provider::agenthost::plugin::types },
     });
 }

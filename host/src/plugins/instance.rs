@@ -41,24 +41,57 @@ struct Guarded {
     plugin: String,
     store: Store<PluginState>,
     timeout_ms: u128,
+    output_limit: usize,
+    output_left: usize,
 }
 
 impl Guarded {
     fn new(plugin: &str, sandbox: &Sandbox) -> Guarded {
+        let limits = sandbox.limits();
         Guarded {
             plugin: plugin.to_owned(),
             store: sandbox.new_store(),
-            timeout_ms: sandbox.limits().call_timeout.as_millis(),
+            timeout_ms: limits.call_timeout.as_millis(),
+            output_limit: limits.output_bytes,
+            output_left: limits.output_bytes,
         }
     }
 
+    /// Counts `bytes` of output against the instance's budget.
+    fn charge(&mut self, bytes: usize) -> Result<(), PluginFailure> {
+        self.output_left =
+            self.output_left
+                .checked_sub(bytes)
+                .ok_or_else(|| PluginFailure::Output {
+                    plugin: self.plugin.clone(),
+                    mib: self.output_limit >> 20,
+                })?;
+        Ok(())
+    }
+
+    /// Charges decoded events by the text they carry.
+    fn charge_events(&mut self, events: &[ProviderEvent]) -> Result<(), PluginFailure> {
+        let bytes = events
+            .iter()
+            .map(|event| match event {
+                ProviderEvent::TextDelta(text) | ProviderEvent::Error(text) => text.len(),
+                ProviderEvent::ToolCallBegin(begin) => begin.id.len() + begin.name.len(),
+                ProviderEvent::ToolCallFragment(fragment) => fragment.fragment.len(),
+                ProviderEvent::Finish(_) => 0,
+            })
+            .sum();
+        self.charge(bytes)
+    }
+
     /// Runs one call into the guest under a fresh deadline.
-    fn call<R>(
+    async fn call<R>(
         &mut self,
-        f: impl FnOnce(&mut Store<PluginState>) -> wasmtime::Result<R>,
+        f: impl AsyncFnOnce(&mut Store<PluginState>) -> wasmtime::Result<R>,
     ) -> Result<R, PluginFailure> {
         self.store.set_epoch_deadline(ticks_for(self.timeout_ms));
-        f(&mut self.store).map_err(|e| failure(&self.plugin, self.timeout_ms, e))
+        f(&mut self.store)
+            .await
+            .map_err(|e| failure(&self.plugin, self.timeout_ms, e))
     }
 }
 
@@ -68,22 +101,26 @@ pub struct ProviderInstance {
 }
 
 impl ProviderInstance {
-    pub(super) fn new(
+    pub(super) async fn new(
         plugin: &str,
         pre: &ProviderPre<PluginState>,
         sandbox: &Sandbox,
     ) -> Result<ProviderInstance, PluginFailure> {
         let mut guarded = Guarded::new(plugin, sandbox);
-        let api = guarded.call(|store| pre.instantiate(store))?;
+        let api = guarded
+            .call(async |store| pre.instantiate_async(store).await)
+            .await?;
         Ok(ProviderInstance { guarded, api })
     }
 
-    pub fn metadata(&mut self) -> Result<PluginMetadata, PluginFailure> {
+    pub async fn metadata(&mut self) -> Result<PluginMetadata, PluginFailure> {
         let api = self.api.agenthost_plugin_provider_api();
-        self.guarded.call(|store| api.call_metadata(store))
+        self.guarded
+            .call(async |store| api.call_metadata(store).await)
+            .await
     }
 
-    pub fn build_request(
+    pub async fn build_request(
         &mut self,
         config: &ProviderConfig,
         request: &ChatRequest,
@@ -91,38 +128,51 @@ impl ProviderInstance {
         let api = self.api.agenthost_plugin_provider_api();
         let plugin = self.guarded.plugin.clone();
         self.guarded
-            .call(|store| api.call_build_request(store, config, request))?
+            .call(async |store| api.call_build_request(store, config, request).await)
+            .await?
             .map_err(|e| reported(&plugin, e))
     }
 
     /// A decoder for one response body.
-    pub fn new_decoder(&mut self) -> Result<ResourceAny, PluginFailure> {
+    pub async fn new_decoder(&mut self) -> Result<ResourceAny, PluginFailure> {
         let api = self.api.agenthost_plugin_provider_api();
         self.guarded
-            .call(|store| api.decoder().call_constructor(store))
+            .call(async |store| api.decoder().call_constructor(store).await)
+            .await
     }
 
-    pub fn feed(
+    pub async fn feed(
         &mut self,
         decoder: ResourceAny,
         bytes: &[u8],
     ) -> Result<Vec<ProviderEvent>, PluginFailure> {
         let api = self.api.agenthost_plugin_provider_api();
         let plugin = self.guarded.plugin.clone();
-        self.guarded
-            .call(|store| api.decoder().call_feed(store, decoder, bytes))?
-            .map_err(|e| reported(&plugin, e))
+        let events = self
+            .guarded
+            .call(async |store| api.decoder().call_feed(store, decoder, bytes).await)
+            .await?
+            .map_err(|e| reported(&plugin, e))?;
+        self.guarded.charge_events(&events)?;
+        Ok(events)
     }
 
     /// Ends the body and releases the decoder.
-    pub fn finish(&mut self, decoder: ResourceAny) -> Result<Vec<ProviderEvent>, PluginFailure> {
+    pub async fn finish(
+        &mut self,
+        decoder: ResourceAny,
+    ) -> Result<Vec<ProviderEvent>, PluginFailure> {
         let api = self.api.agenthost_plugin_provider_api();
         let plugin = self.guarded.plugin.clone();
         let events = self
             .guarded
-            .call(|store| api.decoder().call_finish(store, decoder))?
+            .call(async |store| api.decoder().call_finish(store, decoder).await)
+            .await?
             .map_err(|e| reported(&plugin, e))?;
-        self.guarded.call(|store| decoder.resource_drop(store))?;
+        self.guarded.charge_events(&events)?;
+        self.guarded
+            .call(async |store| decoder.resource_drop_async(store).await)
+            .await?;
         Ok(events)
     }
 }
@@ -134,17 +184,25 @@ pub struct EncoderInstance {
 }
 
 impl EncoderInstance {
-    pub(super) fn new(
+    pub(super) async fn new(
         plugin: &str,
         pre: &EncoderPre<PluginState>,
         sandbox: &Sandbox,
         options: &StreamOptions,
     ) -> Result<EncoderInstance, PluginFailure> {
         let mut guarded = Guarded::new(plugin, sandbox);
-        let api = guarded.call(|store| pre.instantiate(store))?;
+        let api = guarded
+            .call(async |store| pre.instantiate_async(store).await)
+            .await?;
         let guest = api.agenthost_plugin_encoder_api();
-        let stream =
-            guarded.call(|store| guest.response_stream().call_constructor(store, options))?;
+        let stream = guarded
+            .call(async |store| {
+                guest
+                    .response_stream()
+                    .call_constructor(store, options)
+                    .await
+            })
+            .await?;
         Ok(EncoderInstance {
             guarded,
             api,
@@ -153,30 +211,49 @@ impl EncoderInstance {
     }
 
     /// Instantiates once to read what the plugin says about itself.
-    pub(super) fn describe(
+    pub(super) async fn describe(
         plugin: &str,
         pre: &EncoderPre<PluginState>,
         sandbox: &Sandbox,
     ) -> Result<(PluginMetadata, EncoderInfo), PluginFailure> {
         let mut guarded = Guarded::new(plugin, sandbox);
-        let api = guarded.call(|store| pre.instantiate(store))?;
+        let api = guarded
+            .call(async |store| pre.instantiate_async(store).await)
+            .await?;
         let guest = api.agenthost_plugin_encoder_api();
-        let metadata = guarded.call(|store| guest.call_metadata(store))?;
-        let info = guarded.call(|store| guest.call_info(store))?;
+        let metadata = guarded
+            .call(async |store| guest.call_metadata(store).await)
+            .await?;
+        let info = guarded
+            .call(async |store| guest.call_info(store).await)
+            .await?;
         Ok((metadata, info))
     }
 
-    pub fn encode(&mut self, events: &[ChatEvent]) -> Result<Vec<u8>, PluginFailure> {
+    pub async fn encode(&mut self, events: &[ChatEvent]) -> Result<Vec<u8>, PluginFailure> {
         let guest = self.api.agenthost_plugin_encoder_api();
         let stream = self.stream;
-        self.guarded
-            .call(|store| guest.response_stream().call_encode(store, stream, events))
+        let bytes = self
+            .guarded
+            .call(async |store| {
+                guest
+                    .response_stream()
+                    .call_encode(store, stream, events)
+                    .await
+            })
+            .await?;
+        self.guarded.charge(bytes.len())?;
+        Ok(bytes)
     }
 
-    pub fn finish(&mut self) -> Result<Vec<u8>, PluginFailure> {
+    pub async fn finish(&mut self) -> Result<Vec<u8>, PluginFailure> {
         let guest = self.api.agenthost_plugin_encoder_api();
         let stream = self.stream;
-        self.guarded
-            .call(|store| guest.response_stream().call_finish(store, stream))
+        let bytes = self
+            .guarded
+            .call(async |store| guest.response_stream().call_finish(store, stream).await)
+            .await?;
+        self.guarded.charge(bytes.len())?;
+        Ok(bytes)
     }
 }

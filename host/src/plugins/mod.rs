@@ -44,6 +44,8 @@ pub enum PluginFailure {
     Trap { plugin: String, message: String },
     #[error("plugin `{plugin}` failed: {message}")]
     Reported { plugin: String, message: String },
+    #[error("plugin `{plugin}` produced more than its {mib} MiB of output and was stopped")]
+    Output { plugin: String, mib: usize },
 }
 
 pub struct ProviderPlugin {
@@ -134,13 +136,15 @@ const BUILTIN_ORIGIN: &str = "built-in ";
 impl PluginRuntime {
     /// A runtime with the built-in plugins loaded. `cache_dir` holds
     /// compiled code between runs.
-    pub fn new(
+    pub async fn new(
         limits: SandboxLimits,
         cache_dir: Option<PathBuf>,
     ) -> Result<PluginRuntime, PluginFailure> {
         let runtime = Self::empty(limits, cache_dir)?;
         for (file, wasm) in builtin::BUILTINS {
-            runtime.load(&format!("{BUILTIN_ORIGIN}{file}"), wasm)?;
+            runtime
+                .load(&format!("{BUILTIN_ORIGIN}{file}"), wasm)
+                .await?;
         }
         Ok(runtime)
     }
@@ -170,12 +174,11 @@ impl PluginRuntime {
     /// Loads the plugins directory again: new and changed components are
     /// loaded, broken ones refused while the version already loaded keeps
     /// serving, and responses in flight keep the instance they started with.
-    pub fn reload(&self) -> Vec<(PathBuf, Result<PluginMetadata, PluginFailure>)> {
-        let report = self
-            .dir
-            .as_deref()
-            .map(|dir| self.load_dir(dir))
-            .unwrap_or_default();
+    pub async fn reload(&self) -> Vec<(PathBuf, Result<PluginMetadata, PluginFailure>)> {
+        let report = match self.dir.as_deref() {
+            Some(dir) => self.load_dir(dir).await,
+            None => Vec::new(),
+        };
         for (path, result) in &report {
             match result {
                 Ok(meta) => {
@@ -187,10 +190,25 @@ impl PluginRuntime {
         report
     }
 
+    /// [`reload`](Self::reload) on a blocking thread: compiling takes
+    /// seconds, which must not stall the requests a worker is serving.
+    pub async fn reload_off_workers(
+        self: &Arc<Self>,
+    ) -> Vec<(PathBuf, Result<PluginMetadata, PluginFailure>)> {
+        let runtime = self.clone();
+        let handle = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || handle.block_on(runtime.reload()))
+            .await
+            .unwrap_or_default()
+    }
+
     /// Loads every `.wasm` file in `dir`. A missing directory is not an
     /// error; a component that is refused is reported and skipped, so one
     /// bad file never keeps the server from starting.
-    pub fn load_dir(&self, dir: &Path) -> Vec<(PathBuf, Result<PluginMetadata, PluginFailure>)> {
+    pub async fn load_dir(
+        &self,
+        dir: &Path,
+    ) -> Vec<(PathBuf, Result<PluginMetadata, PluginFailure>)> {
         let Ok(entries) = std::fs::read_dir(dir) else {
             return Vec::new();
         };
@@ -199,19 +217,19 @@ impl PluginRuntime {
             .filter(|p| p.extension().is_some_and(|ext| ext == "wasm"))
             .collect();
         paths.sort();
-        paths
-            .into_iter()
-            .map(|path| {
-                let origin = path.display().to_string();
-                let result = std::fs::read(&path)
-                    .map_err(|e| PluginFailure::Load {
-                        origin: origin.clone(),
-                        reason: e.to_string(),
-                    })
-                    .and_then(|wasm| self.load(&origin, &wasm));
-                (path, result)
-            })
-            .collect()
+        let mut report = Vec::with_capacity(paths.len());
+        for path in paths {
+            let origin = path.display().to_string();
+            let result = match std::fs::read(&path) {
+                Ok(wasm) => self.load(&origin, &wasm).await,
+                Err(e) => Err(PluginFailure::Load {
+                    origin,
+                    reason: e.to_string(),
+                }),
+            };
+            report.push((path, result));
+        }
+        report
     }
 
     /// Compiles (or loads from cache), checks and registers one component
@@ -219,8 +237,8 @@ impl PluginRuntime {
     /// unless it is a reload of the same file or a built-in the config
     /// lets plugins replace; the replaced plugin keeps serving the
     /// responses that hold it.
-    pub fn load(&self, origin: &str, wasm: &[u8]) -> Result<PluginMetadata, PluginFailure> {
-        let checked = self.check(origin, wasm)?;
+    pub async fn load(&self, origin: &str, wasm: &[u8]) -> Result<PluginMetadata, PluginFailure> {
+        let checked = self.check(origin, wasm).await?;
         let metadata = checked.metadata.clone();
         let refuse = |reason: String| PluginFailure::Load {
             origin: origin.into(),
@@ -236,7 +254,7 @@ impl PluginRuntime {
 
     /// Everything [`load`](Self::load) checks, without registering: the
     /// component's world, contract version, metadata and imports.
-    pub fn check(&self, origin: &str, wasm: &[u8]) -> Result<Checked, PluginFailure> {
+    pub async fn check(&self, origin: &str, wasm: &[u8]) -> Result<Checked, PluginFailure> {
         let refuse = |reason: String| PluginFailure::Load {
             origin: origin.into(),
             reason,
@@ -273,8 +291,8 @@ impl PluginRuntime {
             let pre = ProviderPre::new(instance_pre).map_err(|e| {
                 refuse(format!("its exports do not match {PROVIDER_EXPORT}: {e:#}"))
             })?;
-            let mut probe = ProviderInstance::new(origin, &pre, &self.sandbox)?;
-            let metadata = probe.metadata()?;
+            let mut probe = ProviderInstance::new(origin, &pre, &self.sandbox).await?;
+            let metadata = probe.metadata().await?;
             expect_kind(&metadata, PluginKind::Provider).map_err(refuse)?;
             let plugin = ProviderPlugin {
                 metadata: metadata.clone(),
@@ -286,7 +304,7 @@ impl PluginRuntime {
         } else {
             let pre = EncoderPre::new(instance_pre)
                 .map_err(|e| refuse(format!("its exports do not match {ENCODER_EXPORT}: {e:#}")))?;
-            let (metadata, info) = EncoderInstance::describe(origin, &pre, &self.sandbox)?;
+            let (metadata, info) = EncoderInstance::describe(origin, &pre, &self.sandbox).await?;
             expect_kind(&metadata, PluginKind::Encoder).map_err(refuse)?;
             let plugin = EncoderPlugin {
                 metadata: metadata.clone(),
@@ -365,15 +383,18 @@ impl PluginRuntime {
 
 impl ProviderPlugin {
     /// A fresh instance for one chat request.
-    pub fn instantiate(&self) -> Result<ProviderInstance, PluginFailure> {
-        ProviderInstance::new(&self.metadata.name, &self.pre, &self.sandbox)
+    pub async fn instantiate(&self) -> Result<ProviderInstance, PluginFailure> {
+        ProviderInstance::new(&self.metadata.name, &self.pre, &self.sandbox).await
     }
 }
 
 impl EncoderPlugin {
     /// A fresh instance holding the encoder for one response.
-    pub fn instantiate(&self, options: &StreamOptions) -> Result<EncoderInstance, PluginFailure> {
-        EncoderInstance::new(&self.metadata.name, &self.pre, &self.sandbox, options)
+    pub async fn instantiate(
+        &self,
+        options: &StreamOptions,
+    ) -> Result<EncoderInstance, PluginFailure> {
+        EncoderInstance::new(&self.metadata.name, &self.pre, &self.sandbox, options).await
     }
 }
 

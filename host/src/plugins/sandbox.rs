@@ -2,9 +2,10 @@
 //!
 //! Plugins are untrusted: each instance gets its own store with a memory
 //! cap, and every call is armed with an epoch deadline so a runaway guest
-//! traps instead of holding a worker thread. Plugins see WASI only as far
-//! as `wasi:cli` needs to start: no preopened directories, no environment,
-//! no arguments, no sockets.
+//! traps instead of holding a worker thread. WASI is linked inert (see
+//! [`super::capabilities`]). Calls are async: WASI's host functions are
+//! tokio code, and run synchronously they would block inside the runtime
+//! (a guest that merely printed its panic message took its stream down).
 
 use std::time::Duration;
 
@@ -19,6 +20,19 @@ const EPOCH_TICK: Duration = Duration::from_millis(5);
 pub struct SandboxLimits {
     pub call_timeout: Duration,
     pub memory_bytes: usize,
+    /// What one instance may hand back over its life (encoded bytes, or
+    /// decoded text): a memory cap bounds one call, not a stream of them.
+    pub output_bytes: usize,
+}
+
+impl SandboxLimits {
+    pub fn from_config(limits: &crate::config::Limits) -> SandboxLimits {
+        SandboxLimits {
+            call_timeout: Duration::from_millis(limits.plugin_call_timeout_ms),
+            memory_bytes: (limits.plugin_memory_mb as usize) << 20,
+            output_bytes: (limits.plugin_output_mb as usize) << 20,
+        }
+    }
 }
 
 /// Per-store state: WASI with nothing granted, and the memory limiter.
@@ -89,7 +103,7 @@ impl Sandbox {
         let engine = Engine::new(&config)?;
 
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
 
         spawn_epoch_ticker(&engine);
         Ok(Sandbox {

@@ -5,15 +5,16 @@ use std::time::Duration;
 
 use super::*;
 
-fn runtime() -> PluginRuntime {
+async fn runtime() -> PluginRuntime {
     let limits = SandboxLimits {
         call_timeout: Duration::from_secs(5),
         memory_bytes: 64 << 20,
+        output_bytes: 64 << 20,
     };
-    PluginRuntime::new(limits, None).unwrap()
+    PluginRuntime::new(limits, None).await.unwrap()
 }
 
-fn simple_stream(runtime: &PluginRuntime) -> EncoderInstance {
+async fn simple_stream(runtime: &PluginRuntime) -> EncoderInstance {
     let options = StreamOptions {
         response_id: "r".into(),
         model: "m".into(),
@@ -23,6 +24,7 @@ fn simple_stream(runtime: &PluginRuntime) -> EncoderInstance {
         .encoder("simple")
         .unwrap()
         .instantiate(&options)
+        .await
         .unwrap()
 }
 
@@ -35,10 +37,10 @@ fn call(id: &str, tool: &str) -> ToolCallInfo {
     }
 }
 
-#[test]
-fn simple_encoder_matches_the_seed_format() {
-    let runtime = runtime();
-    let mut stream = simple_stream(&runtime);
+#[tokio::test]
+async fn simple_encoder_matches_the_seed_format() {
+    let runtime = runtime().await;
+    let mut stream = simple_stream(&runtime).await;
     let mut out = stream
         .encode(&[
             ChatEvent::TextDelta("Let me check. ".into()),
@@ -61,6 +63,7 @@ fn simple_encoder_matches_the_seed_format() {
                 is_error: false,
             }),
         ])
+        .await
         .unwrap();
     out.extend(
         stream
@@ -73,9 +76,10 @@ fn simple_encoder_matches_the_seed_format() {
                 }),
                 ChatEvent::Done,
             ])
+            .await
             .unwrap(),
     );
-    out.extend(stream.finish().unwrap());
+    out.extend(stream.finish().await.unwrap());
     assert_eq!(
         String::from_utf8(out).unwrap(),
         concat!(
@@ -88,18 +92,19 @@ fn simple_encoder_matches_the_seed_format() {
     );
 }
 
-#[test]
-fn simple_encoder_reports_errors_on_one_line() {
-    let runtime = runtime();
-    let mut stream = simple_stream(&runtime);
+#[tokio::test]
+async fn simple_encoder_reports_errors_on_one_line() {
+    let runtime = runtime().await;
+    let mut stream = simple_stream(&runtime).await;
     let out = stream
         .encode(&[ChatEvent::Error("bad\nthing".into())])
+        .await
         .unwrap();
     assert_eq!(out, b"data: [ERROR] bad thing\n\n");
 }
 
-#[test]
-fn openai_decoder_reassembles_a_recorded_stream_split_anywhere() {
+#[tokio::test]
+async fn openai_decoder_reassembles_a_recorded_stream_split_anywhere() {
     let recorded = concat!(
         "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\n\n",
         "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hé\"},\"finish_reason\":null}]}\n\n",
@@ -110,16 +115,16 @@ fn openai_decoder_reassembles_a_recorded_stream_split_anywhere() {
         "data: [DONE]\n\n",
     )
     .as_bytes();
-    let runtime = runtime();
+    let runtime = runtime().await;
     let plugin = runtime.provider("openai").unwrap();
     for chunk_size in [1, 7, 64, recorded.len()] {
-        let mut instance = plugin.instantiate().unwrap();
-        let decoder = instance.new_decoder().unwrap();
+        let mut instance = plugin.instantiate().await.unwrap();
+        let decoder = instance.new_decoder().await.unwrap();
         let mut events = Vec::new();
         for chunk in recorded.chunks(chunk_size) {
-            events.extend(instance.feed(decoder, chunk).unwrap());
+            events.extend(instance.feed(decoder, chunk).await.unwrap());
         }
-        events.extend(instance.finish(decoder).unwrap());
+        events.extend(instance.finish(decoder).await.unwrap());
         let described: Vec<String> = events.iter().map(|e| format!("{e:?}")).collect();
         assert_eq!(events.len(), 5, "chunk size {chunk_size}: {described:?}");
         assert!(matches!(&events[0], ProviderEvent::TextDelta(t) if t == "Hé"));
@@ -139,10 +144,15 @@ fn openai_decoder_reassembles_a_recorded_stream_split_anywhere() {
     }
 }
 
-#[test]
-fn openai_request_passes_schemas_through_and_names_the_auth_scheme() {
-    let runtime = runtime();
-    let mut instance = runtime.provider("openai").unwrap().instantiate().unwrap();
+#[tokio::test]
+async fn openai_request_passes_schemas_through_and_names_the_auth_scheme() {
+    let runtime = runtime().await;
+    let mut instance = runtime
+        .provider("openai")
+        .unwrap()
+        .instantiate()
+        .await
+        .unwrap();
     let request = ChatRequest {
         model: "gpt-4o-mini".into(),
         messages: vec![Message {
@@ -164,7 +174,7 @@ fn openai_request_passes_schemas_through_and_names_the_auth_scheme() {
     let config = ProviderConfig {
         base_url: "http://127.0.0.1:9/v1".into(),
     };
-    let Outbound::Http(http) = instance.build_request(&config, &request).unwrap() else {
+    let Outbound::Http(http) = instance.build_request(&config, &request).await.unwrap() else {
         panic!("openai must build an HTTP request");
     };
     assert_eq!(http.url, "http://127.0.0.1:9/v1/chat/completions");
@@ -175,18 +185,23 @@ fn openai_request_passes_schemas_through_and_names_the_auth_scheme() {
     );
 }
 
-#[test]
-fn refuses_components_that_implement_no_world() {
-    let runtime = runtime();
+#[tokio::test]
+async fn refuses_components_that_implement_no_world() {
+    let runtime = runtime().await;
     let error = runtime
         .load("empty.wasm", b"\0asm\x0d\x00\x01\x00")
+        .await
         .unwrap_err()
         .to_string();
     assert_eq!(
         error,
         "refused plugin empty.wasm: it exports neither agenthost:plugin/provider-api@0.1.0 (a provider) nor agenthost:plugin/encoder-api@0.1.0 (an encoder); it exports: nothing"
     );
-    let error = runtime.load("x.wasm", b"junk").unwrap_err().to_string();
+    let error = runtime
+        .load("x.wasm", b"junk")
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(
         error.starts_with("refused plugin x.wasm: not a valid WebAssembly component"),
         "{error}"
@@ -206,13 +221,14 @@ fn refuses_components_that_implement_no_world() {
     );
 }
 
-#[test]
-fn anthropic_request_has_system_tool_use_and_merged_tool_results() {
-    let runtime = runtime();
+#[tokio::test]
+async fn anthropic_request_has_system_tool_use_and_merged_tool_results() {
+    let runtime = runtime().await;
     let mut instance = runtime
         .provider("anthropic")
         .unwrap()
         .instantiate()
+        .await
         .unwrap();
     let message = |role, content: &str, id: Option<&str>| Message {
         role,
@@ -250,7 +266,7 @@ fn anthropic_request_has_system_tool_use_and_merged_tool_results() {
     let config = ProviderConfig {
         base_url: "http://127.0.0.1:9".into(),
     };
-    let Outbound::Http(http) = instance.build_request(&config, &request).unwrap() else {
+    let Outbound::Http(http) = instance.build_request(&config, &request).await.unwrap() else {
         panic!("anthropic must build an HTTP request");
     };
     assert_eq!(http.url, "http://127.0.0.1:9/v1/messages");
