@@ -43,6 +43,14 @@ enum Container {
 }
 
 fn parse<T: DeserializeOwned>(bytes: &[u8], container: Container) -> Result<T, BodyError> {
+    // serde_json checks UTF-8 only in strings it keeps: bytes in a field
+    // it ignores would pass unnoticed.
+    if let Err(e) = std::str::from_utf8(bytes) {
+        return Err(BodyError::Syntax(format!(
+            "the body is not valid UTF-8 (invalid byte at offset {})",
+            e.valid_up_to()
+        )));
+    }
     let Some(first) = bytes.iter().find(|b| !b.is_ascii_whitespace()) else {
         return Err(BodyError::Syntax("the body is empty; send JSON".into()));
     };

@@ -11,11 +11,13 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::Router;
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::request::Parts;
+use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorData,
     ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
@@ -25,7 +27,7 @@ use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{RoleServer, ServerHandler};
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::AppState;
@@ -60,7 +62,10 @@ pub fn routes(
     Router::new()
         .route_service("/mcp", service.clone())
         .route_service("/mcp/", service)
-        .route_layer(middleware::from_fn_with_state(state, authorize))
+        .route_layer(middleware::from_fn_with_state(
+            (state, max_body_bytes),
+            authorize,
+        ))
 }
 
 /// Who is calling, read once per HTTP request.
@@ -68,7 +73,7 @@ pub fn routes(
 struct McpCaller(Caller);
 
 async fn authorize(
-    State(state): State<Arc<AppState>>,
+    State((state, max_body_bytes)): State<(Arc<AppState>, usize)>,
     mut request: Request,
     next: Next,
 ) -> Response {
@@ -78,12 +83,55 @@ async fn authorize(
         caller.end_user = end_user_header(headers)?;
         Ok(caller)
     });
-    match caller {
-        Ok(caller) => {
-            request.extensions_mut().insert(McpCaller(caller));
-            next.run(request).await
-        }
-        Err(error) => error.into_response(),
+    let caller = match caller {
+        Ok(caller) => caller,
+        Err(error) => return error.into_response(),
+    };
+    request.extensions_mut().insert(McpCaller(caller));
+    if request.method() != Method::POST {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = match axum::body::to_bytes(body, max_body_bytes).await {
+        Ok(bytes) => bytes,
+        Err(_) => return StatusCode::PAYLOAD_TOO_LARGE.into_response(),
+    };
+    if let Err(refusal) = check_json_rpc(&bytes) {
+        return refusal;
+    }
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+/// A JSON-RPC error object with no id, for requests that never got one.
+pub fn rpc_error(code: i64, message: &str) -> Value {
+    json!({ "jsonrpc": "2.0", "id": null, "error": { "code": code, "message": message } })
+}
+
+/// Refuses what is not JSON-RPC with JSON-RPC's own errors (rmcp answers
+/// a parse failure with a plain-text 415).
+fn check_json_rpc(bytes: &[u8]) -> Result<(), Response> {
+    let refuse = |code, message: String| {
+        Err((StatusCode::BAD_REQUEST, Json(rpc_error(code, &message))).into_response())
+    };
+    let value: Value = match serde_json::from_slice(bytes) {
+        Ok(value) => value,
+        Err(e) => return refuse(-32700, format!("Parse error: the body is not JSON: {e}")),
+    };
+    let messages = match &value {
+        Value::Array(batch) => batch.iter().collect(),
+        single => vec![single],
+    };
+    let valid = |m: &Value| {
+        m["jsonrpc"] == "2.0"
+            && (m["method"].is_string() || m.get("result").is_some() || m.get("error").is_some())
+    };
+    match messages.iter().find(|m| !valid(m)) {
+        Some(_) => refuse(
+            -32600,
+            "Invalid Request: expected a JSON-RPC 2.0 message: an object with \"jsonrpc\": \"2.0\" and a string \"method\" (or a result or error)".into(),
+        ),
+        None => Ok(()),
     }
 }
 

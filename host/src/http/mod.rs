@@ -16,9 +16,12 @@ mod truefoundry;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderMap, HeaderValue};
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
 
@@ -117,5 +120,30 @@ pub fn router(
         ))
         .with_state(state)
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn(move |request, next| {
+            shape_body_limit(max_body_bytes, request, next)
+        }))
         .layer(cors))
+}
+
+/// Answers an over-limit body in the error shape of the surface it was
+/// sent to, naming the limit; axum and rmcp answer in plain text.
+async fn shape_body_limit(limit: usize, request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    if response.status() != StatusCode::PAYLOAD_TOO_LARGE {
+        return response;
+    }
+    let message =
+        format!("request body is too large: the limit is {limit} bytes (limits.max_body_bytes)");
+    let body = if path.starts_with("/v1/") {
+        json!({ "error": "PayloadTooLargeError", "message": message })
+    } else if path.starts_with("/api/") {
+        json!({ "error": { "type": "invalid_request_error", "message": message, "param": null, "code": null } })
+    } else if path.starts_with("/mcp") {
+        mcp_server::rpc_error(-32600, &message)
+    } else {
+        json!({ "detail": message })
+    };
+    (StatusCode::PAYLOAD_TOO_LARGE, Json(body)).into_response()
 }
