@@ -97,7 +97,7 @@ async fn authorize(
         Err(_) => return StatusCode::PAYLOAD_TOO_LARGE.into_response(),
     };
     if let Err(refusal) = check_json_rpc(&bytes) {
-        return refusal;
+        return (StatusCode::BAD_REQUEST, Json(refusal)).into_response();
     }
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await
@@ -110,10 +110,8 @@ pub fn rpc_error(code: i64, message: &str) -> Value {
 
 /// Refuses what is not JSON-RPC with JSON-RPC's own errors (rmcp answers
 /// a parse failure with a plain-text 415).
-fn check_json_rpc(bytes: &[u8]) -> Result<(), Response> {
-    let refuse = |code, message: String| {
-        Err((StatusCode::BAD_REQUEST, Json(rpc_error(code, &message))).into_response())
-    };
+fn check_json_rpc(bytes: &[u8]) -> Result<(), Value> {
+    let refuse = |code, message: String| Err(rpc_error(code, &message));
     let value: Value = match serde_json::from_slice(bytes) {
         Ok(value) => value,
         Err(e) => return refuse(-32700, format!("Parse error: the body is not JSON: {e}")),
