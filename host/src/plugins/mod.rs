@@ -468,4 +468,6 @@ fn join<'a>(names: impl Iterator<Item = &'a str>) -> String {
 }
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod tests;
