@@ -4,8 +4,7 @@
 //! in rounds so it runs in the test command; the seed makes a failure
 //! reproducible.
 
-use std::time::Duration;
-
+use super::tests::runtime;
 use super::*;
 
 const ROUNDS: usize = 150;
@@ -85,15 +84,6 @@ impl Rng {
         }
         bytes
     }
-}
-
-async fn runtime() -> PluginRuntime {
-    let limits = SandboxLimits {
-        call_timeout: Duration::from_secs(5),
-        memory_bytes: 64 << 20,
-        output_bytes: 64 << 20,
-    };
-    PluginRuntime::new(limits, None).await.unwrap()
 }
 
 /// Failures a plugin may answer garbage with; anything else is a bug.

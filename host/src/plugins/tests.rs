@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use super::*;
 
-async fn runtime() -> PluginRuntime {
+/// The built-ins under generous limits; shared with the fuzz tests.
+pub(super) async fn runtime() -> PluginRuntime {
     let limits = SandboxLimits {
         call_timeout: Duration::from_secs(5),
         memory_bytes: 64 << 20,
