@@ -166,6 +166,27 @@ impl Session {
     fn is_alive(&self) -> bool {
         !self.client.is_closed() && !self.client.peer().is_transport_closed()
     }
+
+    /// Ends the session, stopping its child process.
+    async fn stop(self, server: &str) {
+        if let Err(e) = self.client.cancel().await {
+            tracing::warn!(server, "closing MCP session: {e}");
+        }
+    }
+}
+
+/// Measures serialized JSON without keeping it.
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0 += bytes.len();
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 impl ServerEntry {
@@ -265,10 +286,9 @@ impl ServerEntry {
     }
 
     async fn close(&self) {
-        if let Some(session) = self.slot.lock().await.session.take()
-            && let Err(e) = session.client.cancel().await
-        {
-            tracing::warn!(server = %self.config.id, "closing MCP session: {e}");
+        let session = self.slot.lock().await.session.take();
+        if let Some(session) = session {
+            session.stop(&self.config.id).await;
         }
     }
 
@@ -322,8 +342,9 @@ impl ServerEntry {
 
     /// A stdio server that let a call time out is presumed stuck (a hung
     /// tool often hangs the whole process, and restarting is the only
-    /// remedy a client has): it is stopped, to start afresh on next use. `tools` names the
-    /// session that timed out, so a session started since is left alone.
+    /// remedy a client has): it is stopped, to start afresh on next use.
+    /// `tools` names the session that timed out, so a session started
+    /// since is left alone.
     async fn stop_if_stuck(&self, tools: &Arc<Vec<Tool>>) {
         if self.config.transport != Transport::Stdio {
             return;
@@ -339,18 +360,15 @@ impl ServerEntry {
             // The graceful stop waits seconds for the child; the caller
             // has waited long enough.
             let id = self.config.id.clone();
-            tokio::spawn(async move {
-                if let Err(e) = session.client.cancel().await {
-                    tracing::warn!(server = %id, "closing MCP session: {e}");
-                }
-            });
+            tokio::spawn(async move { session.stop(&id).await });
         }
     }
 
     /// A result too big to hand on becomes an error the model can read,
     /// rather than megabytes in its context and the client's stream.
     fn within_limit(&self, tool: &str, result: CallToolResult) -> Result<CallToolResult, McpError> {
-        let bytes = serde_json::to_vec(&result).map_or(0, |json| json.len());
+        let mut counted = ByteCount(0);
+        let bytes = serde_json::to_writer(&mut counted, &result).map_or(0, |()| counted.0);
         if bytes <= self.result_limit {
             return Ok(result);
         }
