@@ -44,14 +44,15 @@ enum Container {
 
 fn parse<T: DeserializeOwned>(bytes: &[u8], container: Container) -> Result<T, BodyError> {
     // serde_json checks UTF-8 only in strings it keeps: bytes in a field
-    // it ignores would pass unnoticed.
-    if let Err(e) = std::str::from_utf8(bytes) {
-        return Err(BodyError::Syntax(format!(
+    // it ignores would pass unnoticed. Checked once here, the text is
+    // then parsed as a `str`, which serde does not check again.
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        BodyError::Syntax(format!(
             "the body is not valid UTF-8 (invalid byte at offset {})",
             e.valid_up_to()
-        )));
-    }
-    let Some(first) = bytes.iter().find(|b| !b.is_ascii_whitespace()) else {
+        ))
+    })?;
+    let Some(first) = text.bytes().find(|b| !b.is_ascii_whitespace()) else {
         return Err(BodyError::Syntax("the body is empty; send JSON".into()));
     };
     // serde would read an array into a struct field by field and complain
@@ -60,15 +61,15 @@ fn parse<T: DeserializeOwned>(bytes: &[u8], container: Container) -> Result<T, B
         Container::Object => (b'{', "object"),
         Container::Array => (b'[', "array"),
     };
-    if *first != opening {
-        serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
+    if first != opening {
+        serde_json::from_str::<serde::de::IgnoredAny>(text)
             .map_err(|e| BodyError::Syntax(e.to_string()))?;
         return Err(BodyError::Shape {
             path: String::new(),
             message: format!("the body must be a JSON {name}"),
         });
     }
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let mut deserializer = serde_json::Deserializer::from_str(text);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
