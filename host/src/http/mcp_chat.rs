@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use tokio::sync::{OwnedMutexGuard, mpsc, oneshot};
 
 use super::body::{parse_json, parse_json_list};
-use super::{AppState, servers, sse};
+use super::{AppState, Detail, servers, sse};
 use crate::agent::{ChatEvent, ChatRequest, ChatRun, Message, collect};
 use crate::auth::Role as KeyRole;
 use crate::config::{McpServerConfig, Transport};
@@ -55,14 +55,6 @@ impl SessionLocks {
             locks.entry(session.to_owned()).or_default().clone()
         };
         lock.lock_owned().await
-    }
-}
-
-struct Detail(StatusCode, String);
-
-impl IntoResponse for Detail {
-    fn into_response(self) -> Response {
-        (self.0, Json(json!({ "detail": self.1 }))).into_response()
     }
 }
 

@@ -136,14 +136,29 @@ async fn shape_body_limit(limit: usize, request: Request, next: Next) -> Respons
     }
     let message =
         format!("request body is too large: the limit is {limit} bytes (limits.max_body_bytes)");
-    let body = if path.starts_with("/v1/") {
-        json!({ "error": "PayloadTooLargeError", "message": message })
+    let status = StatusCode::PAYLOAD_TOO_LARGE;
+    if path.starts_with("/v1/") {
+        fastapi::FeatherError::Api {
+            status,
+            error: "PayloadTooLargeError",
+            message,
+        }
+        .into_response()
     } else if path.starts_with("/api/") {
-        json!({ "error": { "type": "invalid_request_error", "message": message, "param": null, "code": null } })
+        truefoundry::ApiError::new(status, "invalid_request_error", message).into_response()
     } else if path.starts_with("/mcp") {
-        mcp_server::rpc_error(-32600, &message)
+        (status, Json(mcp_server::rpc_error(-32600, &message))).into_response()
     } else {
-        json!({ "detail": message })
-    };
-    (StatusCode::PAYLOAD_TOO_LARGE, Json(body)).into_response()
+        Detail(status, message).into_response()
+    }
+}
+
+/// `{"detail": "..."}`, the error of the simple frontend and MCP Chat
+/// API contracts (seeds 003 and 004).
+struct Detail(StatusCode, String);
+
+impl IntoResponse for Detail {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "detail": self.1 }))).into_response()
+    }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use super::body::parse_json;
 use super::servers::tool_summaries;
-use super::{AppState, sse};
+use super::{AppState, Detail, sse};
 use crate::agent::{ChatRequest, Message, Role, collect};
 use crate::dispatch::Caller;
 use crate::mcp::{self, Selection};
@@ -48,14 +48,6 @@ pub fn routes() -> Router<Arc<AppState>> {
 }
 
 /// `{"detail": "..."}` with a status.
-struct Detail(StatusCode, String);
-
-impl IntoResponse for Detail {
-    fn into_response(self) -> Response {
-        (self.0, Json(json!({ "detail": self.1 }))).into_response()
-    }
-}
-
 async fn connect(
     State(state): State<Arc<AppState>>,
     Path(server_id): Path<String>,

@@ -34,7 +34,7 @@ pub fn routes() -> Router<Arc<AppState>> {
 }
 
 /// An OpenAI-shaped error.
-struct ApiError {
+pub(super) struct ApiError {
     status: StatusCode,
     kind: &'static str,
     message: String,
@@ -51,7 +51,11 @@ impl ApiError {
         }
     }
 
-    fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> ApiError {
+    pub(super) fn new(
+        status: StatusCode,
+        kind: &'static str,
+        message: impl Into<String>,
+    ) -> ApiError {
         ApiError {
             status,
             kind,
