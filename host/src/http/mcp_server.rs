@@ -111,25 +111,45 @@ pub fn rpc_error(code: i64, message: &str) -> Value {
 /// Refuses what is not JSON-RPC with JSON-RPC's own errors (rmcp answers
 /// a parse failure with a plain-text 415).
 fn check_json_rpc(bytes: &[u8]) -> Result<(), Value> {
-    let refuse = |code, message: String| Err(rpc_error(code, &message));
-    let value: Value = match serde_json::from_slice(bytes) {
-        Ok(value) => value,
-        Err(e) => return refuse(-32700, format!("Parse error: the body is not JSON: {e}")),
+    let batch = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+    let parsed = if batch {
+        serde_json::from_slice::<Vec<Envelope>>(bytes)
+    } else {
+        serde_json::from_slice::<Envelope>(bytes).map(|one| vec![one])
     };
-    let messages = match &value {
-        Value::Array(batch) => batch.iter().collect(),
-        single => vec![single],
-    };
-    let valid = |m: &Value| {
-        m["jsonrpc"] == "2.0"
-            && (m["method"].is_string() || m.get("result").is_some() || m.get("error").is_some())
-    };
-    match messages.iter().find(|m| !valid(m)) {
-        Some(_) => refuse(
+    let invalid = || {
+        rpc_error(
             -32600,
-            "Invalid Request: expected a JSON-RPC 2.0 message: an object with \"jsonrpc\": \"2.0\" and a string \"method\" (or a result or error)".into(),
-        ),
-        None => Ok(()),
+            "Invalid Request: expected a JSON-RPC 2.0 message: an object with \"jsonrpc\": \"2.0\" and a string \"method\" (or a result or error)",
+        )
+    };
+    match parsed {
+        Ok(messages) if messages.iter().all(Envelope::is_valid) => Ok(()),
+        Ok(_) => Err(invalid()),
+        Err(e) if e.is_data() => Err(invalid()),
+        Err(e) => Err(rpc_error(
+            -32700,
+            &format!("Parse error: the body is not JSON: {e}"),
+        )),
+    }
+}
+
+/// The fields of a JSON-RPC message the check reads; `params` and the
+/// rest are skipped without being built, rmcp parses them next.
+#[derive(serde::Deserialize)]
+struct Envelope {
+    jsonrpc: Option<Value>,
+    method: Option<Value>,
+    result: Option<serde::de::IgnoredAny>,
+    error: Option<serde::de::IgnoredAny>,
+}
+
+impl Envelope {
+    fn is_valid(&self) -> bool {
+        self.jsonrpc.as_ref().and_then(Value::as_str) == Some("2.0")
+            && (self.method.as_ref().is_some_and(Value::is_string)
+                || self.result.is_some()
+                || self.error.is_some())
     }
 }
 
