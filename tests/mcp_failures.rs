@@ -52,31 +52,6 @@ fn pid_in(echo: &str) -> u32 {
     pid.parse().unwrap()
 }
 
-fn gone_within(pid: u32, secs: u64) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while is_running(pid) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    !is_running(pid)
-}
-
-/// Children of `pid` the kernel still lists as zombies.
-fn zombies_of(pid: u32) -> Vec<String> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|entry| std::fs::read_to_string(entry.path().join("stat")).ok())
-        .filter(|stat| {
-            let fields: Vec<&str> = stat
-                .rsplit_once(')')
-                .map_or("", |(_, rest)| rest)
-                .split_whitespace()
-                .collect();
-            fields.first() == Some(&"Z") && fields.get(1) == Some(&pid.to_string().as_str())
-        })
-        .collect()
-}
-
 /// Waits for the kernel to finish reaping; children go asynchronously.
 fn settle_children(host: &Agenthost, live: usize) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -86,7 +61,7 @@ fn settle_children(host: &Agenthost, live: usize) {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(children_of(host.pid()).len(), live, "live children");
-    assert_eq!(zombies_of(host.pid()), Vec::<String>::new(), "zombies");
+    assert_eq!(zombies_of(host.pid()), Vec::<u32>::new(), "zombies");
 }
 
 #[tokio::test]
@@ -117,7 +92,7 @@ async fn failing_server_calls_become_error_results_and_the_server_restarts() {
     let (echo, _) = call_tool(&llm, &host, "echo", json!({"text": "again"})).await;
     let second = pid_in(&echo);
     assert_ne!(second, first);
-    assert!(gone_within(first, 10));
+    assert!(wait_until_gone(first));
 
     // Hangs: waits out the 2 s timeout, and the stuck process is replaced.
     let started = Instant::now();
@@ -134,7 +109,7 @@ async fn failing_server_calls_become_error_results_and_the_server_restarts() {
     assert_eq!(text, "Done.");
     let third = pid_in(&call_tool(&llm, &host, "echo", json!({})).await.0);
     assert_ne!(third, second, "the stuck server was replaced");
-    assert!(gone_within(second, 10), "the stuck server was stopped");
+    assert!(wait_until_gone(second), "the stuck server was stopped");
 
     // Malformed JSON-RPC (a line that is not JSON, then a response of the
     // wrong shape): an error at once, and the server serves on.

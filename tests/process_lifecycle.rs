@@ -3,8 +3,6 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
-
 use support::*;
 
 async fn host_with_running_demo_child() -> (Agenthost, u32) {
@@ -14,17 +12,6 @@ async fn host_with_running_demo_child() -> (Agenthost, u32) {
     let children = children_of(host.pid());
     assert_eq!(children.len(), 1, "one demo server child: {children:?}");
     (host, children[0])
-}
-
-fn wait_until_gone(pid: u32) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(10) {
-        if !is_running(pid) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
 }
 
 #[tokio::test]
