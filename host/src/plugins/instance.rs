@@ -59,13 +59,13 @@ impl Guarded {
 
     /// Counts `bytes` of output against the instance's budget.
     fn charge(&mut self, bytes: usize) -> Result<(), PluginFailure> {
-        self.output_left =
-            self.output_left
-                .checked_sub(bytes)
-                .ok_or_else(|| PluginFailure::Output {
-                    plugin: self.plugin.clone(),
-                    mib: self.output_limit >> 20,
-                })?;
+        let Some(left) = self.output_left.checked_sub(bytes) else {
+            return Err(PluginFailure::Output {
+                plugin: self.plugin.clone(),
+                mib: self.output_limit >> 20,
+            });
+        };
+        self.output_left = left;
         Ok(())
     }
 
