@@ -581,6 +581,8 @@ pub fn split_writes(frames: Vec<String>) -> Vec<String> {
 pub struct PythonMcpServer {
     child: Child,
     pub port: u16,
+    /// Held open so a late print in the fixture never meets a closed pipe.
+    _stdout: BufReader<std::process::ChildStdout>,
 }
 
 impl PythonMcpServer {
@@ -588,31 +590,30 @@ impl PythonMcpServer {
         Self::start_script("fastmcp_server.py", &["--transport", transport])
     }
 
-    /// A fixture server script, given `--port` and then `args`.
+    /// A fixture server script, given `args`. The fixture binds a port of
+    /// the kernel's choosing and prints it once it listens
+    /// (`fixtures/listen.py`).
     pub fn start_script(script: &str, args: &[&str]) -> PythonMcpServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("python3")
+        let mut child = Command::new("python3")
             .arg(fixture(script))
-            .args(["--port", &port.to_string()])
             .args(args)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("python3 starts");
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the Python MCP server did not listen on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let port = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{script} printed no port, only {line:?}"));
+        PythonMcpServer {
+            child,
+            port,
+            _stdout: stdout,
         }
-        PythonMcpServer { child, port }
     }
 }
 
