@@ -335,11 +335,30 @@ impl Reply {
     }
 }
 
-#[derive(Default)]
+/// Decides a reply from the request body alone.
+pub type Answer = fn(&Value) -> Reply;
+
 struct MockState {
     script: Mutex<VecDeque<Reply>>,
     requests: Mutex<Vec<Recorded>>,
     open: std::sync::atomic::AtomicUsize,
+    /// Set for load: replies come from here and nothing is recorded, so
+    /// the mock's memory stays flat however many requests it serves.
+    answer: Option<Answer>,
+    /// The pause before each write.
+    pace: Duration,
+}
+
+impl MockState {
+    fn new(answer: Option<Answer>, pace: Duration) -> MockState {
+        MockState {
+            script: Mutex::default(),
+            requests: Mutex::default(),
+            open: Default::default(),
+            answer,
+            pace,
+        }
+    }
 }
 
 /// Counts a request as open until its response is finished or dropped.
@@ -372,7 +391,17 @@ pub struct MockLlm {
 
 impl MockLlm {
     pub async fn start() -> MockLlm {
-        let state = Arc::new(MockState::default());
+        Self::serve(MockState::new(None, Duration::from_millis(2))).await
+    }
+
+    /// A mock that answers every request with `answer`, pausing `pace`
+    /// before each write, and records nothing.
+    pub async fn answering(answer: Answer, pace: Duration) -> MockLlm {
+        Self::serve(MockState::new(Some(answer), pace)).await
+    }
+
+    async fn serve(state: MockState) -> MockLlm {
+        let state = Arc::new(state);
         let app = Router::new()
             .route("/v1/chat/completions", post(completions))
             .route("/v1/messages", post(completions))
@@ -422,24 +451,33 @@ async fn completions(
 ) -> Response {
     let guard = OpenGuard::new(&state);
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    state.requests.lock().unwrap().push(Recorded {
-        path: uri.path().to_owned(),
-        headers,
-        body,
-    });
-    let Some(reply) = state.script.lock().unwrap().pop_front() else {
-        return (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "mock LLM: no scripted response left",
-        )
-            .into_response();
+    let reply = match state.answer {
+        Some(answer) => answer(&body),
+        None => {
+            state.requests.lock().unwrap().push(Recorded {
+                path: uri.path().to_owned(),
+                headers,
+                body,
+            });
+            let Some(reply) = state.script.lock().unwrap().pop_front() else {
+                return (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "mock LLM: no scripted response left",
+                )
+                    .into_response();
+            };
+            reply
+        }
     };
     if reply.never_answer {
         std::future::pending::<()>().await;
     }
     let hang = reply.hang_after_writes;
-    let writes = futures::stream::iter(reply.writes).then(|write| async move {
-        tokio::time::sleep(Duration::from_millis(2)).await;
+    let pace = state.pace;
+    let writes = futures::stream::iter(reply.writes).then(move |write| async move {
+        if !pace.is_zero() {
+            tokio::time::sleep(pace).await;
+        }
         Ok::<_, std::io::Error>(Bytes::from(write))
     });
     let tail = futures::stream::once(async move {
@@ -557,6 +595,40 @@ pub fn tool_args_chunk(index: u32, fragment: &str) -> String {
 
 pub fn finish_chunk(reason: &str) -> String {
     chunk(json!({}), Some(reason))
+}
+
+/// Text chunks in a reply to a chat under load.
+pub const LOAD_TEXT_CHUNKS: usize = 20;
+
+/// A model for load: a chat with no tool result yet calls
+/// `demo__calculate`, arguments split over three chunks; once the result
+/// is in, it answers in [`LOAD_TEXT_CHUNKS`] text chunks.
+pub fn calculate_then_answer(body: &Value) -> Reply {
+    let has_result = body["messages"]
+        .as_array()
+        .and_then(|messages| messages.last())
+        .is_some_and(|last| last["role"] == "tool");
+    if has_result {
+        text_answer(body)
+    } else {
+        Reply::stream(vec![
+            role_chunk(),
+            tool_start_chunk(0, "call_load", "demo__calculate"),
+            tool_args_chunk(0, "{\"expr"),
+            tool_args_chunk(0, "ession\": \"6*"),
+            tool_args_chunk(0, "7\"}"),
+            finish_chunk("tool_calls"),
+            DONE.into(),
+        ])
+    }
+}
+
+/// A model for load that answers in [`LOAD_TEXT_CHUNKS`] text chunks.
+pub fn text_answer(_body: &Value) -> Reply {
+    let mut writes = vec![role_chunk()];
+    writes.extend((0..LOAD_TEXT_CHUNKS).map(|i| text_chunk(&format!("word{i} "))));
+    writes.extend([finish_chunk("stop"), DONE.into()]);
+    Reply::stream(writes)
 }
 
 pub const DONE: &str = "data: [DONE]\n\n";

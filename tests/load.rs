@@ -1,0 +1,217 @@
+//! End-to-end: hundreds of concurrent streaming chats, each with a tool
+//! call to the demo MCP server, for a fixed time. Every chat must stream
+//! exactly the expected bytes, and afterwards the server must hold no more
+//! tasks, file descriptors or child processes than before.
+//!
+//! Bounded in count and time and on loopback only. It asserts no speed:
+//! the figures it prints go to BENCHMARKS.md.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use support::*;
+
+const CONCURRENCY: usize = 200;
+const DURATION: Duration = Duration::from_secs(10);
+/// How long the server may take to wind down once the load stops.
+const SETTLE: Duration = Duration::from_secs(20);
+
+/// What one chat streams on the simple surface (seed 003).
+fn expected_body() -> String {
+    let mut body = String::from(concat!(
+        "data: {\"type\": \"tool_start\", \"id\": \"call_load\", \"name\": \"calculate\", \"args\": {\"expression\": \"6*7\"}}\n\n",
+        "data: {\"type\": \"tool_end\", \"id\": \"call_load\", \"name\": \"calculate\"}\n\n",
+    ));
+    for i in 0..LOAD_TEXT_CHUNKS {
+        body.push_str(&format!(
+            "data: {{\"type\": \"text\", \"content\": \"word{i} \"}}\n\n"
+        ));
+    }
+    body.push_str("data: [DONE]\n\n");
+    body
+}
+
+/// What a leak would grow. Idle keep-alive connections to the model are
+/// counted apart: each holds a socket and a task, and their number
+/// follows the peak concurrency (bounded by it), not the number of chats.
+#[derive(Debug, PartialEq)]
+struct Footprint {
+    tasks: u64,
+    fds: usize,
+    children: Vec<u32>,
+    model_connections: usize,
+}
+
+impl Footprint {
+    fn tasks_besides_connections(&self) -> u64 {
+        self.tasks - self.model_connections as u64
+    }
+
+    fn fds_besides_connections(&self) -> usize {
+        self.fds - self.model_connections
+    }
+
+    fn within(&self, baseline: &Footprint) -> bool {
+        self.tasks_besides_connections() <= baseline.tasks_besides_connections()
+            && self.fds_besides_connections() <= baseline.fds_besides_connections()
+            && self.children == baseline.children
+    }
+}
+
+async fn footprint(host: &Agenthost, llm_port: u16) -> Footprint {
+    let (status, stats) = host.get("/admin/stats").await;
+    assert_eq!(status, StatusCode::OK, "{stats}");
+    Footprint {
+        tasks: stats["tasks"].as_u64().unwrap(),
+        fds: open_fds(host.pid()),
+        children: children_of(host.pid()),
+        model_connections: established_to(llm_port),
+    }
+}
+
+/// Established IPv4 connections to `port` on this machine; only
+/// agenthost connects to the mock model.
+fn established_to(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let remote_port = fields[2].rsplit(':').next().unwrap();
+            u16::from_str_radix(remote_port, 16).unwrap() == port && fields[3] == "01"
+        })
+        .count()
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
+}
+
+/// Runs chats from `CONCURRENCY` clients until `until`; returns how many
+/// finished and every failure seen.
+async fn drive(host: &Agenthost, until: Instant) -> (usize, Vec<String>) {
+    let client = client();
+    let expected = Arc::new(expected_body());
+    let done = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(AtomicBool::new(false));
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..CONCURRENCY {
+        let (client, url, expected, done, failed) = (
+            client.clone(),
+            host.url("/chat/stream"),
+            expected.clone(),
+            done.clone(),
+            failed.clone(),
+        );
+        workers.spawn(async move {
+            let mut failures = Vec::new();
+            while Instant::now() < until && !failed.load(Ordering::Relaxed) {
+                match chat(&client, &url).await {
+                    Ok(body) if body == *expected => {
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(body) => failures.push(format!("unexpected body: {body}")),
+                    Err(e) => failures.push(e),
+                }
+                if !failures.is_empty() {
+                    failed.store(true, Ordering::Relaxed);
+                }
+            }
+            failures
+        });
+    }
+    let failures = workers.join_all().await.into_iter().flatten().collect();
+    (done.load(Ordering::Relaxed), failures)
+}
+
+async fn chat(client: &reqwest::Client, url: &str) -> Result<String, String> {
+    let response = client
+        .post(url)
+        .body(r#"{"message": "What is 6*7?"}"#)
+        .send()
+        .await
+        .map_err(|e| format!("request: {e:?}"))?;
+    let status = response.status();
+    let body = response
+        .text()
+        .await
+        .map_err(|e| format!("body: {e:?}"))?;
+    if status != StatusCode::OK {
+        return Err(format!("{status}: {body}"));
+    }
+    Ok(body)
+}
+
+/// Polls until the footprint is back within `baseline`, or `SETTLE`
+/// passes.
+async fn settled(host: &Agenthost, llm_port: u16, baseline: &Footprint) -> Footprint {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let now = footprint(host, llm_port).await;
+        if now.within(baseline) || Instant::now() > deadline {
+            return now;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundreds_of_concurrent_tool_chats_fail_none_and_leak_nothing() {
+    let llm = MockLlm::answering(calculate_then_answer, Duration::from_millis(1)).await;
+    let llm_port = reqwest::Url::parse(&llm.base_url).unwrap().port().unwrap();
+    let config = format!("{}\n{}", llm.provider_toml(), demo_server_toml());
+    let host = Agenthost::start_with_env(&config, &[("AGENTHOST_TEST_KEY", "sk-load")]);
+    let (status, body) = host.post_json("/connect/demo", "").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // A short warm-up at full concurrency opens every pooled connection
+    // the load will use, so the baseline includes them.
+    let (_, failures) = drive(&host, Instant::now() + Duration::from_secs(2)).await;
+    assert_eq!(failures, Vec::<String>::new());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let baseline = footprint(&host, llm_port).await;
+
+    let started = Instant::now();
+    let (chats, failures) = drive(&host, started + DURATION).await;
+    let elapsed = started.elapsed();
+    assert_eq!(failures, Vec::<String>::new(), "no chat may fail");
+    assert!(chats >= CONCURRENCY, "only {chats} chats finished");
+
+    let after = settled(&host, llm_port, &baseline).await;
+    let peak_rss_kib = status_field(host.pid(), "VmHWM:");
+    println!(
+        "load: {CONCURRENCY} concurrent tool chats for {:.1} s: {chats} chats ({:.0}/s), 0 failed; \
+         baseline {baseline:?}, after {after:?}, peak RSS {} MiB",
+        elapsed.as_secs_f64(),
+        chats as f64 / elapsed.as_secs_f64(),
+        peak_rss_kib / 1024,
+    );
+    assert!(
+        after.tasks_besides_connections() <= baseline.tasks_besides_connections(),
+        "tasks grew: {baseline:?} -> {after:?}"
+    );
+    assert!(
+        after.fds_besides_connections() <= baseline.fds_besides_connections(),
+        "fds grew: {baseline:?} -> {after:?}"
+    );
+    assert!(after.model_connections <= CONCURRENCY, "{after:?}");
+    assert_eq!(after.children, baseline.children, "child processes changed");
+    assert_eq!(zombies_of(host.pid()), Vec::<u32>::new());
+    let log = host.logs();
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+/// A `/proc/PID/status` field in KiB.
+fn status_field(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|rest| rest.trim().trim_end_matches(" kB").parse().ok())
+        .unwrap()
+}
