@@ -89,7 +89,9 @@ fn established_to(port: u16) -> usize {
 }
 
 fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
 }
 
 /// Runs chats from `CONCURRENCY` clients until `until`; returns how many
@@ -137,10 +139,7 @@ async fn chat(client: &reqwest::Client, url: &str) -> Result<String, String> {
         .await
         .map_err(|e| format!("request: {e:?}"))?;
     let status = response.status();
-    let body = response
-        .text()
-        .await
-        .map_err(|e| format!("body: {e:?}"))?;
+    let body = response.text().await.map_err(|e| format!("body: {e:?}"))?;
     if status != StatusCode::OK {
         return Err(format!("{status}: {body}"));
     }
@@ -183,7 +182,7 @@ async fn hundreds_of_concurrent_tool_chats_fail_none_and_leak_nothing() {
     assert!(chats >= CONCURRENCY, "only {chats} chats finished");
 
     let after = settled(&host, llm_port, &baseline).await;
-    let peak_rss_kib = status_field(host.pid(), "VmHWM:");
+    let peak_rss_kib = proc_status_kib(host.pid(), "VmHWM:");
     println!(
         "load: {CONCURRENCY} concurrent tool chats for {:.1} s: {chats} chats ({:.0}/s), 0 failed; \
          baseline {baseline:?}, after {after:?}, peak RSS {} MiB",
@@ -204,14 +203,4 @@ async fn hundreds_of_concurrent_tool_chats_fail_none_and_leak_nothing() {
     assert_eq!(zombies_of(host.pid()), Vec::<u32>::new());
     let log = host.logs();
     assert!(!log.contains("panicked"), "{log}");
-}
-
-/// A `/proc/PID/status` field in KiB.
-fn status_field(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field))
-        .and_then(|rest| rest.trim().trim_end_matches(" kB").parse().ok())
-        .unwrap()
 }

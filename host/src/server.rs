@@ -1,6 +1,7 @@
 //! Assembling the server from its configuration and running it until a
 //! shutdown signal, then stopping every MCP child process.
 
+use axum::serve::ListenerExt;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -127,6 +128,13 @@ pub async fn serve(config: Config, own_exe: &Path) -> Result<(), ServeError> {
             source,
         })?;
     tracing::info!("listening on http://{}", listener.local_addr()?);
+    // Without TCP_NODELAY, a stream's first event waits behind the
+    // unacknowledged headers for the client's delayed ACK (40 ms on Linux).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("TCP_NODELAY on an accepted connection: {e}");
+        }
+    });
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
@@ -204,4 +212,22 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     interrupt.await.unwrap_or_default();
     tracing::info!("shutting down");
+}
+
+/// Raises the soft open-file limit to the hard one: each open stream holds
+/// two sockets, and the usual soft default of 1,024 would cap a server at
+/// a few hundred streams.
+pub fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read and write a valid struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
 }

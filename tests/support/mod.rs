@@ -230,6 +230,16 @@ pub fn client() -> reqwest::Client {
         .unwrap()
 }
 
+/// A `/proc/PID/status` field in KiB, such as `VmRSS:`.
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|rest| rest.trim().trim_end_matches(" kB").parse().ok())
+        .unwrap()
+}
+
 /// Direct children of `pid` that are alive, from /proc.
 pub fn children_of(pid: u32) -> Vec<u32> {
     children_in_state(pid, |state| state != "Z")
@@ -335,6 +345,20 @@ impl Reply {
     }
 }
 
+/// A loopback listener whose connections send each write at once, as a
+/// real model API's do; without it every stream would stall on delayed
+/// ACKs.
+pub async fn nodelay_listener() -> (
+    std::net::SocketAddr,
+    impl axum::serve::Listener<Addr = std::net::SocketAddr>,
+) {
+    use axum::serve::ListenerExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let listener = listener.tap_io(|tcp| tcp.set_nodelay(true).unwrap());
+    (addr, listener)
+}
+
 /// Decides a reply from the request body alone.
 pub type Answer = fn(&Value) -> Reply;
 
@@ -406,8 +430,7 @@ impl MockLlm {
             .route("/v1/chat/completions", post(completions))
             .route("/v1/messages", post(completions))
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let (addr, listener) = nodelay_listener().await;
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         MockLlm {
             base_url: format!("http://{addr}/v1"),
