@@ -75,6 +75,7 @@ enum PluginAction {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     return_large_buffers_to_the_system();
+    agenthost::server::raise_open_file_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
