@@ -80,10 +80,16 @@ impl<E: Encoder> GuestResponseStream for EncoderStream<E> {
 }
 
 /// Exports an [`Encoder`] as the component's encoder world.
+///
+/// Only when built for WebAssembly: natively the crate is a plain library
+/// (the host's benchmarks compare it with its component), and every
+/// plugin's exports have the same symbol names.
 #[macro_export]
 macro_rules! export_encoder {
     ($encoder:ty) => {
+        #[cfg(target_family = "wasm")]
         type __AgenthostEncoderPlugin = $crate::encoder::EncoderPlugin<$encoder>;
+        #[cfg(target_family = "wasm")]
         $crate::bindings::encoder_world::export_encoder_world!(
             __AgenthostEncoderPlugin with_types_in $crate::bindings::encoder_world
         );

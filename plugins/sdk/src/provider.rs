@@ -137,11 +137,14 @@ impl<D: Decoder> GuestDecoder for DecoderResource<D> {
     }
 }
 
-/// Exports a [`Provider`] as the component's provider world.
+/// Exports a [`Provider`] as the component's provider world, when built
+/// for WebAssembly (see [`export_encoder!`](crate::export_encoder)).
 #[macro_export]
 macro_rules! export_provider {
     ($provider:ty) => {
+        #[cfg(target_family = "wasm")]
         type __AgenthostProviderPlugin = $crate::provider::ProviderPlugin<$provider>;
+        #[cfg(target_family = "wasm")]
         $crate::bindings::provider_world::export_provider_world!(
             __AgenthostProviderPlugin with_types_in $crate::bindings::provider_world
         );
