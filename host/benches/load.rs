@@ -1,0 +1,567 @@
+//! End-to-end load, open streams, MCP round trips and start-up, against
+//! the release binary on loopback. Bounded in count and time; prints
+//! Markdown tables for BENCHMARKS.md.
+//!
+//! `cargo bench --bench load` runs everything; name sections to run fewer:
+//! `cargo bench --bench load -- chats streams mcp startup`.
+//!
+//! Every end-to-end figure of one section comes from the same run, so the
+//! ratios between targets hold even on a noisy machine.
+
+#[path = "../../tests/support/mod.rs"]
+mod support;
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agenthost::config::McpServerConfig;
+use agenthost::mcp::{McpPool, UrlPolicy};
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::post;
+use futures::StreamExt;
+use serde_json::{Map, Value, json};
+use support::*;
+
+/// Clients sending chats at once in the throughput runs.
+const CONCURRENCY: usize = 32;
+const WARM_UP: Duration = Duration::from_secs(1);
+const MEASURE: Duration = Duration::from_secs(5);
+const ADMIN_KEY: &str = "sk-bench-admin";
+
+fn main() {
+    let sections: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let wanted = |name: &str| sections.is_empty() || sections.iter().any(|s| s == name);
+    agenthost::server::raise_open_file_limit();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    if wanted("chats") {
+        rt.block_on(chats());
+    }
+    if wanted("streams") {
+        rt.block_on(open_streams());
+    }
+    if wanted("mcp") {
+        rt.block_on(mcp_round_trips());
+    }
+    if wanted("startup") {
+        startup();
+    }
+}
+
+/// The config for agenthost against `llm`, with the demo server and an
+/// admin key.
+fn config(llm: &MockLlm) -> String {
+    format!(
+        "{}\n[[api_keys]]\nkey = \"{ADMIN_KEY}\"\norg = \"bench\"\nrole = \"admin\"\n{}",
+        llm.provider_toml(),
+        demo_server_toml()
+    )
+}
+
+async fn start_agenthost(llm: &MockLlm) -> Agenthost {
+    let host = Agenthost::start_with_env(&config(llm), &[("AGENTHOST_TEST_KEY", "sk-bench")]);
+    let response = client()
+        .post(host.url("/connect/demo"))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+    host
+}
+
+/// One way of sending a chat.
+#[derive(Clone)]
+struct Target {
+    name: String,
+    url: String,
+    /// Sent as a POST body; `None` sends a GET.
+    body: Option<String>,
+    headers: Vec<(&'static str, String)>,
+    /// MCP Chat: a session is created first, its id replacing `{session}`
+    /// in `url`, since a session's chats run one at a time.
+    sessions: Option<String>,
+}
+
+impl Target {
+    fn new(name: &str, url: String, body: Value) -> Target {
+        Target {
+            name: name.into(),
+            url,
+            body: Some(body.to_string()),
+            headers: Vec::new(),
+            sessions: None,
+        }
+    }
+
+    fn header(mut self, name: &'static str, value: &str) -> Target {
+        self.headers.push((name, value.into()));
+        self
+    }
+}
+
+fn openai_body() -> Value {
+    json!({ "model": "gpt-4o-mini", "stream": true,
+            "messages": [{ "role": "user", "content": "Say twenty words." }] })
+}
+
+/// Every target: the mock itself, a passthrough proxy, each surface, and
+/// a chat with one MCP tool call.
+async fn targets(
+    direct: &MockLlm,
+    proxy: &str,
+    host: &Agenthost,
+    tools_host: &Agenthost,
+) -> Vec<Target> {
+    let ask = "Say twenty words.";
+    let mcp_chat = Target {
+        name: "agenthost: MCP Chat API".into(),
+        url: host.url("/chat/{session}/stream?message=Say%20twenty%20words."),
+        body: None,
+        headers: Vec::new(),
+        sessions: Some(host.url("/sessions")),
+    };
+    vec![
+        Target::new(
+            "mock LLM, direct",
+            format!("{}/chat/completions", direct.base_url),
+            openai_body(),
+        ),
+        Target::new(
+            "passthrough proxy",
+            format!("{proxy}/v1/chat/completions"),
+            openai_body(),
+        ),
+        Target::new(
+            "agenthost: Feather",
+            host.url("/v1/mcp-chat/stream"),
+            json!({ "messages": [{ "role": "user", "content": ask }] }),
+        )
+        .header("x-api-key", ADMIN_KEY),
+        Target::new(
+            "agenthost: TrueFoundry",
+            host.url("/api/llm/agent/responses"),
+            json!({ "model": "gpt-4o-mini", "stream": true, "mcp_servers": [],
+                    "messages": [{ "role": "user", "content": ask }] }),
+        )
+        .header("authorization", &format!("Bearer {ADMIN_KEY}")),
+        Target::new(
+            "agenthost: simple frontend",
+            host.url("/chat/stream"),
+            json!({ "message": ask }),
+        ),
+        mcp_chat,
+        Target::new(
+            "agenthost: simple + 1 MCP tool call",
+            tools_host.url("/chat/stream"),
+            json!({ "message": "What is 6*7?" }),
+        ),
+    ]
+}
+
+/// One chat's timings, or why it failed.
+struct Sample {
+    first_byte: Duration,
+    total: Duration,
+}
+
+async fn send(client: &reqwest::Client, target: &Target) -> Result<Sample, String> {
+    let url = match &target.sessions {
+        Some(sessions) => {
+            let response = client
+                .post(sessions)
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            let session: Value = response.json().await.map_err(|e| e.to_string())?;
+            let id = session["session_id"].as_str().ok_or("no session id")?;
+            target.url.replace("{session}", id)
+        }
+        None => target.url.clone(),
+    };
+    let mut request = match &target.body {
+        Some(body) => client
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body.clone()),
+        None => client.get(url),
+    };
+    for (name, value) in &target.headers {
+        request = request.header(*name, value);
+    }
+    let start = Instant::now();
+    let response = request.send().await.map_err(|e| e.to_string())?;
+    let status = response.status();
+    let mut body = response.bytes_stream();
+    let mut first_byte = None;
+    let mut seen = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| e.to_string())?;
+        first_byte.get_or_insert_with(|| start.elapsed());
+        seen.extend_from_slice(&chunk);
+    }
+    let total = start.elapsed();
+    let text = String::from_utf8_lossy(&seen);
+    if !status.is_success() || !text.contains("word19") {
+        return Err(format!("{status}: {text}"));
+    }
+    Ok(Sample {
+        first_byte: first_byte.unwrap_or(total),
+        total,
+    })
+}
+
+struct Measured {
+    chats: usize,
+    errors: usize,
+    first_error: Option<String>,
+    per_second: f64,
+    latency: Vec<Duration>,
+    first_byte: Vec<Duration>,
+}
+
+/// Runs `CONCURRENCY` clients against `target` for `duration`.
+async fn measure(target: &Target, duration: Duration) -> Measured {
+    let client = client();
+    let target = Arc::new(target.clone());
+    let start = Instant::now();
+    let until = start + duration;
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..CONCURRENCY {
+        let (client, target) = (client.clone(), target.clone());
+        workers.spawn(async move {
+            let mut results = Vec::new();
+            while Instant::now() < until {
+                results.push(send(&client, &target).await);
+            }
+            results
+        });
+    }
+    let results: Vec<_> = workers.join_all().await.into_iter().flatten().collect();
+    let elapsed = start.elapsed();
+    let mut measured = Measured {
+        chats: 0,
+        errors: 0,
+        first_error: None,
+        per_second: 0.0,
+        latency: Vec::new(),
+        first_byte: Vec::new(),
+    };
+    for result in results {
+        match result {
+            Ok(sample) => {
+                measured.chats += 1;
+                measured.latency.push(sample.total);
+                measured.first_byte.push(sample.first_byte);
+            }
+            Err(e) => {
+                measured.errors += 1;
+                measured.first_error.get_or_insert(e);
+            }
+        }
+    }
+    measured.per_second = measured.chats as f64 / elapsed.as_secs_f64();
+    measured.latency.sort();
+    measured.first_byte.sort();
+    measured
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[rank]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1e3)
+}
+
+/// A proxy that forwards each request to `upstream` and streams the
+/// answer back: the least any server in the middle can cost.
+async fn start_passthrough(upstream: String) -> String {
+    let client = reqwest::Client::new();
+    let app = Router::new()
+        .route("/v1/chat/completions", post(forward))
+        .with_state((client, upstream));
+    let (addr, listener) = nodelay_listener().await;
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+async fn forward(
+    State((client, upstream)): State<(reqwest::Client, String)>,
+    body: Bytes,
+) -> Response {
+    let answer = client
+        .post(format!("{upstream}/chat/completions"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await;
+    match answer {
+        Ok(answer) => Response::builder()
+            .status(answer.status())
+            .header("content-type", "text/event-stream")
+            .body(Body::from_stream(answer.bytes_stream()))
+            .unwrap(),
+        Err(e) => Response::builder()
+            .status(502)
+            .body(Body::from(e.to_string()))
+            .unwrap(),
+    }
+}
+
+/// Benchmark 3: throughput and latency of every target in one run.
+async fn chats() {
+    let llm = MockLlm::answering(text_answer, Duration::ZERO).await;
+    let tools_llm = MockLlm::answering(calculate_then_answer, Duration::ZERO).await;
+    let proxy = start_passthrough(llm.base_url.clone()).await;
+    let host = start_agenthost(&llm).await;
+    let tools_host = start_agenthost(&tools_llm).await;
+    println!(
+        "\n### End-to-end chats: {CONCURRENCY} concurrent clients, {} s each, {LOAD_TEXT_CHUNKS} text chunks per answer\n",
+        MEASURE.as_secs()
+    );
+    println!("| target | chats/s | p50 ms | p99 ms | TTFB p50 ms | errors | vs passthrough |");
+    println!("|---|---|---|---|---|---|---|");
+    let mut passthrough = None;
+    for target in targets(&llm, &proxy, &host, &tools_host).await {
+        measure(&target, WARM_UP).await;
+        let m = measure(&target, MEASURE).await;
+        let p50 = percentile(&m.latency, 0.5);
+        let ratio = match passthrough {
+            Some((rate, latency)) => format!(
+                "{:.2}x rate, {:+.2} ms p50",
+                m.per_second / rate,
+                (p50.as_secs_f64() - Duration::as_secs_f64(&latency)) * 1e3
+            ),
+            None => String::new(),
+        };
+        if target.name == "passthrough proxy" {
+            passthrough = Some((m.per_second, p50));
+        }
+        println!(
+            "| {} | {:.0} | {} | {} | {} | {} | {ratio} |",
+            target.name,
+            m.per_second,
+            ms(p50),
+            ms(percentile(&m.latency, 0.99)),
+            ms(percentile(&m.first_byte, 0.5)),
+            m.errors,
+        );
+        if let Some(e) = m.first_error {
+            eprintln!("{}: first error: {e}", target.name);
+        }
+    }
+}
+
+/// Clients in the open-streams run, each with one HTTP/2 connection
+/// carrying its share of the streams: with a socket per stream, the bench
+/// process (clients and mock) would need more descriptors than the
+/// machine's hard limit of 20,000 allows.
+const STREAM_CLIENTS: usize = 100;
+
+/// Benchmark 4: N streams held open against a model that sends one chunk
+/// a second; agenthost's RSS per stream once all have begun.
+async fn open_streams() {
+    println!("\n### Open streams: simple frontend, model sends one chunk per second\n");
+    println!("| streams | opened | errors | RSS idle MiB | RSS open MiB | KiB per stream |");
+    println!("|---|---|---|---|---|---|");
+    for n in [1_000, 10_000] {
+        let llm = MockLlm::answering(text_answer, Duration::from_secs(1)).await;
+        let host = start_agenthost(&llm).await;
+        let idle = proc_status_kib(host.pid(), "VmRSS:");
+        let clients: Vec<reqwest::Client> = (0..STREAM_CLIENTS)
+            .map(|_| {
+                reqwest::Client::builder()
+                    .http2_prior_knowledge()
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        let mut streams = tokio::task::JoinSet::new();
+        let (begun_tx, mut begun_rx) = tokio::sync::mpsc::channel(n);
+        for i in 0..n {
+            let (client, url, begun) = (
+                clients[i % STREAM_CLIENTS].clone(),
+                host.url("/chat/stream"),
+                begun_tx.clone(),
+            );
+            streams.spawn(async move {
+                let opened = async {
+                    let response = client
+                        .post(url)
+                        .body(r#"{"message": "Take your time."}"#)
+                        .send()
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    if !response.status().is_success() {
+                        return Err(response.status().to_string());
+                    }
+                    let mut body = response.bytes_stream();
+                    body.next()
+                        .await
+                        .ok_or("ended at once")?
+                        .map_err(|e| e.to_string())?;
+                    Ok(body)
+                }
+                .await;
+                let _ = begun.send(opened.as_ref().err().cloned()).await;
+                if let Ok(mut body) = opened {
+                    // Hold the stream until the run ends.
+                    while let Some(Ok(_)) = body.next().await {}
+                }
+            });
+        }
+        let mut errors = 0;
+        let mut first_error = None;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        for _ in 0..n {
+            match tokio::time::timeout_at(deadline.into(), begun_rx.recv()).await {
+                Ok(Some(None)) => {}
+                Ok(Some(Some(e))) => {
+                    errors += 1;
+                    first_error.get_or_insert(e);
+                }
+                _ => {
+                    errors += 1;
+                    first_error.get_or_insert("not begun within 120 s".into());
+                }
+            }
+        }
+        let open = proc_status_kib(host.pid(), "VmRSS:");
+        println!(
+            "| {n} | {} | {errors} | {} | {} | {:.0} |",
+            n - errors,
+            idle / 1024,
+            open / 1024,
+            (open - idle) as f64 / n as f64
+        );
+        if let Some(e) = first_error {
+            eprintln!("{n} streams: first error: {e}");
+        }
+        streams.abort_all();
+        drop(host);
+    }
+}
+
+/// Benchmark 5: tool calls through agenthost's MCP pool to the demo
+/// server over stdio and over streamable HTTP.
+async fn mcp_round_trips() {
+    let http = serve_demo_over_http().await;
+    let servers: Vec<McpServerConfig> = serde_json::from_value(json!([
+        { "id": "stdio", "transport": "stdio", "command": BIN, "args": ["demo-mcp"] },
+        { "id": "http", "transport": "streamable_http", "url": http },
+    ]))
+    .unwrap();
+    let pool = McpPool::new(servers, UrlPolicy::default(), 1 << 20);
+    println!("\n### MCP round trip: `calculate` on the demo server, through agenthost's pool\n");
+    println!("| transport | callers | calls | calls/s | p50 µs | p99 µs |");
+    println!("|---|---|---|---|---|---|");
+    for id in ["stdio", "http"] {
+        let server = pool.server(id).unwrap();
+        server.tools().await.unwrap();
+        for (callers, calls_each) in [(1, 4_000), (64, 100)] {
+            let start = Instant::now();
+            let mut tasks = tokio::task::JoinSet::new();
+            for _ in 0..callers {
+                let server = server.clone();
+                tasks.spawn(async move {
+                    let mut latencies = Vec::with_capacity(calls_each);
+                    for _ in 0..calls_each {
+                        let mut arguments = Map::new();
+                        arguments.insert("expression".into(), "6*7".into());
+                        let call = Instant::now();
+                        let result = server.call("calculate", arguments, None).await.unwrap();
+                        latencies.push(call.elapsed());
+                        assert_ne!(result.is_error, Some(true));
+                    }
+                    latencies
+                });
+            }
+            let mut latencies: Vec<Duration> =
+                tasks.join_all().await.into_iter().flatten().collect();
+            let elapsed = start.elapsed();
+            latencies.sort();
+            println!(
+                "| {id} | {callers} | {} | {:.0} | {:.0} | {:.0} |",
+                latencies.len(),
+                latencies.len() as f64 / elapsed.as_secs_f64(),
+                percentile(&latencies, 0.5).as_secs_f64() * 1e6,
+                percentile(&latencies, 0.99).as_secs_f64() * 1e6,
+            );
+        }
+    }
+    pool.shutdown().await;
+}
+
+/// The demo tools on rmcp's streamable-HTTP server, in this process.
+async fn serve_demo_over_http() -> String {
+    use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+    use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
+    let service = StreamableHttpService::new(
+        || Ok(agenthost::demo_mcp::DemoTools::new()),
+        Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default(),
+    );
+    let app = Router::new().route_service("/mcp", service);
+    let (addr, listener) = nodelay_listener().await;
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}/mcp")
+}
+
+/// Benchmark 2: process start until it listens, with an empty compile
+/// cache and with a warm one. Median of five.
+fn startup() {
+    let cache = tempfile::tempdir().unwrap();
+    let mut cold = Vec::new();
+    let mut warm = Vec::new();
+    for _ in 0..5 {
+        std::fs::remove_dir_all(cache.path()).unwrap();
+        cold.push(time_to_ready(cache.path()));
+        warm.push(time_to_ready(cache.path()));
+    }
+    cold.sort();
+    warm.sort();
+    println!("\n### Start to ready (listening), median of five\n");
+    println!("| compile cache | ms |\n|---|---|");
+    println!("| cold (empty) | {} |", ms(cold[2]));
+    println!("| warm | {} |", ms(warm[2]));
+}
+
+fn time_to_ready(cache: &std::path::Path) -> Duration {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("agenthost.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "cache_dir = {:?}\ndata_dir = {:?}\n",
+            cache.display().to_string(),
+            dir.path().join("data").display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut command = Command::new(BIN);
+    command
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let start = Instant::now();
+    let host = Agenthost::spawn_command(command, dir);
+    let ready = start.elapsed();
+    drop(host);
+    ready
+}
