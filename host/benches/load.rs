@@ -11,7 +11,6 @@
 #[path = "../../tests/support/mod.rs"]
 mod support;
 
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -538,29 +537,9 @@ fn startup() {
 }
 
 fn time_to_ready(cache: &std::path::Path) -> Duration {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("agenthost.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "cache_dir = {:?}\ndata_dir = {:?}\n",
-            cache.display().to_string(),
-            dir.path().join("data").display().to_string()
-        ),
-    )
-    .unwrap();
-    let mut command = Command::new(BIN);
-    command
-        .arg("serve")
-        .arg("--config")
-        .arg(&config)
-        .args(["--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "info")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
+    let config = format!("cache_dir = {:?}\n", cache.display().to_string());
     let start = Instant::now();
-    let host = Agenthost::spawn_command(command, dir);
+    let host = Agenthost::start(&config);
     let ready = start.elapsed();
     drop(host);
     ready

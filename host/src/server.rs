@@ -1,11 +1,11 @@
 //! Assembling the server from its configuration and running it until a
 //! shutdown signal, then stopping every MCP child process.
 
-use axum::serve::ListenerExt;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
+use axum::serve::ListenerExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::{Agent, AgentError};

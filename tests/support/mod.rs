@@ -71,11 +71,16 @@ impl Agenthost {
     /// [`start`](Self::start), with extra environment variables.
     pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Agenthost {
         let dir = tempfile::tempdir().unwrap();
-        // Tests share compiled plugins but never a database.
-        let cache = format!(
-            "cache_dir = {:?}\n",
-            shared_cache_dir().display().to_string()
-        );
+        // Tests share compiled plugins, unless one brings its own cache,
+        // but never a database.
+        let cache = if config.contains("cache_dir") {
+            String::new()
+        } else {
+            format!(
+                "cache_dir = {:?}\n",
+                shared_cache_dir().display().to_string()
+            )
+        };
         let config = if config.contains("data_dir") {
             format!("{cache}{config}")
         } else {
