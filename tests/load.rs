@@ -198,7 +198,10 @@ async fn hundreds_of_concurrent_tool_chats_fail_none_and_leak_nothing() {
         after.fds_besides_connections() <= baseline.fds_besides_connections(),
         "fds grew: {baseline:?} -> {after:?}"
     );
-    assert!(after.model_connections <= CONCURRENCY, "{after:?}");
+    // Connections follow concurrency, not chats (~5,000 here). hyper may
+    // open a connection for a waiting request while another goes idle and
+    // keep both, so a few beyond one per client are normal.
+    assert!(after.model_connections <= 2 * CONCURRENCY, "{after:?}");
     assert_eq!(after.children, baseline.children, "child processes changed");
     assert_eq!(zombies_of(host.pid()), Vec::<u32>::new());
     let log = host.logs();
