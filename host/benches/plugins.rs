@@ -1,7 +1,7 @@
 //! What the built-in plugins cost per event through the real runtime, next
 //! to the very same plugin code compiled natively (its twin): each encoder
-//! on a canonical chat, each provider decoder on a recorded stream, and a
-//! fresh per-stream instance.
+//! on a canonical chat, each provider decoder on a recorded stream, and
+//! what setting up one response's stream costs.
 //!
 //! `cargo bench --bench plugins`. Results and goals are in BENCHMARKS.md.
 
@@ -127,9 +127,9 @@ fn plugin_runtime(rt: &tokio::runtime::Runtime) -> PluginRuntime {
 }
 
 /// Encodes the canonical chat `iters` times through the component, one
-/// call per event or one call per chat, each time on a fresh response
+/// call per event or one call per chat, each time on a new response
 /// stream as a server would; returns the time spent encoding, leaving out
-/// instantiation (measured on its own below).
+/// the stream's set-up (measured on its own below).
 fn wasm_encode(
     rt: &tokio::runtime::Runtime,
     plugin: &plugins::EncoderPlugin,
@@ -207,8 +207,8 @@ fn encoders(c: &mut Criterion) {
 }
 
 /// Decodes `frames`, fed one frame per call as the network delivers them,
-/// `iters` times through the component, each on a fresh instance as a
-/// server would; instantiation is left out of the time.
+/// `iters` times through the component, each with a new place in the
+/// plugin's instances as a server would; taking the place is left out.
 fn wasm_decode(
     rt: &tokio::runtime::Runtime,
     plugin: &plugins::ProviderPlugin,
@@ -272,14 +272,15 @@ fn decoders(c: &mut Criterion) {
     }
 }
 
-/// A fresh instance per response, from the pre-instantiated component.
-fn instantiation(c: &mut Criterion) {
+/// Setting up one response: a stream's place in one of the plugin's live
+/// instances and its resource (an encoder stream, a decoder).
+fn stream_setup(c: &mut Criterion) {
     let rt = tokio();
     let runtime = plugin_runtime(&rt);
     let (_, options) = canonical_chat!(agenthost::plugins);
     let encoder = runtime.encoder("feather").unwrap();
     let provider = runtime.provider("openai").unwrap();
-    let mut group = c.benchmark_group("instantiate");
+    let mut group = c.benchmark_group("stream-setup");
     group.bench_function("encoder-stream", |b| {
         b.iter(|| rt.block_on(async { black_box(encoder.instantiate(&options).await.unwrap()) }))
     });
@@ -305,6 +306,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = encoders, decoders, instantiation
+    targets = encoders, decoders, stream_setup
 }
 criterion_main!(benches);

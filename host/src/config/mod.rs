@@ -259,8 +259,11 @@ pub struct Limits {
     pub plugin_call_timeout_ms: u64,
     /// Linear memory one plugin instance may use.
     pub plugin_memory_mb: u64,
-    /// Output one plugin instance may produce over one response.
+    /// Output a plugin may produce for one response.
     pub plugin_output_mb: u64,
+    /// Streams that share one plugin instance at most; 1 gives each
+    /// running stream an instance to itself.
+    pub plugin_streams_per_instance: usize,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
     /// Largest tool result, serialized, passed on to the model and client.
@@ -273,6 +276,7 @@ impl Default for Limits {
             plugin_call_timeout_ms: 250,
             plugin_memory_mb: 64,
             plugin_output_mb: 64,
+            plugin_streams_per_instance: 32,
             max_body_bytes: 1 << 20,
             tool_result_max_bytes: 1 << 20,
         }
@@ -347,6 +351,11 @@ impl Config {
                     server.id
                 )));
             }
+        }
+        if self.limits.plugin_streams_per_instance == 0 {
+            return Err(ConfigError::Invalid(
+                "limits.plugin_streams_per_instance must be at least 1".into(),
+            ));
         }
         if self.agent.iteration_limit == 0 {
             return Err(ConfigError::Invalid(

@@ -1,9 +1,8 @@
-//! One plugin instance in its own store, with typed, deadline-armed calls.
-//!
-//! A store whose guest trapped must not be used again, so every failure is
-//! returned to the caller, who drops the instance with the response.
+//! A stream's typed view of a plugin: a lease on a shared instance (see
+//! [`super::shared`]) plus the resources the stream holds in it.
 
-use wasmtime::Store;
+use std::sync::Arc;
+
 use wasmtime::component::ResourceAny;
 
 use super::PluginFailure;
@@ -13,21 +12,8 @@ use super::bindings::{
     ChatEvent, ChatRequest, EncoderInfo, Outbound, PluginError, PluginMetadata, ProviderConfig,
     ProviderEvent, StreamOptions,
 };
-use super::sandbox::{PluginState, Sandbox, ticks_for};
-
-/// Maps a wasmtime error to what the client is told.
-fn failure(plugin: &str, sandbox_ms: u128, error: wasmtime::Error) -> PluginFailure {
-    if let Some(wasmtime::Trap::Interrupt) = error.downcast_ref::<wasmtime::Trap>() {
-        return PluginFailure::Timeout {
-            plugin: plugin.to_owned(),
-            ms: sandbox_ms,
-        };
-    }
-    PluginFailure::Trap {
-        plugin: plugin.to_owned(),
-        message: format!("{error:#}"),
-    }
-}
+use super::sandbox::PluginState;
+use super::shared::{InstancePool, Lease};
 
 fn reported(plugin: &str, error: PluginError) -> PluginFailure {
     PluginFailure::Reported {
@@ -36,87 +22,41 @@ fn reported(plugin: &str, error: PluginError) -> PluginFailure {
     }
 }
 
-/// What every instance needs to arm and attribute its calls.
-struct Guarded {
-    plugin: String,
-    store: Store<PluginState>,
-    timeout_ms: u128,
-    output_limit: usize,
-    output_left: usize,
-}
-
-impl Guarded {
-    fn new(plugin: &str, sandbox: &Sandbox) -> Guarded {
-        let limits = sandbox.limits();
-        Guarded {
-            plugin: plugin.to_owned(),
-            store: sandbox.new_store(),
-            timeout_ms: limits.call_timeout.as_millis(),
-            output_limit: limits.output_bytes,
-            output_left: limits.output_bytes,
-        }
-    }
-
-    /// Counts `bytes` of output against the instance's budget.
-    fn charge(&mut self, bytes: usize) -> Result<(), PluginFailure> {
-        let Some(left) = self.output_left.checked_sub(bytes) else {
-            return Err(PluginFailure::Output {
-                plugin: self.plugin.clone(),
-                mib: self.output_limit >> 20,
-            });
-        };
-        self.output_left = left;
-        Ok(())
-    }
-
-    /// Charges decoded events by the text they carry.
-    fn charge_events(&mut self, events: &[ProviderEvent]) -> Result<(), PluginFailure> {
-        let bytes = events
-            .iter()
-            .map(|event| match event {
-                ProviderEvent::TextDelta(text) | ProviderEvent::Error(text) => text.len(),
-                ProviderEvent::ToolCallBegin(begin) => begin.id.len() + begin.name.len(),
-                ProviderEvent::ToolCallFragment(fragment) => fragment.fragment.len(),
-                ProviderEvent::Finish(_) => 0,
-            })
-            .sum();
-        self.charge(bytes)
-    }
-
-    /// Runs one call into the guest under a fresh deadline.
-    async fn call<R>(
-        &mut self,
-        f: impl AsyncFnOnce(&mut Store<PluginState>) -> wasmtime::Result<R>,
-    ) -> Result<R, PluginFailure> {
-        self.store.set_epoch_deadline(ticks_for(self.timeout_ms));
-        f(&mut self.store)
-            .await
-            .map_err(|e| failure(&self.plugin, self.timeout_ms, e))
-    }
+/// Decoded text counts against the stream's output budget.
+fn decoded_bytes(events: &[ProviderEvent]) -> usize {
+    events
+        .iter()
+        .map(|event| match event {
+            ProviderEvent::TextDelta(text) | ProviderEvent::Error(text) => text.len(),
+            ProviderEvent::ToolCallBegin(begin) => begin.id.len() + begin.name.len(),
+            ProviderEvent::ToolCallFragment(fragment) => fragment.fragment.len(),
+            ProviderEvent::Finish(_) => 0,
+        })
+        .sum()
 }
 
 pub struct ProviderInstance {
-    guarded: Guarded,
-    api: Provider,
+    lease: Lease<Provider>,
 }
 
 impl ProviderInstance {
     pub(super) async fn new(
-        plugin: &str,
+        pool: &Arc<InstancePool<Provider>>,
         pre: &ProviderPre<PluginState>,
-        sandbox: &Sandbox,
     ) -> Result<ProviderInstance, PluginFailure> {
-        let mut guarded = Guarded::new(plugin, sandbox);
-        let api = guarded
-            .call(async |store| pre.instantiate_async(store).await)
+        let lease = pool
+            .lease(async |store| pre.instantiate_async(store).await)
             .await?;
-        Ok(ProviderInstance { guarded, api })
+        Ok(ProviderInstance { lease })
     }
 
     pub async fn metadata(&mut self) -> Result<PluginMetadata, PluginFailure> {
-        let api = self.api.agenthost_plugin_provider_api();
-        self.guarded
-            .call(async |store| api.call_metadata(store).await)
+        self.lease
+            .call(async |store, api| {
+                api.agenthost_plugin_provider_api()
+                    .call_metadata(store)
+                    .await
+            })
             .await
     }
 
@@ -125,20 +65,29 @@ impl ProviderInstance {
         config: &ProviderConfig,
         request: &ChatRequest,
     ) -> Result<Outbound, PluginFailure> {
-        let api = self.api.agenthost_plugin_provider_api();
-        let plugin = self.guarded.plugin.clone();
-        self.guarded
-            .call(async |store| api.call_build_request(store, config, request).await)
+        self.lease
+            .call(async |store, api| {
+                api.agenthost_plugin_provider_api()
+                    .call_build_request(store, config, request)
+                    .await
+            })
             .await?
-            .map_err(|e| reported(&plugin, e))
+            .map_err(|e| reported(self.lease.plugin(), e))
     }
 
     /// A decoder for one response body.
     pub async fn new_decoder(&mut self) -> Result<ResourceAny, PluginFailure> {
-        let api = self.api.agenthost_plugin_provider_api();
-        self.guarded
-            .call(async |store| api.decoder().call_constructor(store).await)
-            .await
+        let decoder = self
+            .lease
+            .call(async |store, api| {
+                api.agenthost_plugin_provider_api()
+                    .decoder()
+                    .call_constructor(store)
+                    .await
+            })
+            .await?;
+        self.lease.own(decoder);
+        Ok(decoder)
     }
 
     pub async fn feed(
@@ -146,14 +95,17 @@ impl ProviderInstance {
         decoder: ResourceAny,
         bytes: &[u8],
     ) -> Result<Vec<ProviderEvent>, PluginFailure> {
-        let api = self.api.agenthost_plugin_provider_api();
-        let plugin = self.guarded.plugin.clone();
         let events = self
-            .guarded
-            .call(async |store| api.decoder().call_feed(store, decoder, bytes).await)
+            .lease
+            .call(async |store, api| {
+                api.agenthost_plugin_provider_api()
+                    .decoder()
+                    .call_feed(store, decoder, bytes)
+                    .await
+            })
             .await?
-            .map_err(|e| reported(&plugin, e))?;
-        self.guarded.charge_events(&events)?;
+            .map_err(|e| reported(self.lease.plugin(), e))?;
+        self.lease.charge(decoded_bytes(&events))?;
         Ok(events)
     }
 
@@ -162,98 +114,97 @@ impl ProviderInstance {
         &mut self,
         decoder: ResourceAny,
     ) -> Result<Vec<ProviderEvent>, PluginFailure> {
-        let api = self.api.agenthost_plugin_provider_api();
-        let plugin = self.guarded.plugin.clone();
         let events = self
-            .guarded
-            .call(async |store| api.decoder().call_finish(store, decoder).await)
+            .lease
+            .call(async |store, api| {
+                api.agenthost_plugin_provider_api()
+                    .decoder()
+                    .call_finish(store, decoder)
+                    .await
+            })
             .await?
-            .map_err(|e| reported(&plugin, e))?;
-        self.guarded.charge_events(&events)?;
-        self.guarded
-            .call(async |store| decoder.resource_drop_async(store).await)
-            .await?;
+            .map_err(|e| reported(self.lease.plugin(), e))?;
+        self.lease.charge(decoded_bytes(&events))?;
+        self.lease.release(decoder).await?;
         Ok(events)
     }
 }
 
 pub struct EncoderInstance {
-    guarded: Guarded,
-    api: Encoder,
+    lease: Lease<Encoder>,
     stream: ResourceAny,
 }
 
 impl EncoderInstance {
     pub(super) async fn new(
-        plugin: &str,
+        pool: &Arc<InstancePool<Encoder>>,
         pre: &EncoderPre<PluginState>,
-        sandbox: &Sandbox,
         options: &StreamOptions,
     ) -> Result<EncoderInstance, PluginFailure> {
-        let mut guarded = Guarded::new(plugin, sandbox);
-        let api = guarded
-            .call(async |store| pre.instantiate_async(store).await)
+        let mut lease = pool
+            .lease(async |store| pre.instantiate_async(store).await)
             .await?;
-        let guest = api.agenthost_plugin_encoder_api();
-        let stream = guarded
-            .call(async |store| {
-                guest
+        let stream = lease
+            .call(async |store, api| {
+                api.agenthost_plugin_encoder_api()
                     .response_stream()
                     .call_constructor(store, options)
                     .await
             })
             .await?;
-        Ok(EncoderInstance {
-            guarded,
-            api,
-            stream,
-        })
+        lease.own(stream);
+        Ok(EncoderInstance { lease, stream })
     }
 
-    /// Instantiates once to read what the plugin says about itself.
+    /// What the plugin says about itself, from an instance of `pool`.
     pub(super) async fn describe(
-        plugin: &str,
+        pool: &Arc<InstancePool<Encoder>>,
         pre: &EncoderPre<PluginState>,
-        sandbox: &Sandbox,
     ) -> Result<(PluginMetadata, EncoderInfo), PluginFailure> {
-        let mut guarded = Guarded::new(plugin, sandbox);
-        let api = guarded
-            .call(async |store| pre.instantiate_async(store).await)
+        let mut lease = pool
+            .lease(async |store| pre.instantiate_async(store).await)
             .await?;
-        let guest = api.agenthost_plugin_encoder_api();
-        let metadata = guarded
-            .call(async |store| guest.call_metadata(store).await)
-            .await?;
-        let info = guarded
-            .call(async |store| guest.call_info(store).await)
-            .await?;
-        Ok((metadata, info))
+        lease
+            .call(async |store, api| {
+                let guest = api.agenthost_plugin_encoder_api();
+                let metadata = guest.call_metadata(&mut *store).await?;
+                Ok((metadata, guest.call_info(store).await?))
+            })
+            .await
+    }
+
+    #[cfg(test)]
+    pub(super) fn lease(&self) -> &Lease<Encoder> {
+        &self.lease
     }
 
     pub async fn encode(&mut self, events: &[ChatEvent]) -> Result<Vec<u8>, PluginFailure> {
-        let guest = self.api.agenthost_plugin_encoder_api();
         let stream = self.stream;
         let bytes = self
-            .guarded
-            .call(async |store| {
-                guest
+            .lease
+            .call(async |store, api| {
+                api.agenthost_plugin_encoder_api()
                     .response_stream()
                     .call_encode(store, stream, events)
                     .await
             })
             .await?;
-        self.guarded.charge(bytes.len())?;
+        self.lease.charge(bytes.len())?;
         Ok(bytes)
     }
 
     pub async fn finish(&mut self) -> Result<Vec<u8>, PluginFailure> {
-        let guest = self.api.agenthost_plugin_encoder_api();
         let stream = self.stream;
         let bytes = self
-            .guarded
-            .call(async |store| guest.response_stream().call_finish(store, stream).await)
+            .lease
+            .call(async |store, api| {
+                api.agenthost_plugin_encoder_api()
+                    .response_stream()
+                    .call_finish(store, stream)
+                    .await
+            })
             .await?;
-        self.guarded.charge(bytes.len())?;
+        self.lease.charge(bytes.len())?;
         Ok(bytes)
     }
 }

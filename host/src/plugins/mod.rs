@@ -2,9 +2,10 @@
 //!
 //! Every provider adapter and stream format is a component implementing a
 //! world of `wit/plugin.wit`. The built-in ones are embedded in the binary;
-//! more are loaded from the plugins directory. Each response gets its own
-//! instance (see [`instance`]), so a plugin that traps, overruns its
-//! deadline or its memory cap fails only the response that used it.
+//! more are loaded from the plugins directory. Each stream holds its state
+//! in one of a few instances its plugin keeps (see [`shared`]), so a
+//! plugin that traps, overruns its deadline or its memory cap fails only
+//! the streams that instance held.
 
 mod bindings;
 mod builtin;
@@ -12,6 +13,7 @@ mod cache;
 mod capabilities;
 mod instance;
 mod sandbox;
+mod shared;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -21,10 +23,11 @@ pub use bindings::*;
 pub use instance::{EncoderInstance, ProviderInstance};
 pub use sandbox::SandboxLimits;
 
-use bindings::encoder::EncoderPre;
-use bindings::provider::ProviderPre;
+use bindings::encoder::{Encoder, EncoderPre};
+use bindings::provider::{Provider, ProviderPre};
 use cache::CompileCache;
 use sandbox::{PluginState, Sandbox};
+use shared::InstancePool;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PluginFailure {
@@ -42,6 +45,8 @@ pub enum PluginFailure {
     Timeout { plugin: String, ms: u128 },
     #[error("plugin `{plugin}` crashed: {message}")]
     Trap { plugin: String, message: String },
+    #[error("plugin `{plugin}` crashed while serving another stream; retry")]
+    Lost { plugin: String },
     #[error("plugin `{plugin}` failed: {message}")]
     Reported { plugin: String, message: String },
     #[error("plugin `{plugin}` produced more than its {mib} MiB of output and was stopped")]
@@ -53,7 +58,7 @@ pub struct ProviderPlugin {
     /// `built-in <file>` or the file it was loaded from.
     pub origin: String,
     pre: ProviderPre<PluginState>,
-    sandbox: Arc<Sandbox>,
+    instances: Arc<InstancePool<Provider>>,
 }
 
 pub struct EncoderPlugin {
@@ -61,7 +66,7 @@ pub struct EncoderPlugin {
     pub info: EncoderInfo,
     pub origin: String,
     pre: EncoderPre<PluginState>,
-    sandbox: Arc<Sandbox>,
+    instances: Arc<InstancePool<Encoder>>,
 }
 
 pub struct PluginRuntime {
@@ -291,27 +296,31 @@ impl PluginRuntime {
             let pre = ProviderPre::new(instance_pre).map_err(|e| {
                 refuse(format!("its exports do not match {PROVIDER_EXPORT}: {e:#}"))
             })?;
-            let mut probe = ProviderInstance::new(origin, &pre, &self.sandbox).await?;
-            let metadata = probe.metadata().await?;
+            let probes = InstancePool::new(origin, self.sandbox.clone());
+            let metadata = ProviderInstance::new(&probes, &pre)
+                .await?
+                .metadata()
+                .await?;
             expect_kind(&metadata, PluginKind::Provider).map_err(refuse)?;
             let plugin = ProviderPlugin {
+                instances: InstancePool::new(&metadata.name, self.sandbox.clone()),
                 metadata: metadata.clone(),
                 origin: origin.to_owned(),
                 pre,
-                sandbox: self.sandbox.clone(),
             };
             (metadata, Loaded::Provider(plugin))
         } else {
             let pre = EncoderPre::new(instance_pre)
                 .map_err(|e| refuse(format!("its exports do not match {ENCODER_EXPORT}: {e:#}")))?;
-            let (metadata, info) = EncoderInstance::describe(origin, &pre, &self.sandbox).await?;
+            let probes = InstancePool::new(origin, self.sandbox.clone());
+            let (metadata, info) = EncoderInstance::describe(&probes, &pre).await?;
             expect_kind(&metadata, PluginKind::Encoder).map_err(refuse)?;
             let plugin = EncoderPlugin {
+                instances: InstancePool::new(&metadata.name, self.sandbox.clone()),
                 metadata: metadata.clone(),
                 info,
                 origin: origin.to_owned(),
                 pre,
-                sandbox: self.sandbox.clone(),
             };
             (metadata, Loaded::Encoder(plugin))
         };
@@ -382,19 +391,19 @@ impl PluginRuntime {
 }
 
 impl ProviderPlugin {
-    /// A fresh instance for one chat request.
+    /// A place in one of the plugin's instances for one chat request.
     pub async fn instantiate(&self) -> Result<ProviderInstance, PluginFailure> {
-        ProviderInstance::new(&self.metadata.name, &self.pre, &self.sandbox).await
+        ProviderInstance::new(&self.instances, &self.pre).await
     }
 }
 
 impl EncoderPlugin {
-    /// A fresh instance holding the encoder for one response.
+    /// The encoder for one response, in one of the plugin's instances.
     pub async fn instantiate(
         &self,
         options: &StreamOptions,
     ) -> Result<EncoderInstance, PluginFailure> {
-        EncoderInstance::new(&self.metadata.name, &self.pre, &self.sandbox, options).await
+        EncoderInstance::new(&self.instances, &self.pre, options).await
     }
 }
 

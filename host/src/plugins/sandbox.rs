@@ -23,6 +23,8 @@ pub struct SandboxLimits {
     /// What one instance may hand back over its life (encoded bytes, or
     /// decoded text): a memory cap bounds one call, not a stream of them.
     pub output_bytes: usize,
+    /// Streams one instance holds at once (see [`super::shared`]).
+    pub streams_per_instance: usize,
 }
 
 impl SandboxLimits {
@@ -31,6 +33,7 @@ impl SandboxLimits {
             call_timeout: Duration::from_millis(limits.plugin_call_timeout_ms),
             memory_bytes: (limits.plugin_memory_mb as usize) << 20,
             output_bytes: (limits.plugin_output_mb as usize) << 20,
+            streams_per_instance: limits.plugin_streams_per_instance,
         }
     }
 }

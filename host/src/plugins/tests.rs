@@ -7,15 +7,21 @@ use super::*;
 
 /// The built-ins under generous limits; shared with the fuzz tests.
 pub(super) async fn runtime() -> PluginRuntime {
+    sharing_runtime(32).await
+}
+
+/// [`runtime`], with `streams` streams per instance at most.
+pub(super) async fn sharing_runtime(streams: usize) -> PluginRuntime {
     let limits = SandboxLimits {
         call_timeout: Duration::from_secs(5),
         memory_bytes: 64 << 20,
         output_bytes: 64 << 20,
+        streams_per_instance: streams,
     };
     PluginRuntime::new(limits, None).await.unwrap()
 }
 
-async fn simple_stream(runtime: &PluginRuntime) -> EncoderInstance {
+pub(super) async fn simple_stream(runtime: &PluginRuntime) -> EncoderInstance {
     let options = StreamOptions {
         response_id: "r".into(),
         model: "m".into(),
