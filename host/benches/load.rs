@@ -369,11 +369,14 @@ async fn chats() {
 const STREAM_CLIENTS: usize = 100;
 
 /// Benchmark 4: N streams held open against a model that sends one chunk
-/// a second; agenthost's RSS per stream once all have begun.
+/// a second: agenthost's RSS and memory mappings a few seconds after every
+/// stream has started, then whether every stream ran to its end.
 async fn open_streams() {
     println!("\n### Open streams: simple frontend, model sends one chunk per second\n");
-    println!("| streams | opened | errors | RSS idle MiB | RSS open MiB | KiB per stream |");
-    println!("|---|---|---|---|---|---|");
+    println!(
+        "| streams | completed | errors | RSS idle MiB | RSS open MiB | KiB per stream | memory mappings |"
+    );
+    println!("|---|---|---|---|---|---|---|");
     for n in [1_000, 10_000] {
         let llm = MockLlm::answering(text_answer, Duration::from_secs(1)).await;
         let host = start_agenthost(&llm).await;
@@ -387,58 +390,53 @@ async fn open_streams() {
             })
             .collect();
         let mut streams = tokio::task::JoinSet::new();
-        let (begun_tx, mut begun_rx) = tokio::sync::mpsc::channel(n);
+        let (started_tx, mut started_rx) = tokio::sync::mpsc::channel(n);
         for i in 0..n {
-            let (client, url, begun) = (
+            let (client, url, started) = (
                 clients[i % STREAM_CLIENTS].clone(),
                 host.url("/chat/stream"),
-                begun_tx.clone(),
+                started_tx.clone(),
             );
             streams.spawn(async move {
-                let opened = async {
-                    let response = client
-                        .post(url)
-                        .body(r#"{"message": "Take your time."}"#)
-                        .send()
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    if !response.status().is_success() {
-                        return Err(response.status().to_string());
-                    }
-                    let mut body = response.bytes_stream();
-                    body.next()
-                        .await
-                        .ok_or("ended at once")?
-                        .map_err(|e| e.to_string())?;
-                    Ok(body)
+                let response = client
+                    .post(url)
+                    .body(r#"{"message": "Take your time."}"#)
+                    .send()
+                    .await;
+                let _ = started.send(()).await;
+                let response = response.map_err(|e| e.to_string())?;
+                if !response.status().is_success() {
+                    return Err(response.status().to_string());
                 }
-                .await;
-                let _ = begun.send(opened.as_ref().err().cloned()).await;
-                if let Ok(mut body) = opened {
-                    // Hold the stream until the run ends.
-                    while let Some(Ok(_)) = body.next().await {}
+                let body = response.text().await.map_err(|e| e.to_string())?;
+                match body.ends_with("data: [DONE]\n\n") {
+                    true => Ok(()),
+                    false => Err(format!("incomplete: {body}")),
                 }
             });
         }
+        for _ in 0..n {
+            started_rx.recv().await;
+        }
+        // Mid-answer: every stream is open, none has finished.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let open = proc_status_kib(host.pid(), "VmRSS:");
+        let mappings = std::fs::read_to_string(format!("/proc/{}/maps", host.pid()))
+            .map_or(0, |maps| maps.lines().count());
         let mut errors = 0;
         let mut first_error = None;
         let deadline = Instant::now() + Duration::from_secs(120);
-        for _ in 0..n {
-            match tokio::time::timeout_at(deadline.into(), begun_rx.recv()).await {
-                Ok(Some(None)) => {}
-                Ok(Some(Some(e))) => {
-                    errors += 1;
-                    first_error.get_or_insert(e);
-                }
-                _ => {
-                    errors += 1;
-                    first_error.get_or_insert("not begun within 120 s".into());
-                }
+        while let Ok(Some(ended)) =
+            tokio::time::timeout_at(deadline.into(), streams.join_next()).await
+        {
+            if let Err(e) = ended.map_err(|e| e.to_string()).and_then(|r| r) {
+                errors += 1;
+                first_error.get_or_insert(e);
             }
         }
-        let open = proc_status_kib(host.pid(), "VmRSS:");
+        errors += streams.len();
         println!(
-            "| {n} | {} | {errors} | {} | {} | {:.0} |",
+            "| {n} | {} | {errors} | {} | {} | {:.0} | {mappings} |",
             n - errors,
             idle / 1024,
             open / 1024,
