@@ -225,14 +225,14 @@ struct Measured {
     first_byte: Vec<Duration>,
 }
 
-/// Runs `CONCURRENCY` clients against `target` for `duration`.
-async fn measure(target: &Target, duration: Duration) -> Measured {
+/// Runs `clients` clients against `target` for `duration`.
+async fn measure(target: &Target, clients: usize, duration: Duration) -> Measured {
     let client = client();
     let target = Arc::new(target.clone());
     let start = Instant::now();
     let until = start + duration;
     let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..CONCURRENCY {
+    for _ in 0..clients {
         let (client, target) = (client.clone(), target.clone());
         workers.spawn(async move {
             let mut results = Vec::new();
@@ -318,23 +318,32 @@ async fn forward(
     }
 }
 
-/// Benchmark 3: throughput and latency of every target in one run.
+/// Benchmark 3: throughput and latency of every target in one run, at
+/// full load (`CONCURRENCY` clients) and unloaded (one client), where
+/// latency is the path's own rather than queueing for the cores.
 async fn chats() {
     let llm = MockLlm::answering(text_answer, Duration::ZERO).await;
     let tools_llm = MockLlm::answering(calculate_then_answer, Duration::ZERO).await;
     let proxy = start_passthrough(llm.base_url.clone()).await;
     let host = start_agenthost(&llm).await;
     let tools_host = start_agenthost(&tools_llm).await;
+    let targets = targets(&llm, &proxy, &host, &tools_host).await;
+    for clients in [CONCURRENCY, 1] {
+        chats_table(&targets, clients).await;
+    }
+}
+
+async fn chats_table(targets: &[Target], clients: usize) {
     println!(
-        "\n### End-to-end chats: {CONCURRENCY} concurrent clients, {} s each, {LOAD_TEXT_CHUNKS} text chunks per answer\n",
+        "\n### End-to-end chats: {clients} concurrent clients, {} s each, {LOAD_TEXT_CHUNKS} text chunks per answer\n",
         MEASURE.as_secs()
     );
     println!("| target | chats/s | p50 ms | p99 ms | TTFB p50 ms | errors | vs passthrough |");
     println!("|---|---|---|---|---|---|---|");
     let mut passthrough = None;
-    for target in targets(&llm, &proxy, &host, &tools_host).await {
-        measure(&target, WARM_UP).await;
-        let m = measure(&target, MEASURE).await;
+    for target in targets {
+        measure(target, clients, WARM_UP).await;
+        let m = measure(target, clients, MEASURE).await;
         let p50 = percentile(&m.latency, 0.5);
         let ratio = match passthrough {
             Some((rate, latency)) => format!(
