@@ -84,10 +84,10 @@ impl<A> InstancePool<A> {
         self: &Arc<Self>,
         instantiate: impl AsyncFnOnce(&mut Store<PluginState>) -> wasmtime::Result<A>,
     ) -> Result<Lease<A>, PluginFailure> {
+        let limits = self.sandbox.limits();
         let instance = match self.pick() {
             Some(instance) => instance,
             None => {
-                let limits = self.sandbox.limits();
                 let mut store = self.sandbox.new_store();
                 store.set_epoch_deadline(ticks_for(limits.call_timeout.as_millis()));
                 let api = instantiate(&mut store)
@@ -104,7 +104,6 @@ impl<A> InstancePool<A> {
                 instance
             }
         };
-        let limits = self.sandbox.limits();
         Ok(Lease {
             pool: self.clone(),
             instance,
