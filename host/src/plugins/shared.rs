@@ -108,8 +108,6 @@ impl<A> InstancePool<A> {
             pool: self.clone(),
             instance,
             resources: Vec::new(),
-            timeout_ms: limits.call_timeout.as_millis(),
-            output_limit: limits.output_bytes,
             output_left: limits.output_bytes,
         })
     }
@@ -154,8 +152,6 @@ pub(super) struct Lease<A> {
     instance: Arc<Instance<A>>,
     /// The stream's resources in the instance, dropped with the lease.
     resources: Vec<ResourceAny>,
-    timeout_ms: u128,
-    output_limit: usize,
     output_left: usize,
 }
 
@@ -191,7 +187,8 @@ impl<A> Lease<A> {
             });
         }
         let Live { store, api } = &mut *live;
-        store.set_epoch_deadline(ticks_for(self.timeout_ms));
+        let timeout_ms = self.pool.sandbox.limits().call_timeout.as_millis();
+        store.set_epoch_deadline(ticks_for(timeout_ms));
         let mut unfinished = BreakUnlessFinished {
             broken: &instance.broken,
             finished: false,
@@ -209,7 +206,7 @@ impl<A> Lease<A> {
         unfinished.finished = true;
         result.map_err(|e| {
             instance.broken.store(true, Ordering::Release);
-            failure(&self.pool.plugin, self.timeout_ms, e)
+            failure(&self.pool.plugin, timeout_ms, e)
         })
     }
 
@@ -218,7 +215,7 @@ impl<A> Lease<A> {
         let Some(left) = self.output_left.checked_sub(bytes) else {
             return Err(PluginFailure::Output {
                 plugin: self.pool.plugin.clone(),
-                mib: self.output_limit >> 20,
+                mib: self.pool.sandbox.limits().output_bytes >> 20,
             });
         };
         self.output_left = left;
@@ -255,7 +252,7 @@ impl Drop for BreakUnlessFinished<'_> {
 }
 
 /// Maps a wasmtime error to what the client is told.
-pub(super) fn failure(plugin: &str, timeout_ms: u128, error: wasmtime::Error) -> PluginFailure {
+fn failure(plugin: &str, timeout_ms: u128, error: wasmtime::Error) -> PluginFailure {
     if let Some(wasmtime::Trap::Interrupt) = error.downcast_ref::<wasmtime::Trap>() {
         return PluginFailure::Timeout {
             plugin: plugin.to_owned(),
