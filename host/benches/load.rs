@@ -3,7 +3,9 @@
 //! Markdown tables for BENCHMARKS.md.
 //!
 //! `cargo bench --bench load` runs everything; name sections to run fewer:
-//! `cargo bench --bench load -- chats streams mcp startup`.
+//! `cargo bench --bench load -- chats streams mcp startup`. To profile
+//! some chat targets alone, name them (case-insensitive substrings, comma
+//! separated) in `BENCH_TARGETS`, e.g. `BENCH_TARGETS=passthrough,feather`.
 //!
 //! Every end-to-end figure of one section comes from the same run, so the
 //! ratios between targets hold even on a noisy machine.
@@ -327,7 +329,19 @@ async fn chats() {
     let proxy = start_passthrough(llm.base_url.clone()).await;
     let host = start_agenthost(&llm).await;
     let tools_host = start_agenthost(&tools_llm).await;
-    let targets = targets(&llm, &proxy, &host, &tools_host).await;
+    let only = std::env::var("BENCH_TARGETS")
+        .unwrap_or_default()
+        .to_lowercase();
+    let targets: Vec<Target> = targets(&llm, &proxy, &host, &tools_host)
+        .await
+        .into_iter()
+        .filter(|t| {
+            only.is_empty()
+                || only
+                    .split(',')
+                    .any(|o| t.name.to_lowercase().contains(o.trim()))
+        })
+        .collect();
     for clients in [CONCURRENCY, 1] {
         chats_table(&targets, clients).await;
     }
