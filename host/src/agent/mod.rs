@@ -26,7 +26,7 @@ use crate::plugins::{
     TurnEnd,
 };
 use turn::{CallIds, Turn};
-use upstream::{Upstream, UpstreamError};
+use upstream::{ProviderBody, Upstream, UpstreamError};
 
 /// Batches of events in flight between the loop and a response body.
 const EVENT_BUFFER: usize = 32;
@@ -264,11 +264,12 @@ impl Agent {
             }
             Outbound::Http(http) => {
                 let key = route.provider.api_key.as_ref();
-                let mut response = cancellable(events, self.upstream.send(&http, key))
+                let response = cancellable(events, self.upstream.send(&http, key))
                     .await?
                     .map_err(AgentError::Unavailable)?;
+                let mut body = ProviderBody::new(response);
                 while let Some(chunk) =
-                    cancellable(events, self.upstream.next_chunk(&mut response)).await??
+                    cancellable(events, self.upstream.next_chunk(&mut body)).await??
                 {
                     let decoded = instance.feed(decoder, &chunk).await?;
                     send(events, turn.apply(decoded)).await?;

@@ -13,12 +13,15 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::FutureExt;
 
 use crate::config::{AgentConfig, Secret, seconds};
 use crate::plugins::{AuthScheme, HttpRequest};
 
 /// Error bodies are shown to clients; long ones are cut.
 const MAX_ERROR_BODY: usize = 2048;
+/// Most bytes of the provider's body joined into one decoder call.
+const MAX_JOINED: usize = 64 * 1024;
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(8);
 
@@ -162,16 +165,66 @@ impl Upstream {
         })
     }
 
-    /// The next chunk of the body, `None` at its end.
+    /// The next piece of the body, `None` at its end.
     pub async fn next_chunk(
         &self,
-        response: &mut reqwest::Response,
+        body: &mut ProviderBody,
     ) -> Result<Option<Bytes>, UpstreamError> {
-        tokio::time::timeout(self.idle_timeout, response.chunk())
+        if let Some(error) = body.failed.take() {
+            return Err(error);
+        }
+        let first = tokio::time::timeout(self.idle_timeout, body.response.chunk())
             .await
             .map_err(|_| UpstreamError::Idle(self.idle_timeout.as_secs_f64()))?
-            .map_err(|e| UpstreamError::Body(e.without_url().to_string()))
+            .map_err(body_error)?;
+        let Some(first) = first else {
+            return Ok(None);
+        };
+        Ok(Some(body.take_ready(first)))
     }
+}
+
+/// A provider's streamed answer, read in pieces.
+pub struct ProviderBody {
+    response: reqwest::Response,
+    /// An error met while taking what was ready, reported on the next read
+    /// so the bytes before it are decoded first.
+    failed: Option<UpstreamError>,
+}
+
+impl ProviderBody {
+    pub fn new(response: reqwest::Response) -> ProviderBody {
+        ProviderBody {
+            response,
+            failed: None,
+        }
+    }
+
+    /// `first` joined by whatever else has already arrived. Providers send
+    /// each SSE event as an HTTP chunk of its own; when several are in
+    /// hand, one decoder call and one event batch serve them all, and the
+    /// client gets them in one write.
+    fn take_ready(&mut self, first: Bytes) -> Bytes {
+        let mut joined: Option<Vec<u8>> = None;
+        while joined.as_ref().map_or(first.len(), Vec::len) < MAX_JOINED {
+            let more = match self.response.chunk().now_or_never() {
+                Some(Ok(Some(more))) => more,
+                Some(Err(e)) => {
+                    self.failed = Some(body_error(e));
+                    break;
+                }
+                Some(Ok(None)) | None => break,
+            };
+            joined
+                .get_or_insert_with(|| first.to_vec())
+                .extend_from_slice(&more);
+        }
+        joined.map_or(first, Bytes::from)
+    }
+}
+
+fn body_error(e: reqwest::Error) -> UpstreamError {
+    UpstreamError::Body(e.without_url().to_string())
 }
 
 /// Exponential backoff with full jitter in its upper half.
@@ -215,6 +268,36 @@ mod tests {
                 "{attempt}: {delay:?}"
             );
         }
+    }
+
+    fn body_of(pieces: Vec<Result<&'static str, std::io::Error>>) -> ProviderBody {
+        let stream = futures::stream::iter(pieces.into_iter().map(|p| p.map(Bytes::from)));
+        let response = axum::http::Response::new(reqwest::Body::wrap_stream(stream));
+        ProviderBody::new(reqwest::Response::from(response))
+    }
+
+    #[tokio::test]
+    async fn joins_what_has_arrived_and_reports_errors_after_it() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let upstream = Upstream::new(&AgentConfig::default()).unwrap();
+        let mut body = body_of(vec![
+            Ok("data: 1\n\n"),
+            Ok("data: 2\n\n"),
+            Ok("data: 3\n\n"),
+        ]);
+        let piece = upstream.next_chunk(&mut body).await.unwrap();
+        assert_eq!(
+            piece.as_deref(),
+            Some(&b"data: 1\n\ndata: 2\n\ndata: 3\n\n"[..])
+        );
+        assert!(upstream.next_chunk(&mut body).await.unwrap().is_none());
+
+        let broken = std::io::Error::other("reset");
+        let mut body = body_of(vec![Ok("data: 1\n\n"), Err(broken), Ok("never")]);
+        let piece = upstream.next_chunk(&mut body).await.unwrap();
+        assert_eq!(piece.as_deref(), Some(&b"data: 1\n\n"[..]));
+        let error = upstream.next_chunk(&mut body).await.unwrap_err();
+        assert!(matches!(error, UpstreamError::Body(_)), "{error}");
     }
 
     #[test]
