@@ -611,6 +611,12 @@ async fn connections_keep_credentials_sealed_and_test_calls_go_through_them() {
     .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["tools"][1]["enabled"], false);
+    let offered = offered_tools(&host, &llm).await;
+    assert!(
+        offered.contains(&"acme_crm__lookup_contact".to_owned())
+            && !offered.contains(&"acme_crm__update_contact".to_owned()),
+        "the next chat no longer offers a disabled tool: {offered:?}"
+    );
     let (status, answer) = send_json(&host, Method::POST, &test_call, Some(ADMIN), &update).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(
@@ -632,6 +638,11 @@ async fn connections_keep_credentials_sealed_and_test_calls_go_through_them() {
     );
     let (status, _) = send_json(&host, Method::POST, &test_call, Some(VIEWER), &lookup).await;
     assert_eq!(status, StatusCode::OK, "viewers may test read-only tools");
+    let offered = offered_tools(&host, &llm).await;
+    assert!(
+        offered.contains(&"acme_crm__update_contact".to_owned()),
+        "an enabled tool is offered again: {offered:?}"
+    );
 
     // A chat pinned to an end user reaches the connection with the pin.
     llm.respond(tool_call_turn(&[(
@@ -742,10 +753,39 @@ async fn connections_keep_credentials_sealed_and_test_calls_go_through_them() {
     let host = start(&llm, Some(data.path()));
     let (status, _) = send_json(&host, Method::DELETE, &base, Some(VIEWER), "").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        offered_tools(&host, &llm)
+            .await
+            .contains(&"acme_crm__lookup_contact".to_owned())
+    );
     let (status, _) = send_json(&host, Method::DELETE, &base, Some(ADMIN), "").await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, _) = send_json(&host, Method::GET, &base, Some(ADMIN), "").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    let offered = offered_tools(&host, &llm).await;
+    assert!(
+        offered.iter().all(|name| !name.starts_with("acme_crm__")),
+        "a deleted connection's tools are gone from the next chat: {offered:?}"
+    );
+}
+
+/// The tools a new chat offers the model.
+async fn offered_tools(host: &Agenthost, llm: &MockLlm) -> Vec<String> {
+    llm.respond(text_turn("Hi."));
+    chat(
+        host,
+        ADMIN,
+        json!({ "messages": [{ "role": "user", "content": "Hi" }] }),
+    )
+    .await;
+    let requests = llm.requests();
+    let last = requests.last().expect("the chat reached the model");
+    last.body["tools"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["function"]["name"].as_str().map(str::to_owned))
+        .collect()
 }
 
 #[tokio::test]

@@ -9,7 +9,7 @@
 pub mod crypto;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
@@ -90,6 +90,17 @@ pub struct Connections {
     key_env: String,
     /// Servers opened so far, by connection id.
     live: tokio::sync::Mutex<HashMap<String, Arc<ServerEntry>>>,
+    /// Each org's rows as last read, so a chat need not ask the database.
+    catalogue: Mutex<Catalogue>,
+}
+
+/// Orgs' connection rows. Every change to an org's connections drops its
+/// entry and moves the generation on, so a read that raced the change is
+/// not kept.
+#[derive(Default)]
+struct Catalogue {
+    generation: u64,
+    orgs: HashMap<String, Arc<Vec<ConnectionRow>>>,
 }
 
 impl Connections {
@@ -107,6 +118,7 @@ impl Connections {
             sealer,
             key_env,
             live: Default::default(),
+            catalogue: Default::default(),
         }
     }
 
@@ -171,7 +183,9 @@ impl Connections {
             tools,
         };
         let view = view(&row);
-        if !self.store.insert_connection(row).await? {
+        let inserted = self.store.insert_connection(row).await;
+        self.forget(org);
+        if !inserted? {
             entry.retire().await;
             return Err(ConnectionError::Duplicate(name));
         }
@@ -195,7 +209,9 @@ impl Connections {
     }
 
     pub async fn delete(&self, org: &str, id: &str) -> Result<(), ConnectionError> {
-        if !self.store.delete_connection(org, id).await? {
+        let deleted = self.store.delete_connection(org, id).await;
+        self.forget(org);
+        if !deleted? {
             return Err(ConnectionError::NotFound(id.to_owned()));
         }
         if let Some(entry) = self.live.lock().await.remove(id) {
@@ -212,7 +228,9 @@ impl Connections {
         enabled: bool,
     ) -> Result<Connection, ConnectionError> {
         let row = self.row(org, id).await?;
-        if !self.store.set_tool_enabled(org, id, slug, enabled).await? {
+        let changed = self.store.set_tool_enabled(org, id, slug, enabled).await;
+        self.forget(org);
+        if !changed? {
             return Err(ConnectionError::ToolUnavailable {
                 slug: slug.to_owned(),
                 connection: row.id,
@@ -263,10 +281,10 @@ impl Connections {
     /// out with a warning, so one dead server does not stop every chat.
     pub async fn org_tool_set(&self, org: &str) -> ToolSet {
         let mut selections = self.pool.reachable_selections().await;
-        match self.store.connections(Some(org)).await {
+        match self.org_rows(org).await {
             Ok(rows) => {
-                for row in rows {
-                    if let Some(selection) = self.selection(&row).await {
+                for row in rows.iter() {
+                    if let Some(selection) = self.selection(row).await {
                         selections.push(selection);
                     }
                 }
@@ -274,6 +292,35 @@ impl Connections {
             Err(e) => tracing::error!(%org, "cannot read connections: {e}"),
         }
         mcp::tool_set(&selections).await.unwrap_or_default()
+    }
+
+    /// The org's connections, from the catalogue when it has them.
+    async fn org_rows(&self, org: &str) -> Result<Arc<Vec<ConnectionRow>>, StoreError> {
+        let generation = {
+            let catalogue = self.catalogue();
+            if let Some(rows) = catalogue.orgs.get(org) {
+                return Ok(rows.clone());
+            }
+            catalogue.generation
+        };
+        let rows = Arc::new(self.store.connections(Some(org)).await?);
+        let mut catalogue = self.catalogue();
+        if catalogue.generation == generation {
+            catalogue.orgs.insert(org.to_owned(), rows.clone());
+        }
+        Ok(rows)
+    }
+
+    /// Called after every write to an org's connections, whether or not
+    /// it succeeded.
+    fn forget(&self, org: &str) {
+        let mut catalogue = self.catalogue();
+        catalogue.generation += 1;
+        catalogue.orgs.remove(org);
+    }
+
+    fn catalogue(&self) -> std::sync::MutexGuard<'_, Catalogue> {
+        self.catalogue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     async fn selection(&self, row: &ConnectionRow) -> Option<Selection> {
