@@ -169,10 +169,8 @@ impl Store {
             message_count: 0,
         };
         self.run(move |c| {
-            c.execute(
-                "INSERT INTO sessions (id, created_at) VALUES (?1, ?2)",
-                params![id, created_at],
-            )
+            c.prepare_cached("INSERT INTO sessions (id, created_at) VALUES (?1, ?2)")?
+                .execute(params![id, created_at])
         })
         .await?;
         Ok(summary)
@@ -197,42 +195,36 @@ impl Store {
         .await
     }
 
-    pub async fn session_exists(&self, id: &str) -> Result<bool, StoreError> {
-        let id = id.to_owned();
-        self.run(move |c| {
-            c.query_row("SELECT 1 FROM sessions WHERE id = ?1", [id], |_| Ok(()))
-                .optional()
-                .map(|found| found.is_some())
-        })
-        .await
-    }
-
     /// The session's messages in order, or `None` for an unknown session.
     pub async fn history(&self, id: &str) -> Result<Option<Vec<StoredMessage>>, StoreError> {
         let id = id.to_owned();
         self.run(move |c| {
-            if c.query_row("SELECT 1 FROM sessions WHERE id = ?1", [&id], |_| Ok(()))
-                .optional()?
-                .is_none()
-            {
+            if session_row(c, &id)?.is_none() {
                 return Ok(None);
             }
-            let mut query = c.prepare(
-                "SELECT role, content, name, tool_call_id, tool_calls, timestamp
-                 FROM messages WHERE session_id = ?1 ORDER BY seq",
-            )?;
-            let rows = query.query_map([&id], |row| {
-                let tool_calls: Option<String> = row.get(4)?;
-                Ok(StoredMessage {
-                    role: row.get(0)?,
-                    content: row.get(1)?,
-                    name: row.get(2)?,
-                    tool_call_id: row.get(3)?,
-                    tool_calls: tool_calls.and_then(|t| serde_json::from_str(&t).ok()),
-                    timestamp: row.get(5)?,
-                })
-            })?;
-            rows.collect::<rusqlite::Result<Vec<_>>>().map(Some)
+            read_messages(c, &id).map(Some)
+        })
+        .await
+    }
+
+    /// Starts an exchange: appends the user's message and returns the
+    /// history before it, in one transaction; `None` for an unknown
+    /// session.
+    pub async fn open_exchange(
+        &self,
+        id: &str,
+        user: StoredMessage,
+    ) -> Result<Option<Vec<StoredMessage>>, StoreError> {
+        let id = id.to_owned();
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            if session_row(&tx, &id)?.is_none() {
+                return Ok(None);
+            }
+            let history = read_messages(&tx, &id)?;
+            insert_messages(&tx, &id, &[user])?;
+            tx.commit()?;
+            Ok(Some(history))
         })
         .await
     }
@@ -246,16 +238,7 @@ impl Store {
         let session = session.to_owned();
         self.run(move |c| {
             let tx = c.transaction()?;
-            {
-                let mut insert = tx.prepare(
-                    "INSERT INTO messages (session_id, role, content, name, tool_call_id, tool_calls, timestamp)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )?;
-                for m in &messages {
-                    let tool_calls = m.tool_calls.as_ref().map(|t| t.to_string());
-                    insert.execute(params![session, m.role, m.content, m.name, m.tool_call_id, tool_calls, m.timestamp])?;
-                }
-            }
+            insert_messages(&tx, &session, &messages)?;
             tx.commit()
         })
         .await
@@ -293,6 +276,55 @@ impl Store {
 }
 
 /// Now as RFC 3339 UTC with second precision, as the seeds show.
+fn read_messages(c: &Connection, session: &str) -> rusqlite::Result<Vec<StoredMessage>> {
+    let mut query = c.prepare_cached(
+        "SELECT role, content, name, tool_call_id, tool_calls, timestamp
+         FROM messages WHERE session_id = ?1 ORDER BY seq",
+    )?;
+    let rows = query.query_map([session], |row| {
+        let tool_calls: Option<String> = row.get(4)?;
+        Ok(StoredMessage {
+            role: row.get(0)?,
+            content: row.get(1)?,
+            name: row.get(2)?,
+            tool_call_id: row.get(3)?,
+            tool_calls: tool_calls.and_then(|t| serde_json::from_str(&t).ok()),
+            timestamp: row.get(5)?,
+        })
+    })?;
+    rows.collect()
+}
+
+fn insert_messages(
+    c: &Connection,
+    session: &str,
+    messages: &[StoredMessage],
+) -> rusqlite::Result<()> {
+    let mut insert = c.prepare_cached(
+        "INSERT INTO messages (session_id, role, content, name, tool_call_id, tool_calls, timestamp)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for m in messages {
+        let tool_calls = m.tool_calls.as_ref().map(|t| t.to_string());
+        insert.execute(params![
+            session,
+            m.role,
+            m.content,
+            m.name,
+            m.tool_call_id,
+            tool_calls,
+            m.timestamp
+        ])?;
+    }
+    Ok(())
+}
+
+fn session_row(c: &Connection, id: &str) -> rusqlite::Result<Option<()>> {
+    c.prepare_cached("SELECT 1 FROM sessions WHERE id = ?1")?
+        .query_row([id], |_| Ok(()))
+        .optional()
+}
+
 pub fn now() -> String {
     jiff::Timestamp::now()
         .strftime("%Y-%m-%dT%H:%M:%SZ")

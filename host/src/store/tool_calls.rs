@@ -29,10 +29,11 @@ pub struct ToolCallRecord {
 impl Store {
     pub async fn log_tool_call(&self, record: ToolCallRecord) -> Result<(), StoreError> {
         self.run(move |c| {
-            c.execute(
+            c.prepare_cached(
                 "INSERT INTO tool_calls (at, org, api_key, end_user_id, connection_id, server, tool, mode, reason, duration_ms, success, error)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                params![
+            )?
+            .execute(params![
                     record.at,
                     record.org,
                     record.api_key,
