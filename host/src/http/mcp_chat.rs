@@ -42,19 +42,46 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/chat/{id}/stream", get(chat_stream))
 }
 
-/// One lock per session, held for the whole of a chat.
+/// One lock per session, held for the whole of a chat. A session's entry
+/// lives only while a chat holds or awaits it, so the map stays as small
+/// as the number of chats in progress.
 #[derive(Default)]
 pub struct SessionLocks {
-    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 impl SessionLocks {
-    async fn lock(&self, session: &str) -> OwnedMutexGuard<()> {
+    async fn lock(&self, session: &str) -> SessionGuard {
         let lock = {
             let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
             locks.entry(session.to_owned()).or_default().clone()
         };
-        lock.lock_owned().await
+        SessionGuard {
+            held: Some(lock.clone().lock_owned().await),
+            lock,
+            session: session.to_owned(),
+            locks: self.locks.clone(),
+        }
+    }
+}
+
+/// A session's lock, held; dropping it lets the next chat in.
+struct SessionGuard {
+    held: Option<OwnedMutexGuard<()>>,
+    lock: Arc<tokio::sync::Mutex<()>>,
+    session: String,
+    locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        self.held = None;
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        // Whoever waits took a clone under the map's lock, held here, so
+        // two references (the map's and this one) mean no one waits.
+        if Arc::strong_count(&self.lock) == 2 {
+            locks.remove(&self.session);
+        }
     }
 }
 
@@ -229,7 +256,7 @@ struct StreamQuery {
 /// A chat in progress on a session, holding the session's lock.
 struct SessionChat {
     request: ChatRequest,
-    guard: OwnedMutexGuard<()>,
+    guard: SessionGuard,
 }
 
 /// Locks the session, stores the user's message and prepares the chat
@@ -241,31 +268,18 @@ async fn begin(state: &AppState, session: &str, message: String) -> Result<Sessi
             "`message` must not be empty".into(),
         ));
     }
-    if !state
-        .store
-        .session_exists(session)
-        .await
-        .map_err(internal)?
-    {
-        return Err(session_not_found());
-    }
-    let guard = state.mcp_chat.lock(session).await;
-    let history = state
-        .store
-        .history(session)
-        .await
-        .map_err(internal)?
-        .unwrap_or_default();
     let route = state
         .agent
         .route(None)
         .map_err(|e| Detail(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let guard = state.mcp_chat.lock(session).await;
     let user = StoredMessage::user(message);
-    state
+    let history = state
         .store
-        .append(session, vec![user.clone()])
+        .open_exchange(session, user.clone())
         .await
-        .map_err(internal)?;
+        .map_err(internal)?
+        .ok_or_else(session_not_found)?;
     let mut messages: Vec<Message> = history.iter().map(StoredMessage::to_message).collect();
     messages.push(user.to_message());
     let tools = state.pool.reachable_tool_set().await;
@@ -280,7 +294,7 @@ async fn remember(
     state: &AppState,
     session: &str,
     transcript: oneshot::Receiver<Vec<Message>>,
-    guard: OwnedMutexGuard<()>,
+    guard: SessionGuard,
 ) {
     if let Ok(added) = transcript.await
         && let Err(e) = state
@@ -344,7 +358,7 @@ fn stored_before_end(
     state: Arc<AppState>,
     session: String,
     run: ChatRun,
-    guard: OwnedMutexGuard<()>,
+    guard: SessionGuard,
 ) -> mpsc::Receiver<Vec<ChatEvent>> {
     let (tx, rx) = mpsc::channel(8);
     let ChatRun {
@@ -364,4 +378,30 @@ fn stored_before_end(
         }
     });
     rx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn session_locks_serialize_chats_and_leave_no_entries() {
+        let locks = Arc::new(SessionLocks::default());
+        let first = locks.lock("s").await;
+        let mut waiting = tokio::spawn({
+            let locks = locks.clone();
+            async move { locks.lock("s").await }
+        });
+        let wait = std::time::Duration::from_millis(20);
+        assert!(
+            tokio::time::timeout(wait, &mut waiting).await.is_err(),
+            "a second chat waits for the first"
+        );
+        let other = locks.lock("t").await;
+        drop(first);
+        let second = waiting.await.unwrap();
+        assert_eq!(locks.locks.lock().unwrap().len(), 2);
+        drop((second, other));
+        assert!(locks.locks.lock().unwrap().is_empty());
+    }
 }
