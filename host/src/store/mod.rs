@@ -17,6 +17,7 @@ mod tool_calls;
 pub use connections::{ConnectionRow, ConnectionToolRow};
 pub use tool_calls::ToolCallRecord;
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
@@ -140,6 +141,9 @@ impl Store {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Without it, SQLite re-plans a cached statement whenever a newly
+        // bound value might change the plan: every history read did.
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
         conn.execute_batch(SCHEMA)?;
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
