@@ -3,7 +3,7 @@
 //! Credentials arrive sealed (see `connections::crypto`); this layer
 //! stores bytes it cannot read.
 
-use rusqlite::{OptionalExtension, Row, Transaction, params};
+use rusqlite::{OptionalExtension, Row, params};
 
 use super::{Store, StoreError};
 
@@ -38,9 +38,8 @@ impl Store {
     /// Inserts a connection with its tools; false if the org already has
     /// one with the same server id.
     pub async fn insert_connection(&self, row: ConnectionRow) -> Result<bool, StoreError> {
-        self.run(move |c| {
-            let tx = c.transaction()?;
-            let inserted = tx.execute(
+        self.write(move |c| {
+            let inserted = c.execute(
                 "INSERT OR IGNORE INTO connections (id, org, name, server_id, url, auth_type, header_names, credentials, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![
@@ -58,8 +57,7 @@ impl Store {
             if inserted == 0 {
                 return Ok(false);
             }
-            insert_tools(&tx, &row.id, &row.tools)?;
-            tx.commit()?;
+            insert_tools(c, &row.id, &row.tools)?;
             Ok(true)
         })
         .await
@@ -68,7 +66,7 @@ impl Store {
     /// An org's connections, or every org's when `org` is `None`.
     pub async fn connections(&self, org: Option<&str>) -> Result<Vec<ConnectionRow>, StoreError> {
         let org = org.map(str::to_owned);
-        self.run(move |c| {
+        self.read(move |c| {
             let mut query = c.prepare(&format!(
                 "SELECT {COLUMNS} FROM connections WHERE ?1 IS NULL OR org = ?1 ORDER BY created_at, id"
             ))?;
@@ -89,7 +87,7 @@ impl Store {
         id: &str,
     ) -> Result<Option<ConnectionRow>, StoreError> {
         let (org, id) = (org.to_owned(), id.to_owned());
-        self.run(move |c| {
+        self.read(move |c| {
             let row = c
                 .query_row(
                     &format!("SELECT {COLUMNS} FROM connections WHERE org = ?1 AND id = ?2"),
@@ -111,7 +109,7 @@ impl Store {
     /// Deletes an org's connection and its tools; false if there was none.
     pub async fn delete_connection(&self, org: &str, id: &str) -> Result<bool, StoreError> {
         let (org, id) = (org.to_owned(), id.to_owned());
-        self.run(move |c| {
+        self.write(move |c| {
             c.execute(
                 "DELETE FROM connections WHERE org = ?1 AND id = ?2",
                 [org, id],
@@ -130,7 +128,7 @@ impl Store {
         enabled: bool,
     ) -> Result<bool, StoreError> {
         let (org, id, slug) = (org.to_owned(), id.to_owned(), slug.to_owned());
-        self.run(move |c| {
+        self.write(move |c| {
             c.execute(
                 "UPDATE connection_tools SET enabled = ?4
                  WHERE connection_id = ?2 AND slug = ?3
@@ -177,11 +175,11 @@ fn tools(c: &rusqlite::Connection, id: &str) -> rusqlite::Result<Vec<ConnectionT
 }
 
 fn insert_tools(
-    tx: &Transaction<'_>,
+    c: &rusqlite::Connection,
     id: &str,
     tools: &[ConnectionToolRow],
 ) -> rusqlite::Result<()> {
-    let mut insert = tx.prepare(
+    let mut insert = c.prepare(
         "INSERT INTO connection_tools (connection_id, slug, name, description, read_only, enabled)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;

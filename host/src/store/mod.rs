@@ -3,9 +3,10 @@
 //! tool-call log.
 //!
 //! WAL mode with `synchronous = FULL`: a write that returned is on disk,
-//! so anything acknowledged to a client survives a crash. Each exchange is
-//! appended in one transaction, so a crash never leaves half of one.
-//! rusqlite is blocking; calls run on tokio's blocking pool.
+//! so anything acknowledged to a client survives a crash. Each write is
+//! atomic, so a crash never leaves half of an exchange; concurrent writes
+//! share a commit (see `writer`). rusqlite is blocking: reads run on
+//! tokio's blocking pool, writes on the writer thread.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -13,6 +14,7 @@ use std::sync::{Arc, Mutex};
 mod connections;
 mod conversation;
 mod tool_calls;
+mod writer;
 
 pub use connections::{ConnectionRow, ConnectionToolRow};
 pub use tool_calls::ToolCallRecord;
@@ -89,6 +91,8 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("the database task stopped unexpectedly")]
     Task,
+    #[error("cannot commit to the database: {0}")]
+    Commit(String),
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -116,6 +120,7 @@ pub struct StoredMessage {
 #[derive(Clone)]
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
+    writer: writer::Writer,
 }
 
 impl Store {
@@ -145,19 +150,32 @@ impl Store {
         // bound value might change the plan: every history read did.
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
         conn.execute_batch(SCHEMA)?;
-        Ok(Store {
-            conn: Arc::new(Mutex::new(conn)),
-        })
+        let conn = Arc::new(Mutex::new(conn));
+        let writer = writer::Writer::start(conn.clone()).map_err(|e| StoreError::Open {
+            path: "the database".into(),
+            reason: format!("cannot start its writer thread: {e}"),
+        })?;
+        Ok(Store { conn, writer })
     }
 
-    async fn run<T: Send + 'static>(
+    /// Runs a write in the writer's next group: atomic, and on disk when
+    /// it returns.
+    async fn write<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+        work: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.writer.write(work).await
+    }
+
+    /// Runs a read on the blocking pool; it waits while a group commits.
+    async fn read<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
         let conn = self.conn.clone();
         tokio::task::spawn_blocking(move || {
-            let mut conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            work(&mut conn)
+            let conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            work(&conn)
         })
         .await
         .map_err(|_| StoreError::Task)?
@@ -172,7 +190,7 @@ impl Store {
             created_at: created_at.clone(),
             message_count: 0,
         };
-        self.run(move |c| {
+        self.write(move |c| {
             c.prepare_cached("INSERT INTO sessions (id, created_at) VALUES (?1, ?2)")?
                 .execute(params![id, created_at])
         })
@@ -181,7 +199,7 @@ impl Store {
     }
 
     pub async fn sessions(&self) -> Result<Vec<SessionSummary>, StoreError> {
-        self.run(|c| {
+        self.read(|c| {
             let mut query = c.prepare(
                 "SELECT s.id, s.created_at, COUNT(m.seq) FROM sessions s
                  LEFT JOIN messages m ON m.session_id = s.id
@@ -202,7 +220,7 @@ impl Store {
     /// The session's messages in order, or `None` for an unknown session.
     pub async fn history(&self, id: &str) -> Result<Option<Vec<StoredMessage>>, StoreError> {
         let id = id.to_owned();
-        self.run(move |c| {
+        self.read(move |c| {
             if session_row(c, &id)?.is_none() {
                 return Ok(None);
             }
@@ -220,14 +238,12 @@ impl Store {
         user: StoredMessage,
     ) -> Result<Option<Vec<StoredMessage>>, StoreError> {
         let id = id.to_owned();
-        self.run(move |c| {
-            let tx = c.transaction()?;
-            if session_row(&tx, &id)?.is_none() {
+        self.write(move |c| {
+            if session_row(c, &id)?.is_none() {
                 return Ok(None);
             }
-            let history = read_messages(&tx, &id)?;
-            insert_messages(&tx, &id, &[user])?;
-            tx.commit()?;
+            let history = read_messages(c, &id)?;
+            insert_messages(c, &id, &[user])?;
             Ok(Some(history))
         })
         .await
@@ -240,17 +256,13 @@ impl Store {
         messages: Vec<StoredMessage>,
     ) -> Result<(), StoreError> {
         let session = session.to_owned();
-        self.run(move |c| {
-            let tx = c.transaction()?;
-            insert_messages(&tx, &session, &messages)?;
-            tx.commit()
-        })
-        .await
+        self.write(move |c| insert_messages(c, &session, &messages))
+            .await
     }
 
     /// Runtime-registered MCP servers, as `(name, config JSON)`.
     pub async fn servers(&self) -> Result<Vec<(String, String)>, StoreError> {
-        self.run(|c| {
+        self.read(|c| {
             let mut query =
                 c.prepare("SELECT name, config FROM mcp_servers ORDER BY registered_at, name")?;
             let rows = query.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
@@ -261,7 +273,7 @@ impl Store {
 
     pub async fn save_server(&self, name: &str, config: String) -> Result<(), StoreError> {
         let name = name.to_owned();
-        self.run(move |c| {
+        self.write(move |c| {
             c.execute(
                 "INSERT OR REPLACE INTO mcp_servers (name, config, registered_at) VALUES (?1, ?2, ?3)",
                 params![name, config, now()],
@@ -273,13 +285,12 @@ impl Store {
 
     pub async fn remove_server(&self, name: &str) -> Result<(), StoreError> {
         let name = name.to_owned();
-        self.run(move |c| c.execute("DELETE FROM mcp_servers WHERE name = ?1", [name]))
+        self.write(move |c| c.execute("DELETE FROM mcp_servers WHERE name = ?1", [name]))
             .await
             .map(drop)
     }
 }
 
-/// Now as RFC 3339 UTC with second precision, as the seeds show.
 fn read_messages(c: &Connection, session: &str) -> rusqlite::Result<Vec<StoredMessage>> {
     let mut query = c.prepare_cached(
         "SELECT role, content, name, tool_call_id, tool_calls, timestamp
@@ -329,6 +340,7 @@ fn session_row(c: &Connection, id: &str) -> rusqlite::Result<Option<()>> {
         .optional()
 }
 
+/// Now as RFC 3339 UTC with second precision, as the seeds show.
 pub fn now() -> String {
     jiff::Timestamp::now()
         .strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -28,7 +28,7 @@ pub struct ToolCallRecord {
 
 impl Store {
     pub async fn log_tool_call(&self, record: ToolCallRecord) -> Result<(), StoreError> {
-        self.run(move |c| {
+        self.write(move |c| {
             c.prepare_cached(
                 "INSERT INTO tool_calls (at, org, api_key, end_user_id, connection_id, server, tool, mode, reason, duration_ms, success, error)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
@@ -61,7 +61,7 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<ToolCallRecord>, StoreError> {
         let org = org.to_owned();
-        self.run(move |c| {
+        self.read(move |c| {
             let mut query = c.prepare(
                 "SELECT at, org, api_key, end_user_id, connection_id, server, tool, mode, reason, duration_ms, success, error
                  FROM tool_calls
