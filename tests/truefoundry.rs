@@ -237,6 +237,11 @@ async fn the_official_openai_sdk_accumulates_the_stream() {
             "tool_results": [{ "tool_call_id": "call_sdk", "tool_name": "calculate", "integration_id": "demo", "text": "1024" }],
         })
     );
+    assert!(
+        !host.logs().contains("agent request"),
+        "a request is logged at info only when its metadata asks: {}",
+        host.logs()
+    );
 }
 
 #[tokio::test]

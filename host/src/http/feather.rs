@@ -152,7 +152,7 @@ async fn chat_stream(
         v.into_error()
     })?;
     let tools = state.connections.org_tool_set(&principal.org).await;
-    tracing::info!(
+    tracing::debug!(
         org = %principal.org,
         key = %principal.key_label,
         model = %route.model,
