@@ -47,40 +47,56 @@ pub fn routes() -> Router<Arc<AppState>> {
 /// as the number of chats in progress.
 #[derive(Default)]
 pub struct SessionLocks {
-    locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    sessions: Arc<Mutex<HashMap<String, SessionLock>>>,
+}
+
+struct SessionLock {
+    lock: Arc<tokio::sync::Mutex<()>>,
+    /// Chats holding or awaiting the lock.
+    users: usize,
 }
 
 impl SessionLocks {
     async fn lock(&self, session: &str) -> SessionGuard {
         let lock = {
-            let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
-            locks.entry(session.to_owned()).or_default().clone()
+            let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+            let entry = sessions
+                .entry(session.to_owned())
+                .or_insert_with(|| SessionLock {
+                    lock: Default::default(),
+                    users: 0,
+                });
+            entry.users += 1;
+            entry.lock.clone()
         };
-        SessionGuard {
-            held: Some(lock.clone().lock_owned().await),
-            lock,
+        // Made before waiting, so a chat cancelled while it waits still
+        // counts itself out.
+        let mut guard = SessionGuard {
+            held: None,
             session: session.to_owned(),
-            locks: self.locks.clone(),
-        }
+            sessions: self.sessions.clone(),
+        };
+        guard.held = Some(lock.lock_owned().await);
+        guard
     }
 }
 
 /// A session's lock, held; dropping it lets the next chat in.
 struct SessionGuard {
     held: Option<OwnedMutexGuard<()>>,
-    lock: Arc<tokio::sync::Mutex<()>>,
     session: String,
-    locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    sessions: Arc<Mutex<HashMap<String, SessionLock>>>,
 }
 
 impl Drop for SessionGuard {
     fn drop(&mut self) {
         self.held = None;
-        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
-        // Whoever waits took a clone under the map's lock, held here, so
-        // two references (the map's and this one) mean no one waits.
-        if Arc::strong_count(&self.lock) == 2 {
-            locks.remove(&self.session);
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(entry) = sessions.get_mut(&self.session) {
+            entry.users -= 1;
+            if entry.users == 0 {
+                sessions.remove(&self.session);
+            }
         }
     }
 }
@@ -387,6 +403,7 @@ mod tests {
     #[tokio::test]
     async fn session_locks_serialize_chats_and_leave_no_entries() {
         let locks = Arc::new(SessionLocks::default());
+        let entries = |locks: &SessionLocks| locks.sessions.lock().unwrap().len();
         let first = locks.lock("s").await;
         let mut waiting = tokio::spawn({
             let locks = locks.clone();
@@ -397,11 +414,21 @@ mod tests {
             tokio::time::timeout(wait, &mut waiting).await.is_err(),
             "a second chat waits for the first"
         );
+        let cancelled = tokio::spawn({
+            let locks = locks.clone();
+            async move { locks.lock("s").await }
+        });
+        tokio::time::sleep(wait).await;
+        cancelled.abort();
         let other = locks.lock("t").await;
         drop(first);
         let second = waiting.await.unwrap();
-        assert_eq!(locks.locks.lock().unwrap().len(), 2);
+        assert_eq!(entries(&locks), 2);
         drop((second, other));
-        assert!(locks.locks.lock().unwrap().is_empty());
+        assert_eq!(
+            entries(&locks),
+            0,
+            "a chat cancelled while waiting leaves nothing"
+        );
     }
 }
