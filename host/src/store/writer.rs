@@ -104,10 +104,10 @@ fn commit_group(c: &Connection, group: Vec<Box<dyn Job>>) {
         return;
     }
     let mut replies = Vec::with_capacity(group.len());
-    let mut broken = None;
+    let mut broken: Option<rusqlite::Error> = None;
     for job in group {
         if let Some(error) = &broken {
-            job.fail(format!("{error}"));
+            job.fail(error.to_string());
             continue;
         }
         if let Err(e) = exec(c, "SAVEPOINT write") {
