@@ -6,17 +6,19 @@
 
 mod outcome;
 mod routing;
+mod run;
 mod tools;
 mod turn;
 mod upstream;
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 pub use crate::plugins::{ChatEvent, Message, Role, ToolCall};
 pub use outcome::{ChatOutcome, ToolCallOutcome, collect};
 pub use routing::{Route, Router, RoutingError};
+pub use run::{ChatRun, is_final};
 
 use crate::config::{AgentConfig, ResolvedProviders};
 use crate::dispatch::{Caller, Dispatcher};
@@ -83,12 +85,6 @@ impl ChatRequest {
     }
 }
 
-/// A running chat: its events, and at the end the messages it added.
-pub struct ChatRun {
-    pub events: mpsc::Receiver<Vec<ChatEvent>>,
-    pub transcript: oneshot::Receiver<Vec<Message>>,
-}
-
 pub struct Agent {
     plugins: Arc<PluginRuntime>,
     upstream: Upstream,
@@ -123,27 +119,23 @@ impl Agent {
         self.router.route(model)
     }
 
-    /// Starts the chat on its own task. Dropping the returned receiver
-    /// cancels it, and with it the provider request and tool calls in
-    /// flight, at the next await.
+    /// The chat, ready to run as its events are read (see [`ChatRun`]).
     pub fn run(self: &Arc<Self>, request: ChatRequest) -> ChatRun {
         let (events_tx, events) = mpsc::channel(EVENT_BUFFER);
-        let (transcript_tx, transcript) = oneshot::channel();
         let agent = self.clone();
-        tokio::spawn(async move {
+        let driver = async move {
             let mut added = Vec::new();
             let ending = match agent.drive(request, &events_tx, &mut added).await {
                 Ok(()) => ChatEvent::Done,
-                Err(AgentError::Cancelled) => return,
                 Err(e) => {
                     tracing::warn!("chat failed: {e}");
                     ChatEvent::Error(e.to_string())
                 }
             };
             let _ = events_tx.send(vec![ending]).await;
-            let _ = transcript_tx.send(added);
-        });
-        ChatRun { events, transcript }
+            added
+        };
+        ChatRun::new(Box::pin(driver), events)
     }
 
     async fn drive(
@@ -264,13 +256,13 @@ impl Agent {
             }
             Outbound::Http(http) => {
                 let key = route.provider.api_key.as_ref();
-                let response = cancellable(events, self.upstream.send(&http, key))
-                    .await?
+                let response = self
+                    .upstream
+                    .send(&http, key)
+                    .await
                     .map_err(AgentError::Unavailable)?;
                 let mut body = ProviderBody::new(response);
-                while let Some(chunk) =
-                    cancellable(events, self.upstream.next_chunk(&mut body)).await??
-                {
+                while let Some(chunk) = self.upstream.next_chunk(&mut body).await? {
                     let decoded = instance.feed(decoder, &chunk).await?;
                     send(events, turn.apply(decoded)).await?;
                 }
@@ -289,15 +281,4 @@ async fn send(
         return Ok(());
     }
     events.send(batch).await.map_err(|_| AgentError::Cancelled)
-}
-
-/// Awaits `work` unless the client goes away first.
-async fn cancellable<T>(
-    events: &mpsc::Sender<Vec<ChatEvent>>,
-    work: impl Future<Output = T>,
-) -> Result<T, AgentError> {
-    tokio::select! {
-        result = work => Ok(result),
-        _ = events.closed() => Err(AgentError::Cancelled),
-    }
 }

@@ -1,8 +1,8 @@
 //! Folding an event stream into one response, for non-streaming endpoints.
 
 use serde_json::Value;
-use tokio::sync::mpsc;
 
+use super::ChatRun;
 use crate::plugins::ChatEvent;
 
 #[derive(Debug, Clone)]
@@ -25,10 +25,11 @@ pub struct ChatOutcome {
     pub error: Option<String>,
 }
 
-pub async fn collect(mut events: mpsc::Receiver<Vec<ChatEvent>>) -> ChatOutcome {
+/// Runs the chat to its end.
+pub async fn collect(run: &mut ChatRun) -> ChatOutcome {
     let mut outcome = ChatOutcome::default();
     let mut turn_text = String::new();
-    while let Some(batch) = events.recv().await {
+    while let Some(batch) = run.next().await {
         for event in batch {
             match event {
                 ChatEvent::TextDelta(text) => turn_text.push_str(&text),

@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
 use super::turn::PendingCall;
-use super::{Agent, AgentError, ChatEvent, Message, Role, cancellable, send};
+use super::{Agent, AgentError, ChatEvent, Message, Role, send};
 use crate::dispatch::Caller;
 use crate::mcp::{self, ToolSet};
 use crate::plugins::{ToolCallReady, ToolResult};
@@ -39,7 +39,7 @@ impl Agent {
         }
         send(events, ready).await?;
         let mut messages = Vec::new();
-        while let Some((result, model_text)) = cancellable(events, running.next()).await? {
+        while let Some((result, model_text)) = running.next().await {
             messages.push(Message {
                 role: Role::Tool,
                 content: model_text,

@@ -176,7 +176,7 @@ async fn chat_stream(
     let encoder = state.plugins.encoder(FORMAT).map_err(internal)?;
     let options = sse::response_options(&request.model);
     let run = state.agent.run(chat);
-    sse::encoded_response(encoder.clone(), encoder, options, run.events)
+    sse::encoded_response(encoder.clone(), encoder, options, run)
         .await
         .map_err(internal)
 }

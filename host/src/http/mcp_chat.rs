@@ -17,11 +17,11 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::{OwnedMutexGuard, mpsc, oneshot};
+use tokio::sync::OwnedMutexGuard;
 
 use super::body::{parse_json, parse_json_list};
 use super::{AppState, Detail, servers, sse};
-use crate::agent::{ChatEvent, ChatRequest, ChatRun, Message, collect};
+use crate::agent::{ChatRequest, ChatRun, Message, collect};
 use crate::auth::Role as KeyRole;
 use crate::config::{McpServerConfig, Transport};
 use crate::dispatch::Caller;
@@ -305,22 +305,28 @@ async fn begin(state: &AppState, session: &str, message: String) -> Result<Sessi
     })
 }
 
-/// Stores what the chat added, then releases the session.
-async fn remember(
-    state: &AppState,
-    session: &str,
-    transcript: oneshot::Receiver<Vec<Message>>,
-    guard: SessionGuard,
-) {
-    if let Ok(added) = transcript.await
-        && let Err(e) = state
-            .store
-            .append(session, StoredMessage::from_exchange(&added))
-            .await
+/// Stores what the chat added, then releases the session. Runs before
+/// the chat's final event is handed on, so a client that reads the
+/// history after the answer ended sees all of it.
+async fn remember(state: Arc<AppState>, session: String, added: Vec<Message>, guard: SessionGuard) {
+    if let Err(e) = state
+        .store
+        .append(&session, StoredMessage::from_exchange(&added))
+        .await
     {
         tracing::error!(session = %session, "cannot store the chat's messages: {e}");
     }
     drop(guard);
+}
+
+/// The chat, storing its exchange before it ends.
+fn session_run(state: &Arc<AppState>, session: String, chat: SessionChat) -> ChatRun {
+    let SessionChat { request, guard } = chat;
+    let state_for_end = state.clone();
+    state
+        .agent
+        .run(request)
+        .before_end(move |added| remember(state_for_end, session, added, guard))
 }
 
 async fn chat(
@@ -330,11 +336,8 @@ async fn chat(
 ) -> Result<Json<Value>, Detail> {
     let body: ChatBody =
         parse_json(&body).map_err(|e| Detail(StatusCode::BAD_REQUEST, e.message()))?;
-    let SessionChat { request, guard } = begin(&state, &id, body.message).await?;
-    let run = state.agent.run(request);
-    let outcome = collect(run.events).await;
-    // The reply waits for the write, so history read after it is complete.
-    remember(&state, &id, run.transcript, guard).await;
+    let chat = begin(&state, &id, body.message).await?;
+    let outcome = collect(&mut session_run(&state, id, chat)).await;
     if let Some(error) = outcome.error {
         return Err(internal(format!("Chat error: {error}")));
     }
@@ -358,42 +361,12 @@ async fn chat_stream(
     })?;
     let (encoder, fallback) = sse::choose_format(&state.plugins, query.format.as_deref(), FORMAT)
         .map_err(|e| Detail(StatusCode::BAD_REQUEST, e.to_string()))?;
-    let SessionChat { request, guard } = begin(&state, &id, message).await?;
-    let options = sse::response_options(&request.route.model);
-    let run = state.agent.run(request);
-    let events = stored_before_end(state.clone(), id, run, guard);
-    sse::encoded_response(encoder, fallback, options, events)
+    let chat = begin(&state, &id, message).await?;
+    let options = sse::response_options(&chat.request.route.model);
+    let run = session_run(&state, id, chat);
+    sse::encoded_response(encoder, fallback, options, run)
         .await
         .map_err(internal)
-}
-
-/// Forwards the chat's events, holding back the final `done` or `error`
-/// until the exchange is stored: a client that reads the history after
-/// the stream ended sees all of it.
-fn stored_before_end(
-    state: Arc<AppState>,
-    session: String,
-    run: ChatRun,
-    guard: SessionGuard,
-) -> mpsc::Receiver<Vec<ChatEvent>> {
-    let (tx, rx) = mpsc::channel(8);
-    let ChatRun {
-        mut events,
-        transcript,
-    } = run;
-    tokio::spawn(async move {
-        while let Some(batch) = events.recv().await {
-            if matches!(batch.last(), Some(ChatEvent::Done | ChatEvent::Error(_))) {
-                remember(&state, &session, transcript, guard).await;
-                let _ = tx.send(batch).await;
-                return;
-            }
-            if tx.send(batch).await.is_err() {
-                return;
-            }
-        }
-    });
-    rx
 }
 
 #[cfg(test)]

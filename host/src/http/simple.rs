@@ -194,27 +194,25 @@ async fn chat_stream(
         .map_err(|e| Detail(StatusCode::BAD_REQUEST, e.to_string()))?;
     let (request, user, server) = prepare(&state, &body).await?;
     let options = sse::response_options(&request.route.model);
-    let run = state.agent.run(request);
-    let response = sse::encoded_response(encoder, fallback, options, run.events)
-        .await
-        .map_err(|e| Detail(StatusCode::BAD_GATEWAY, e.to_string()))?;
-    let transcript = run.transcript;
-    tokio::spawn(async move {
-        if let Ok(added) = transcript.await {
+    let run = state
+        .agent
+        .run(request)
+        .before_end(move |added| async move {
             remember(&state, server, user, added).await;
-        }
-    });
-    Ok(response)
+        });
+    sse::encoded_response(encoder, fallback, options, run)
+        .await
+        .map_err(|e| Detail(StatusCode::BAD_GATEWAY, e.to_string()))
 }
 
 async fn chat(State(state): State<Arc<AppState>>, body: Bytes) -> Result<Json<Value>, Detail> {
     let (request, user, server) = prepare(&state, &body).await?;
-    let run = state.agent.run(request);
-    let outcome = collect(run.events).await;
+    let mut run = state.agent.run(request);
+    let outcome = collect(&mut run).await;
     if let Some(error) = outcome.error {
         return Err(Detail(StatusCode::BAD_GATEWAY, error));
     }
-    if let Ok(added) = run.transcript.await {
+    if let Some(added) = run.transcript() {
         remember(&state, server, user, added).await;
     }
     let tool_calls: Vec<Value> = outcome

@@ -14,9 +14,8 @@ use axum::body::Body;
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::response::Response;
 use bytes::Bytes;
-use tokio::sync::mpsc;
 
-use crate::agent::ChatEvent;
+use crate::agent::{ChatEvent, ChatRun, is_final};
 use crate::plugins::{EncoderInstance, EncoderPlugin, PluginFailure, PluginRuntime, StreamOptions};
 
 /// Most events handed to an encoder in one call.
@@ -56,11 +55,11 @@ pub async fn encoded_response(
     encoder: Arc<EncoderPlugin>,
     fallback: Arc<EncoderPlugin>,
     options: StreamOptions,
-    events: mpsc::Receiver<Vec<ChatEvent>>,
+    run: ChatRun,
 ) -> Result<Response, PluginFailure> {
     let instance = encoder.instantiate(&options).await?;
     let state = Encoding {
-        events,
+        run,
         instance: Some(instance),
         fallback,
         options,
@@ -80,7 +79,8 @@ pub async fn encoded_response(
 }
 
 struct Encoding {
-    events: mpsc::Receiver<Vec<ChatEvent>>,
+    /// The chat, driven as the body is read.
+    run: ChatRun,
     /// `None` once the response has ended.
     instance: Option<EncoderInstance>,
     fallback: Arc<EncoderPlugin>,
@@ -91,19 +91,19 @@ impl Encoding {
     async fn next(mut self) -> Option<(Result<Bytes, std::io::Error>, Self)> {
         loop {
             let instance = self.instance.as_mut()?;
-            let Some(mut batch) = self.events.recv().await else {
+            let Some(mut batch) = self.run.next().await else {
                 // The chat ended without a final event (it was cancelled).
                 let tail = instance.finish().await.unwrap_or_default();
                 self.instance = None;
                 return Some((Ok(Bytes::from(tail)), self));
             };
             while batch.len() < MAX_BATCH {
-                match self.events.try_recv() {
-                    Ok(more) => batch.extend(more),
-                    Err(_) => break,
+                match self.run.try_next() {
+                    Some(more) => batch.extend(more),
+                    None => break,
                 }
             }
-            let last = matches!(batch.last(), Some(ChatEvent::Done | ChatEvent::Error(_)));
+            let last = is_final(&batch);
             let encoded = match instance.encode(&batch).await {
                 Ok(mut bytes) if last => instance.finish().await.map(|tail| {
                     bytes.extend(tail);
@@ -120,8 +120,8 @@ impl Encoding {
                 }
                 Err(failure) => {
                     tracing::warn!("encoder failed, ending the response: {failure}");
+                    // The response ends here, and the chat with it.
                     self.instance = None;
-                    self.events.close();
                     fallback_error(&self.fallback, &self.options, &failure).await
                 }
             };

@@ -232,7 +232,7 @@ async fn responses(
     chat.iteration_limit = Some(request.iteration_limit.unwrap_or(DEFAULT_ITERATION_LIMIT));
     let encoder = state.plugins.encoder(FORMAT).map_err(internal)?;
     let run = state.agent.run(chat);
-    sse::encoded_response(encoder.clone(), encoder, options, run.events)
+    sse::encoded_response(encoder.clone(), encoder, options, run)
         .await
         .map_err(internal)
 }
