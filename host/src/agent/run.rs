@@ -7,6 +7,7 @@
 //! request and its tool calls at once, by dropping it.
 
 use std::future::Future;
+use std::task::{Context, Poll};
 
 use futures::future::BoxFuture;
 use tokio::sync::mpsc;
@@ -58,25 +59,9 @@ impl ChatRun {
     /// The next batch of events, driving the chat until there is one;
     /// `None` after the last.
     pub async fn next(&mut self) -> Option<Vec<ChatEvent>> {
-        let batch = loop {
-            if let Some(held) = self.held.take() {
-                break Some(held);
-            }
-            let Some(driver) = self.driver.as_mut() else {
-                break self.events.recv().await;
-            };
-            // The chat first, so that it queues everything it can before
-            // the batches are taken, and so that it has finished (and
-            // left its transcript) by the time its final event is read:
-            // that event is the last thing it sends.
-            tokio::select! {
-                biased;
-                added = driver => {
-                    self.transcript = Some(added);
-                    self.driver = None;
-                }
-                batch = self.events.recv() => break batch,
-            }
+        let batch = match self.held.take() {
+            Some(held) => Some(held),
+            None => std::future::poll_fn(|cx| self.poll_batch(cx)).await,
         };
         if let Some(batch) = &batch
             && is_final(batch)
@@ -85,6 +70,40 @@ impl ChatRun {
             work(self.transcript.take().unwrap_or_default()).await;
         }
         batch
+    }
+
+    /// Takes a queued batch, else drives the chat until it queues one.
+    ///
+    /// The queue is only ever read with `try_recv`, never awaited: an
+    /// awaiting reader would leave the task's waker with the channel, and
+    /// every batch the chat sent from this same task would wake the task
+    /// once more for nothing. The chat itself registers the wake-ups that
+    /// matter (the provider's body, tool calls).
+    fn poll_batch(&mut self, cx: &mut Context<'_>) -> Poll<Option<Vec<ChatEvent>>> {
+        loop {
+            if let Ok(batch) = self.events.try_recv() {
+                return Poll::Ready(Some(batch));
+            }
+            // With the chat finished, its sender is gone and the queue is
+            // empty: every batch has been read.
+            let Some(driver) = self.driver.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match driver.as_mut().poll(cx) {
+                // The chat's final event is the last thing it sends, so
+                // its transcript is here before that event is read.
+                Poll::Ready(added) => {
+                    self.transcript = Some(added);
+                    self.driver = None;
+                }
+                Poll::Pending => {
+                    return match self.events.try_recv() {
+                        Ok(batch) => Poll::Ready(Some(batch)),
+                        Err(_) => Poll::Pending,
+                    };
+                }
+            }
+        }
     }
 
     /// A batch already queued, if any, without driving the chat.
