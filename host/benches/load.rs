@@ -29,6 +29,9 @@ use support::*;
 
 /// Clients sending chats at once in the throughput runs.
 const CONCURRENCY: usize = 32;
+/// Chats per second in the fixed-rate run: well under what any target
+/// sustains here, so its latency is the path's and not a queue's.
+const FIXED_RATE: u32 = 1000;
 const WARM_UP: Duration = Duration::from_secs(1);
 const MEASURE: Duration = Duration::from_secs(5);
 const ADMIN_KEY: &str = "sk-bench-admin";
@@ -85,9 +88,13 @@ struct Target {
     /// Sent as a POST body; `None` sends a GET.
     body: Option<String>,
     headers: Vec<(&'static str, String)>,
-    /// MCP Chat: a session is created first, its id replacing `{session}`
-    /// in `url`, since a session's chats run one at a time.
-    sessions: Option<String>,
+    /// MCP Chat: where to create sessions, and how many chats each
+    /// client makes in one before starting the next. The id replaces
+    /// `{session}` in `url`; each client has its own, since a session's
+    /// chats run one at a time.
+    sessions: Option<(String, usize)>,
+    /// The agenthost process serving the target, whose CPU time is read.
+    server: Option<u32>,
 }
 
 impl Target {
@@ -98,7 +105,13 @@ impl Target {
             body: Some(body.to_string()),
             headers: Vec::new(),
             sessions: None,
+            server: None,
         }
+    }
+
+    fn served_by(mut self, host: &Agenthost) -> Target {
+        self.server = Some(host.pid());
+        self
     }
 
     fn header(mut self, name: &'static str, value: &str) -> Target {
@@ -121,12 +134,13 @@ async fn targets(
     tools_host: &Agenthost,
 ) -> Vec<Target> {
     let ask = "Say twenty words.";
-    let mcp_chat = Target {
-        name: "agenthost: MCP Chat API".into(),
+    let mcp_chat = |name: &str, chats_per_session| Target {
+        name: name.into(),
         url: host.url("/chat/{session}/stream?message=Say%20twenty%20words."),
         body: None,
         headers: Vec::new(),
-        sessions: Some(host.url("/sessions")),
+        sessions: Some((host.url("/sessions"), chats_per_session)),
+        server: Some(host.pid()),
     };
     vec![
         Target::new(
@@ -144,25 +158,30 @@ async fn targets(
             host.url("/v1/mcp-chat/stream"),
             json!({ "messages": [{ "role": "user", "content": ask }] }),
         )
-        .header("x-api-key", ADMIN_KEY),
+        .header("x-api-key", ADMIN_KEY)
+        .served_by(host),
         Target::new(
             "agenthost: TrueFoundry",
             host.url("/api/llm/agent/responses"),
             json!({ "model": "gpt-4o-mini", "stream": true, "mcp_servers": [],
                     "messages": [{ "role": "user", "content": ask }] }),
         )
-        .header("authorization", &format!("Bearer {ADMIN_KEY}")),
+        .header("authorization", &format!("Bearer {ADMIN_KEY}"))
+        .served_by(host),
         Target::new(
             "agenthost: simple frontend",
             host.url("/chat/stream"),
             json!({ "message": ask }),
-        ),
-        mcp_chat,
+        )
+        .served_by(host),
+        mcp_chat("agenthost: MCP Chat API, new session per chat", 1),
+        mcp_chat("agenthost: MCP Chat API, 4 chats per session", 4),
         Target::new(
             "agenthost: simple + 1 MCP tool call",
             tools_host.url("/chat/stream"),
             json!({ "message": "What is 6*7?" }),
-        ),
+        )
+        .served_by(tools_host),
     ]
 }
 
@@ -172,16 +191,32 @@ struct Sample {
     total: Duration,
 }
 
-async fn send(client: &reqwest::Client, target: &Target) -> Result<Sample, String> {
+/// A client's MCP Chat session, and how many chats it has had.
+#[derive(Default)]
+struct Conversation {
+    session: Option<String>,
+    chats: usize,
+}
+
+async fn send(
+    client: &reqwest::Client,
+    target: &Target,
+    conversation: &mut Conversation,
+) -> Result<Sample, String> {
     let url = match &target.sessions {
-        Some(sessions) => {
-            let response = client
-                .post(sessions)
-                .send()
-                .await
-                .map_err(|e| e.to_string())?;
-            let session: Value = response.json().await.map_err(|e| e.to_string())?;
-            let id = session["session_id"].as_str().ok_or("no session id")?;
+        Some((sessions, chats_per_session)) => {
+            if conversation.chats.is_multiple_of(*chats_per_session) {
+                let response = client
+                    .post(sessions)
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let session: Value = response.json().await.map_err(|e| e.to_string())?;
+                let id = session["session_id"].as_str().ok_or("no session id")?;
+                conversation.session = Some(id.to_owned());
+            }
+            conversation.chats += 1;
+            let id = conversation.session.as_deref().unwrap_or_default();
             target.url.replace("{session}", id)
         }
         None => target.url.clone(),
@@ -225,26 +260,64 @@ struct Measured {
     per_second: f64,
     latency: Vec<Duration>,
     first_byte: Vec<Duration>,
+    /// CPU time of this process (load generator, mock model and
+    /// passthrough) and of the agenthost serving the target, if any.
+    bench_cpu: Duration,
+    server_cpu: Option<Duration>,
 }
 
-/// Runs `clients` clients against `target` for `duration`.
-async fn measure(target: &Target, clients: usize, duration: Duration) -> Measured {
+/// How a run offers load.
+#[derive(Clone, Copy)]
+enum Load {
+    /// This many clients, each sending its next chat when the last ends.
+    Clients(usize),
+    /// Chats started at this fixed rate per second, however long each
+    /// takes (open loop, so a slow answer cannot hold back the load).
+    Rate(u32),
+}
+
+/// Runs `load` against `target` for `duration`.
+async fn measure(target: &Target, load: Load, duration: Duration) -> Measured {
     let client = client();
     let target = Arc::new(target.clone());
+    let cpu_before = (cpu_time(std::process::id()), target.server.map(cpu_time));
     let start = Instant::now();
     let until = start + duration;
-    let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..clients {
-        let (client, target) = (client.clone(), target.clone());
-        workers.spawn(async move {
-            let mut results = Vec::new();
-            while Instant::now() < until {
-                results.push(send(&client, &target).await);
+    let results = match load {
+        Load::Clients(clients) => {
+            let mut workers = tokio::task::JoinSet::new();
+            for _ in 0..clients {
+                let (client, target) = (client.clone(), target.clone());
+                workers.spawn(async move {
+                    let mut results = Vec::new();
+                    let mut conversation = Conversation::default();
+                    while Instant::now() < until {
+                        results.push(send(&client, &target, &mut conversation).await);
+                    }
+                    results
+                });
             }
-            results
-        });
-    }
-    let results: Vec<_> = workers.join_all().await.into_iter().flatten().collect();
+            workers.join_all().await.into_iter().flatten().collect()
+        }
+        Load::Rate(rate) => {
+            // Conversations are taken by one chat at a time and put back.
+            let idle = Arc::new(std::sync::Mutex::new(Vec::<Conversation>::new()));
+            let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate)));
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            let mut chats = tokio::task::JoinSet::new();
+            while Instant::now() < until {
+                ticks.tick().await;
+                let (client, target, idle) = (client.clone(), target.clone(), idle.clone());
+                chats.spawn(async move {
+                    let mut conversation = idle.lock().unwrap().pop().unwrap_or_default();
+                    let result = send(&client, &target, &mut conversation).await;
+                    idle.lock().unwrap().push(conversation);
+                    result
+                });
+            }
+            chats.join_all().await
+        }
+    };
     let elapsed = start.elapsed();
     let mut measured = Measured {
         chats: 0,
@@ -253,6 +326,11 @@ async fn measure(target: &Target, clients: usize, duration: Duration) -> Measure
         per_second: 0.0,
         latency: Vec::new(),
         first_byte: Vec::new(),
+        bench_cpu: cpu_time(std::process::id()) - cpu_before.0,
+        server_cpu: target
+            .server
+            .zip(cpu_before.1)
+            .map(|(pid, before)| cpu_time(pid) - before),
     };
     for result in results {
         match result {
@@ -271,6 +349,23 @@ async fn measure(target: &Target, clients: usize, duration: Duration) -> Measure
     measured.latency.sort();
     measured.first_byte.sort();
     measured
+}
+
+/// User and system CPU time a process has used, from /proc.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command, which is in parentheses and may hold
+    // spaces; utime and stime are the 14th and 15th of the line.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf only reads a configuration value.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Duration::from_secs_f64(ticks as f64 / per_second)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -342,42 +437,69 @@ async fn chats() {
                     .any(|o| t.name.to_lowercase().contains(o.trim()))
         })
         .collect();
-    for clients in [CONCURRENCY, 1] {
-        chats_table(&targets, clients).await;
+    for load in [
+        Load::Clients(CONCURRENCY),
+        Load::Rate(FIXED_RATE),
+        Load::Clients(1),
+    ] {
+        chats_table(&targets, load).await;
     }
 }
 
-async fn chats_table(targets: &[Target], clients: usize) {
+async fn chats_table(targets: &[Target], load: Load) {
+    let offered = match load {
+        Load::Clients(clients) => format!("{clients} concurrent clients"),
+        Load::Rate(rate) => format!("a fixed {rate} chats/s"),
+    };
     println!(
-        "\n### End-to-end chats: {clients} concurrent clients, {} s each, {LOAD_TEXT_CHUNKS} text chunks per answer\n",
+        "\n### End-to-end chats: {offered}, {} s each, {LOAD_TEXT_CHUNKS} text chunks per answer\n",
         MEASURE.as_secs()
     );
-    println!("| target | chats/s | p50 ms | p99 ms | TTFB p50 ms | errors | vs passthrough |");
-    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "| target | chats/s | p50 ms | p99 ms | TTFB p50 ms | errors | server CPU µs/chat | vs passthrough |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    // The bench process's own CPU per chat against the mock alone, so
+    // the passthrough's share of it can be told apart.
+    let mut direct_cpu = None;
     let mut passthrough = None;
     for target in targets {
-        measure(target, clients, WARM_UP).await;
-        let m = measure(target, clients, MEASURE).await;
+        measure(target, load, WARM_UP).await;
+        let m = measure(target, load, MEASURE).await;
         let p50 = percentile(&m.latency, 0.5);
+        let per_chat = |cpu: Duration| cpu.as_secs_f64() * 1e6 / m.chats.max(1) as f64;
+        let server_cpu = match (&m.server_cpu, target.name.as_str(), direct_cpu) {
+            (Some(cpu), _, _) => Some(per_chat(*cpu)),
+            (None, "passthrough proxy", Some(direct)) => Some(per_chat(m.bench_cpu) - direct),
+            _ => None,
+        };
+        if target.name == "mock LLM, direct" {
+            direct_cpu = Some(per_chat(m.bench_cpu));
+        }
         let ratio = match passthrough {
-            Some((rate, latency)) => format!(
-                "{:.2}x rate, {:+.2} ms p50",
+            Some((rate, latency, cpu)) => format!(
+                "{:.2}x rate, {:+.2} ms p50{}",
                 m.per_second / rate,
-                (p50.as_secs_f64() - Duration::as_secs_f64(&latency)) * 1e3
+                (p50.as_secs_f64() - Duration::as_secs_f64(&latency)) * 1e3,
+                match (server_cpu, cpu) {
+                    (Some(ours), Some(theirs)) => format!(", {:.1}x CPU", ours / theirs),
+                    _ => String::new(),
+                }
             ),
             None => String::new(),
         };
         if target.name == "passthrough proxy" {
-            passthrough = Some((m.per_second, p50));
+            passthrough = Some((m.per_second, p50, server_cpu));
         }
         println!(
-            "| {} | {:.0} | {} | {} | {} | {} | {ratio} |",
+            "| {} | {:.0} | {} | {} | {} | {} | {} | {ratio} |",
             target.name,
             m.per_second,
             ms(p50),
             ms(percentile(&m.latency, 0.99)),
             ms(percentile(&m.first_byte, 0.5)),
             m.errors,
+            server_cpu.map_or(String::new(), |cpu| format!("{cpu:.0}")),
         );
         if let Some(e) = m.first_error {
             eprintln!("{}: first error: {e}", target.name);
