@@ -120,9 +120,36 @@ impl Target {
     }
 }
 
-fn openai_body() -> Value {
-    json!({ "model": "gpt-4o-mini", "stream": true,
+/// The model request of a chat, as agenthost sends it: the demo
+/// server's tools included, so that the mock parses the same request from
+/// every target.
+fn openai_body(tools: &Value) -> Value {
+    json!({ "model": "gpt-4o-mini", "stream": true, "max_tokens": 4096, "tools": tools,
             "messages": [{ "role": "user", "content": "Say twenty words." }] })
+}
+
+/// The demo server's tools in the form agenthost offers them to the
+/// model.
+async fn demo_tools() -> Value {
+    let servers: Vec<McpServerConfig> = serde_json::from_value(json!([
+        { "id": "demo", "transport": "stdio", "command": BIN, "args": ["demo-mcp"] },
+    ]))
+    .unwrap();
+    let pool = McpPool::new(servers, UrlPolicy::default(), 1 << 20);
+    pool.server("demo").unwrap().tools().await.unwrap();
+    let tools = pool
+        .reachable_tool_set()
+        .await
+        .tools
+        .iter()
+        .map(|t| {
+            let schema: Value = serde_json::from_str(&t.input_schema).unwrap();
+            json!({ "type": "function", "function": {
+                "name": t.name, "description": t.description, "parameters": schema } })
+        })
+        .collect();
+    pool.shutdown().await;
+    tools
 }
 
 /// Every target: the mock itself, a passthrough proxy, each surface, and
@@ -134,6 +161,8 @@ async fn targets(
     tools_host: &Agenthost,
 ) -> Vec<Target> {
     let ask = "Say twenty words.";
+    let tools = demo_tools().await;
+    assert!(tools.as_array().is_some_and(|t| !t.is_empty()), "{tools}");
     let mcp_chat = |name: &str, chats_per_session| Target {
         name: name.into(),
         url: host.url("/chat/{session}/stream?message=Say%20twenty%20words."),
@@ -146,12 +175,12 @@ async fn targets(
         Target::new(
             "mock LLM, direct",
             format!("{}/chat/completions", direct.base_url),
-            openai_body(),
+            openai_body(&tools),
         ),
         Target::new(
             "passthrough proxy",
             format!("{proxy}/v1/chat/completions"),
-            openai_body(),
+            openai_body(&tools),
         ),
         Target::new(
             "agenthost: Feather",
