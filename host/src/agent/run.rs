@@ -16,7 +16,7 @@ use crate::plugins::{ChatEvent, Message};
 
 /// Work to finish, with the messages the chat added, before its final
 /// event is handed on.
-pub type BeforeEnd = Box<dyn FnOnce(Vec<Message>) -> BoxFuture<'static, ()> + Send>;
+type BeforeEnd = Box<dyn FnOnce(Vec<Message>) -> BoxFuture<'static, ()> + Send>;
 
 pub struct ChatRun {
     /// The chat itself; `None` once it has finished. Its output is the
