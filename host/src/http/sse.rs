@@ -92,7 +92,7 @@ impl Encoding {
         loop {
             let instance = self.instance.as_mut()?;
             let Some(mut batch) = self.run.next().await else {
-                // The chat ended without a final event (it was cancelled).
+                // No final event came (a chat always sends one); end cleanly anyway.
                 let tail = instance.finish().await.unwrap_or_default();
                 self.instance = None;
                 return Some((Ok(Bytes::from(tail)), self));
