@@ -46,8 +46,6 @@ pub enum AgentError {
     Provider(String),
     #[error("iteration limit reached: the model still wanted tools after {0} turns")]
     IterationLimit(u32),
-    #[error("the client went away")]
-    Cancelled,
 }
 
 /// One chat to run.
@@ -205,7 +203,7 @@ impl Agent {
                 events,
                 vec![ChatEvent::TurnEnd(TurnEnd { iteration, reason })],
             )
-            .await?;
+            .await;
             let assistant = Message {
                 role: Role::Assistant,
                 content: text,
@@ -226,7 +224,7 @@ impl Agent {
             }
             for message in self
                 .execute_calls(calls, &request.tools, &request.caller, events)
-                .await?
+                .await
             {
                 wire.messages.push(message.clone());
                 added.push(message);
@@ -252,7 +250,7 @@ impl Agent {
         match outbound {
             Outbound::Offline(body) => {
                 let decoded = instance.feed(decoder, &body).await?;
-                send(events, turn.apply(decoded)).await?;
+                send(events, turn.apply(decoded)).await;
             }
             Outbound::Http(http) => {
                 let key = route.provider.api_key.as_ref();
@@ -264,21 +262,20 @@ impl Agent {
                 let mut body = ProviderBody::new(response);
                 while let Some(chunk) = self.upstream.next_chunk(&mut body).await? {
                     let decoded = instance.feed(decoder, &chunk).await?;
-                    send(events, turn.apply(decoded)).await?;
+                    send(events, turn.apply(decoded)).await;
                 }
             }
         }
         let decoded = instance.finish(decoder).await?;
-        send(events, turn.apply(decoded)).await
+        send(events, turn.apply(decoded)).await;
+        Ok(())
     }
 }
 
-async fn send(
-    events: &mpsc::Sender<Vec<ChatEvent>>,
-    batch: Vec<ChatEvent>,
-) -> Result<(), AgentError> {
-    if batch.is_empty() {
-        return Ok(());
+/// Queues a batch for the chat's reader. The reader is dropped only
+/// together with the chat (see [`ChatRun`]), so it is always there.
+async fn send(events: &mpsc::Sender<Vec<ChatEvent>>, batch: Vec<ChatEvent>) {
+    if !batch.is_empty() {
+        let _ = events.send(batch).await;
     }
-    events.send(batch).await.map_err(|_| AgentError::Cancelled)
 }

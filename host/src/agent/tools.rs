@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
 use super::turn::PendingCall;
-use super::{Agent, AgentError, ChatEvent, Message, Role, send};
+use super::{Agent, ChatEvent, Message, Role, send};
 use crate::dispatch::Caller;
 use crate::mcp::{self, ToolSet};
 use crate::plugins::{ToolCallReady, ToolResult};
@@ -20,7 +20,7 @@ impl Agent {
         tools: &ToolSet,
         caller: &Caller,
         events: &mpsc::Sender<Vec<ChatEvent>>,
-    ) -> Result<Vec<Message>, AgentError> {
+    ) -> Vec<Message> {
         let mut ready = Vec::with_capacity(calls.len());
         let mut running = FuturesOrdered::new();
         for call in calls {
@@ -37,7 +37,7 @@ impl Agent {
             }));
             running.push_back(self.execute(call, arguments, tools, caller));
         }
-        send(events, ready).await?;
+        send(events, ready).await;
         let mut messages = Vec::new();
         while let Some((result, model_text)) = running.next().await {
             messages.push(Message {
@@ -46,9 +46,9 @@ impl Agent {
                 tool_calls: Vec::new(),
                 tool_call_id: Some(result.call.id.clone()),
             });
-            send(events, vec![ChatEvent::ToolResult(result)]).await?;
+            send(events, vec![ChatEvent::ToolResult(result)]).await;
         }
-        Ok(messages)
+        messages
     }
 
     /// One tool call; failures become error results the model can read.
