@@ -23,13 +23,18 @@ use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
+/// Every commit writes each page it touched to the WAL, so the schema
+/// keeps writes to few pages: sessions are keyed by their id alone
+/// (`WITHOUT ROWID`, no second index), and messages, never deleted, take
+/// increasing `seq`s without `AUTOINCREMENT`'s counter row. Databases made
+/// with the first schema keep it and work the same.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS sessions (
     id TEXT PRIMARY KEY,
     created_at TEXT NOT NULL
-);
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS messages (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER PRIMARY KEY,
     session_id TEXT NOT NULL REFERENCES sessions(id),
     role TEXT NOT NULL,
     content TEXT NOT NULL,
@@ -416,5 +421,37 @@ mod tests {
                 .is_err(),
             "foreign key enforced"
         );
+    }
+
+    #[tokio::test]
+    async fn a_database_made_with_the_first_schema_keeps_working() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agenthost.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE sessions (id TEXT PRIMARY KEY, created_at TEXT NOT NULL);
+                 CREATE TABLE messages (
+                     seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                     session_id TEXT NOT NULL REFERENCES sessions(id),
+                     role TEXT NOT NULL, content TEXT NOT NULL, name TEXT,
+                     tool_call_id TEXT, tool_calls TEXT, timestamp TEXT NOT NULL);
+                 INSERT INTO sessions VALUES ('old', '2026-01-01T00:00:00Z');
+                 INSERT INTO messages (session_id, role, content, timestamp)
+                     VALUES ('old', 'user', 'first', '2026-01-01T00:00:00Z');",
+            )
+            .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        store
+            .append("old", vec![message("assistant", "second")])
+            .await
+            .unwrap();
+        let history = store.history("old").await.unwrap().unwrap();
+        let contents: Vec<&str> = history.iter().map(|m| m.content.as_str()).collect();
+        assert_eq!(contents, ["first", "second"]);
+        let fresh = store.create_session().await.unwrap();
+        assert_eq!(store.sessions().await.unwrap().len(), 2);
+        assert!(store.history(&fresh.id).await.unwrap().unwrap().is_empty());
     }
 }
