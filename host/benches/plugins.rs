@@ -296,6 +296,32 @@ fn stream_setup(c: &mut Criterion) {
     group.finish();
 }
 
+/// The fixed cost of one encoder call, apart from any encoding: a call
+/// with no events on a live stream. One event per call can come no closer
+/// to native than this allows.
+fn call_floor(c: &mut Criterion) {
+    let rt = tokio();
+    let runtime = plugin_runtime(&rt);
+    let (_, options) = canonical_chat!(agenthost::plugins);
+    let mut group = c.benchmark_group("encoder-call-floor");
+    for name in ["feather", "truefoundry", "simple", "mcp-chat"] {
+        let plugin = runtime.encoder(name).unwrap();
+        let mut stream = rt.block_on(plugin.instantiate(&options)).unwrap();
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        black_box(stream.encode(&[]).await.unwrap());
+                    }
+                    start.elapsed()
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_secs(1))
@@ -306,6 +332,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = encoders, decoders, stream_setup
+    targets = encoders, decoders, stream_setup, call_floor
 }
 criterion_main!(benches);
