@@ -25,9 +25,10 @@ use serde::Serialize;
 
 /// Every commit writes each page it touched to the WAL, so the schema
 /// keeps writes to few pages: sessions are keyed by their id alone
-/// (`WITHOUT ROWID`, no second index), and messages, never deleted, take
-/// increasing `seq`s without `AUTOINCREMENT`'s counter row. Databases made
-/// with the first schema keep it and work the same.
+/// (`WITHOUT ROWID`, no second index), and messages and tool-call log
+/// rows, never deleted, take increasing `seq`s without `AUTOINCREMENT`'s
+/// counter row. Databases made with the first schema keep it and work the
+/// same.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS sessions (
     id TEXT PRIMARY KEY,
@@ -71,7 +72,7 @@ CREATE TABLE IF NOT EXISTS connection_tools (
     PRIMARY KEY (connection_id, slug)
 );
 CREATE TABLE IF NOT EXISTS tool_calls (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER PRIMARY KEY,
     at TEXT NOT NULL,
     org TEXT,
     api_key TEXT,
