@@ -148,7 +148,7 @@ impl Connections {
         let server_id = server_id(&name);
         let config = McpServerConfig::streamable_http(server_id.clone(), new.url, headers);
         let entry = self.pool.connection_entry(config, id.clone()).await?;
-        let tools = match entry.tools().await {
+        let tools = match entry.offered().await {
             Ok(tools) => tools,
             Err(e) => {
                 entry.retire().await;
@@ -160,12 +160,9 @@ impl Connections {
             .iter()
             .map(|tool| ConnectionToolRow {
                 slug: slugs.allocate(&server_id, &tool.name),
-                name: tool.name.to_string(),
-                description: tool.description.as_deref().unwrap_or_default().to_owned(),
-                read_only: entry.config.is_read_only(
-                    &tool.name,
-                    tool.annotations.as_ref().and_then(|a| a.read_only_hint),
-                ),
+                name: tool.name.clone(),
+                description: tool.description.clone(),
+                read_only: tool.read_only,
                 enabled: true,
             })
             .collect();

@@ -21,11 +21,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-use rmcp::RoleClient;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, RequestMetaObject, Tool,
 };
-use rmcp::service::Peer;
 use serde_json::{Map, Value};
 
 use crate::config::{McpServerConfig, Transport};
@@ -159,7 +157,36 @@ impl std::fmt::Debug for ServerEntry {
 struct Session {
     client: connect::Client,
     tools: Arc<Vec<Tool>>,
+    offered: Arc<Vec<OfferedTool>>,
     connected_at: String,
+}
+
+/// A server's tool as chats offer it. Prepared once per session, not per
+/// chat: serializing the schemas for every chat cost ~2% of its CPU.
+#[derive(Debug)]
+pub struct OfferedTool {
+    /// The server's own name for it.
+    pub name: String,
+    pub description: String,
+    /// JSON Schema text.
+    pub input_schema: String,
+    /// The server's `readOnlyHint`, or the config's override.
+    pub read_only: bool,
+}
+
+impl OfferedTool {
+    fn prepare(config: &McpServerConfig, tool: &Tool) -> OfferedTool {
+        OfferedTool {
+            name: tool.name.to_string(),
+            description: tool.description.as_deref().unwrap_or_default().to_owned(),
+            input_schema: serde_json::to_string(&*tool.input_schema)
+                .unwrap_or_else(|_| "{}".into()),
+            read_only: config.is_read_only(
+                &tool.name,
+                tool.annotations.as_ref().and_then(|a| a.read_only_hint),
+            ),
+        }
+    }
 }
 
 impl Session {
@@ -208,14 +235,14 @@ impl ServerEntry {
         })
     }
 
-    /// The live session's peer and tools, opening a session if needed.
-    async fn session(&self) -> Result<(Peer<RoleClient>, Arc<Vec<Tool>>), McpError> {
+    /// What `pick` takes from the live session, opening one if needed.
+    async fn session<T>(&self, pick: impl FnOnce(&Session) -> T) -> Result<T, McpError> {
         let mut slot = self.slot.lock().await;
         if self.removed.load(Ordering::SeqCst) {
             return Err(McpError::Removed(self.config.id.clone()));
         }
         if let Some(session) = slot.session.as_ref().filter(|s| s.is_alive()) {
-            return Ok((session.client.peer().clone(), session.tools.clone()));
+            return Ok(pick(session));
         }
         // Dropping a dead session reaps its child before a new one starts.
         slot.session = None;
@@ -241,9 +268,7 @@ impl ServerEntry {
             }
         };
         slot.backoff.succeeded();
-        let found = (session.client.peer().clone(), session.tools.clone());
-        slot.session = Some(session);
-        Ok(found)
+        Ok(pick(slot.session.insert(session)))
     }
 
     async fn open(&self) -> Result<Session, String> {
@@ -254,16 +279,26 @@ impl ServerEntry {
             .await
             .map_err(|e| format!("tools/list failed: {e}"))?;
         tracing::info!(server = %self.config.id, tools = tools.len(), "MCP server connected");
+        let offered = tools
+            .iter()
+            .map(|tool| OfferedTool::prepare(&self.config, tool))
+            .collect();
         Ok(Session {
             client,
             tools: Arc::new(tools),
+            offered: Arc::new(offered),
             connected_at: crate::store::now(),
         })
     }
 
     /// Opens (or reuses) the session and returns the server's tools.
     pub async fn tools(&self) -> Result<Arc<Vec<Tool>>, McpError> {
-        Ok(self.session().await?.1)
+        self.session(|s| s.tools.clone()).await
+    }
+
+    /// Opens (or reuses) the session and returns its tools as offered.
+    pub async fn offered(&self) -> Result<Arc<Vec<OfferedTool>>, McpError> {
+        self.session(|s| s.offered.clone()).await
     }
 
     pub async fn is_connected(&self) -> bool {
@@ -301,7 +336,9 @@ impl ServerEntry {
         end_user: Option<&str>,
     ) -> Result<CallToolResult, McpError> {
         let server = &self.config.id;
-        let (peer, tools) = self.session().await?;
+        let (peer, tools) = self
+            .session(|s| (s.client.peer().clone(), s.tools.clone()))
+            .await?;
         let timeout = self.config.call_timeout();
         let mut params = CallToolRequestParams::new(tool.to_owned());
         params.arguments = Some(arguments);
@@ -618,18 +655,18 @@ pub async fn tool_set(selections: &[Selection]) -> Result<ToolSet, McpError> {
     for selection in selections {
         let entry = &selection.server;
         let id = &entry.config.id;
-        let available = entry.tools().await?;
+        let available = entry.offered().await?;
         if let Some(only) = &selection.only
             && let Some(missing) = only
                 .iter()
-                .find(|name| !available.iter().any(|t| t.name == name.as_str()))
+                .find(|name| !available.iter().any(|t| &t.name == *name))
         {
             return Err(McpError::UnknownTool {
                 server: id.clone(),
                 tool: missing.clone(),
                 available: available
                     .iter()
-                    .map(|t| t.name.as_ref())
+                    .map(|t| t.name.as_str())
                     .collect::<Vec<_>>()
                     .join(", "),
             });
@@ -638,20 +675,16 @@ pub async fn tool_set(selections: &[Selection]) -> Result<ToolSet, McpError> {
             selection
                 .only
                 .as_ref()
-                .is_none_or(|only| only.iter().any(|n| n == t.name.as_ref()))
+                .is_none_or(|only| only.contains(&t.name))
         });
         for tool in chosen {
             tools.push(ToolBinding {
                 name: names.allocate(id, &tool.name),
                 server: id.clone(),
-                tool: tool.name.to_string(),
-                description: tool.description.as_deref().unwrap_or_default().to_owned(),
-                input_schema: serde_json::to_string(&*tool.input_schema)
-                    .unwrap_or_else(|_| "{}".into()),
-                read_only: entry.config.is_read_only(
-                    &tool.name,
-                    tool.annotations.as_ref().and_then(|a| a.read_only_hint),
-                ),
+                tool: tool.name.clone(),
+                description: tool.description.clone(),
+                input_schema: tool.input_schema.clone(),
+                read_only: tool.read_only,
                 entry: entry.clone(),
             });
         }
@@ -676,4 +709,32 @@ pub fn result_text(result: &CallToolResult) -> String {
         None => serde_json::to_string(result),
     };
     value.unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ToolAccess;
+    use rmcp::model::ToolAnnotations;
+
+    #[test]
+    fn an_offered_tool_carries_its_schema_as_text_and_the_configs_access() {
+        let text = r#"{"properties":{"q":{"type":"string"}},"type":"object"}"#;
+        let schema: Map<String, Value> = serde_json::from_str(text).unwrap();
+        let tool = |name: &'static str| {
+            Tool::new(name, "finds", Arc::new(schema.clone()))
+                .annotate(ToolAnnotations::new().read_only(true))
+        };
+        let mut config =
+            McpServerConfig::streamable_http("s".into(), "http://x".into(), BTreeMap::new());
+        config.tool_access.insert("write".into(), ToolAccess::Write);
+
+        let hinted = OfferedTool::prepare(&config, &tool("find"));
+        assert_eq!(hinted.name, "find");
+        assert_eq!(hinted.description, "finds");
+        assert_eq!(hinted.input_schema, text);
+        assert!(hinted.read_only, "the server's hint stands");
+        let overridden = OfferedTool::prepare(&config, &tool("write"));
+        assert!(!overridden.read_only, "the config overrides the hint");
+    }
 }
