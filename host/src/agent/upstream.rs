@@ -22,6 +22,14 @@ use crate::plugins::{AuthScheme, HttpRequest};
 const MAX_ERROR_BODY: usize = 2048;
 /// Most bytes of the provider's body joined into one decoder call.
 const MAX_JOINED: usize = 64 * 1024;
+/// How often a read yields for the next piece before handing on what it
+/// has. The HTTP client's connection task hands the body over one piece
+/// at a time, and a piece it already holds reaches this task two
+/// scheduler turns after the last was taken; a third covers a busy turn.
+const JOIN_YIELDS: u32 = 3;
+/// Longest the first piece waits for others to join it: a provider that
+/// streams fast but steadily must not be held back until `MAX_JOINED`.
+const MAX_JOIN_WAIT: Duration = Duration::from_millis(1);
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(8);
 
@@ -180,7 +188,7 @@ impl Upstream {
         let Some(first) = first else {
             return Ok(None);
         };
-        Ok(Some(body.take_ready(first)))
+        Ok(Some(body.take_ready(first).await))
     }
 }
 
@@ -203,9 +211,14 @@ impl ProviderBody {
     /// `first` joined by whatever else has already arrived. Providers send
     /// each SSE event as an HTTP chunk of its own; when several are in
     /// hand, one decoder call and one event batch serve them all, and the
-    /// client gets them in one write.
-    fn take_ready(&mut self, first: Bytes) -> Bytes {
+    /// client gets them in one write. A piece that has arrived but not yet
+    /// been handed over is waited for by yielding, a few scheduler turns
+    /// at most: a provider that trickles costs a few polls per piece, one
+    /// that bursts costs one write per burst instead of one per piece.
+    async fn take_ready(&mut self, first: Bytes) -> Bytes {
+        let started = Instant::now();
         let mut joined: Option<Vec<u8>> = None;
+        let mut yields = 0;
         while joined.as_ref().map_or(first.len(), Vec::len) < MAX_JOINED {
             let more = match self.response.chunk().now_or_never() {
                 Some(Ok(Some(more))) => more,
@@ -213,14 +226,38 @@ impl ProviderBody {
                     self.failed = Some(body_error(e));
                     break;
                 }
+                None if yields < JOIN_YIELDS && started.elapsed() < MAX_JOIN_WAIT => {
+                    yields += 1;
+                    yield_to_scheduler().await;
+                    continue;
+                }
                 Some(Ok(None)) | None => break,
             };
+            yields = 0;
             joined
                 .get_or_insert_with(|| first.to_vec())
                 .extend_from_slice(&more);
         }
         joined.map_or(first, Bytes::from)
     }
+}
+
+/// Lets every task already queued run once before this one goes on.
+/// Unlike `tokio::task::yield_now`, which defers the wake-up until the
+/// worker runs out of work or polls its driver, this comes back after
+/// one pass of the queue: long enough for the client's connection task
+/// to hand over the next piece, short enough to keep the piece's latency.
+async fn yield_to_scheduler() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            return std::task::Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    })
+    .await
 }
 
 fn body_error(e: reqwest::Error) -> UpstreamError {
@@ -298,6 +335,51 @@ mod tests {
         assert_eq!(piece.as_deref(), Some(&b"data: 1\n\n"[..]));
         let error = upstream.next_chunk(&mut body).await.unwrap_err();
         assert!(matches!(error, UpstreamError::Body(_)), "{error}");
+    }
+
+    /// A provider that sends its pieces over a real connection, all at
+    /// once, then a last one after a pause.
+    async fn provider(pieces: usize, pause: Duration) -> String {
+        let body = move || async move {
+            let burst = futures::stream::iter(
+                (0..pieces).map(|i| Ok::<_, std::io::Error>(Bytes::from(format!("data: {i}\n\n")))),
+            );
+            let late = futures::stream::once(async move {
+                tokio::time::sleep(pause).await;
+                Ok(Bytes::from_static(b"data: late\n\n"))
+            });
+            axum::body::Body::from_stream(futures::StreamExt::chain(burst, late))
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let app = axum::Router::new().route("/", axum::routing::get(body));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{address}/")
+    }
+
+    #[tokio::test]
+    async fn joins_a_burst_from_the_connection_but_not_a_piece_that_comes_later() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let upstream = Upstream::new(&AgentConfig::default()).unwrap();
+        let url = provider(20, Duration::from_millis(50)).await;
+        let response = upstream.client.get(url).send().await.unwrap();
+        let mut body = ProviderBody::new(response);
+        let mut reads = Vec::new();
+        while let Some(piece) = upstream.next_chunk(&mut body).await.unwrap() {
+            reads.push(String::from_utf8(piece.to_vec()).unwrap());
+        }
+        let all: String = (0..20).map(|i| format!("data: {i}\n\n")).collect();
+        let (late, burst) = reads.split_last().unwrap();
+        assert_eq!(late, "data: late\n\n", "the late piece is not waited for");
+        assert_eq!(burst.concat(), all);
+        // Joining stops after a millisecond, so a thread preempted often
+        // may read the burst in a few pieces; one per piece means none
+        // were joined.
+        assert!(
+            burst.len() < 10,
+            "the burst was read in {} pieces",
+            burst.len()
+        );
     }
 
     #[test]
