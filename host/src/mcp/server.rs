@@ -1,0 +1,378 @@
+//! One MCP server: its configuration and the life of its client session.
+//!
+//! A session opens on first use and is kept. A session whose server died
+//! (child exited, connection dropped) is noticed on the next use and
+//! reopened, so a crash costs one failed call, not the server for good.
+//! Dropping a session kills its child process; children are also bound to
+//! this process's life (see `connect`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, RequestMetaObject, Tool,
+};
+use serde_json::{Map, Value};
+
+use super::{McpError, backoff, connect, end_user};
+use crate::config::{McpServerConfig, Transport};
+
+/// Where a server came from; only run-time ones can be removed by API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Config,
+    Runtime,
+    /// Named by one request's URL.
+    AdHoc,
+    /// An org's connection, outside the pool (see `crate::connections`).
+    Connection,
+}
+
+pub struct ServerEntry {
+    pub config: McpServerConfig,
+    pub origin: Origin,
+    /// The org connection this server is, if it is one.
+    pub connection: Option<String>,
+    /// Set once removed from the pool: holders fail instead of reconnecting.
+    removed: AtomicBool,
+    /// For ad-hoc servers: a client pinned to the addresses that passed
+    /// the URL policy.
+    http_client: Option<reqwest::Client>,
+    /// Largest tool result, serialized, handed on to the caller.
+    result_limit: usize,
+    slot: tokio::sync::Mutex<Slot>,
+}
+
+/// The live session, if any, and when a failed start may be retried.
+#[derive(Default)]
+struct Slot {
+    session: Option<Session>,
+    backoff: backoff::Backoff,
+}
+
+impl std::fmt::Debug for ServerEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerEntry")
+            .field("id", &self.config.id)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Session {
+    client: connect::Client,
+    tools: Arc<Vec<Tool>>,
+    offered: Arc<Vec<OfferedTool>>,
+    connected_at: String,
+}
+
+/// A server's tool as chats offer it. Prepared once per session, not per
+/// chat: serializing the schemas for every chat cost ~2% of its CPU.
+#[derive(Debug)]
+pub struct OfferedTool {
+    /// The server's own name for it.
+    pub name: String,
+    pub description: String,
+    /// JSON Schema text.
+    pub input_schema: String,
+    /// The server's `readOnlyHint`, or the config's override.
+    pub read_only: bool,
+}
+
+/// A server's tool as the frontends list it.
+#[derive(Debug, Clone)]
+pub struct ToolSummary {
+    pub name: String,
+    pub description: String,
+}
+
+impl ToolSummary {
+    pub fn of(tools: &[Tool]) -> Vec<ToolSummary> {
+        tools
+            .iter()
+            .map(|t| ToolSummary {
+                name: t.name.to_string(),
+                description: t.description.as_deref().unwrap_or_default().to_owned(),
+            })
+            .collect()
+    }
+}
+
+impl OfferedTool {
+    fn prepare(config: &McpServerConfig, tool: &Tool) -> OfferedTool {
+        OfferedTool {
+            name: tool.name.to_string(),
+            description: tool.description.as_deref().unwrap_or_default().to_owned(),
+            input_schema: serde_json::to_string(&*tool.input_schema)
+                .unwrap_or_else(|_| "{}".into()),
+            read_only: config.is_read_only(
+                &tool.name,
+                tool.annotations.as_ref().and_then(|a| a.read_only_hint),
+            ),
+        }
+    }
+}
+
+impl Session {
+    fn is_alive(&self) -> bool {
+        !self.client.is_closed() && !self.client.peer().is_transport_closed()
+    }
+
+    /// Ends the session, stopping its child process.
+    async fn stop(self, server: &str) {
+        if let Err(e) = self.client.cancel().await {
+            tracing::warn!(server, "closing MCP session: {e}");
+        }
+    }
+}
+
+/// Measures serialized JSON without keeping it.
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0 += bytes.len();
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl ServerEntry {
+    pub(super) fn new(
+        config: McpServerConfig,
+        origin: Origin,
+        http_client: Option<reqwest::Client>,
+        connection: Option<String>,
+        result_limit: usize,
+    ) -> Arc<ServerEntry> {
+        Arc::new(ServerEntry {
+            config,
+            origin,
+            connection,
+            removed: AtomicBool::new(false),
+            http_client,
+            result_limit,
+            slot: Default::default(),
+        })
+    }
+
+    /// What `pick` takes from the live session, opening one if needed.
+    async fn session<T>(&self, pick: impl FnOnce(&Session) -> T) -> Result<T, McpError> {
+        let mut slot = self.slot.lock().await;
+        if self.removed.load(Ordering::SeqCst) {
+            return Err(McpError::Removed(self.config.id.clone()));
+        }
+        if let Some(session) = slot.session.as_ref().filter(|s| s.is_alive()) {
+            return Ok(pick(session));
+        }
+        // Dropping a dead session reaps its child before a new one starts.
+        slot.session = None;
+        let failed = |reason| McpError::Connect {
+            id: self.config.id.clone(),
+            reason,
+        };
+        slot.backoff.check(Instant::now()).map_err(failed)?;
+        let timeout = self.config.startup_timeout();
+        let opened = tokio::time::timeout(timeout, self.open())
+            .await
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "it did not start and list its tools within {} s",
+                    timeout.as_secs_f64()
+                ))
+            });
+        let session = match opened {
+            Ok(session) => session,
+            Err(reason) => {
+                slot.backoff.failed(Instant::now(), &reason);
+                return Err(failed(reason));
+            }
+        };
+        slot.backoff.succeeded();
+        Ok(pick(slot.session.insert(session)))
+    }
+
+    async fn open(&self) -> Result<Session, String> {
+        let client = connect::connect(&self.config, self.http_client.clone()).await?;
+        let tools = client
+            .peer()
+            .list_all_tools()
+            .await
+            .map_err(|e| format!("tools/list failed: {e}"))?;
+        tracing::info!(server = %self.config.id, tools = tools.len(), "MCP server connected");
+        let offered = tools
+            .iter()
+            .map(|tool| OfferedTool::prepare(&self.config, tool))
+            .collect();
+        Ok(Session {
+            client,
+            tools: Arc::new(tools),
+            offered: Arc::new(offered),
+            connected_at: crate::timestamp::now(),
+        })
+    }
+
+    /// Opens (or reuses) the session and returns the server's tools.
+    pub async fn tools(&self) -> Result<Arc<Vec<Tool>>, McpError> {
+        self.session(|s| s.tools.clone()).await
+    }
+
+    /// Opens (or reuses) the session and lists its tools.
+    pub async fn summaries(&self) -> Result<Vec<ToolSummary>, McpError> {
+        Ok(ToolSummary::of(&self.tools().await?))
+    }
+
+    /// Opens (or reuses) the session and returns its tools as offered.
+    pub async fn offered(&self) -> Result<Arc<Vec<OfferedTool>>, McpError> {
+        self.session(|s| s.offered.clone()).await
+    }
+
+    pub async fn is_connected(&self) -> bool {
+        self.snapshot().await.is_some()
+    }
+
+    /// The tools and connection time of a live session, without opening one.
+    pub async fn snapshot(&self) -> Option<(Arc<Vec<Tool>>, String)> {
+        let slot = self.slot.lock().await;
+        slot.session
+            .as_ref()
+            .filter(|s| s.is_alive())
+            .map(|s| (s.tools.clone(), s.connected_at.clone()))
+    }
+
+    /// Stops the server for good: holders get an error, not a reconnect.
+    pub async fn retire(&self) {
+        self.removed.store(true, Ordering::SeqCst);
+        self.close().await;
+    }
+
+    pub(super) async fn close(&self) {
+        let session = self.slot.lock().await.session.take();
+        if let Some(session) = session {
+            session.stop(&self.config.id).await;
+        }
+    }
+
+    /// Calls one tool under the server's timeout, pinned to `end_user`
+    /// when given (see [`end_user`]).
+    pub async fn call(
+        &self,
+        tool: &str,
+        arguments: Map<String, Value>,
+        end_user: Option<&str>,
+    ) -> Result<CallToolResult, McpError> {
+        let server = &self.config.id;
+        let (peer, tools) = self
+            .session(|s| (s.client.peer().clone(), s.tools.clone()))
+            .await?;
+        let timeout = self.config.call_timeout();
+        let mut params = CallToolRequestParams::new(tool.to_owned());
+        params.arguments = Some(arguments);
+        if let Some(end_user) = end_user {
+            let mut meta = RequestMetaObject::new();
+            meta.insert(end_user::META_KEY.into(), end_user.into());
+            params.meta = Some(meta);
+        }
+        let failed = |reason: String| McpError::Call {
+            server: server.clone(),
+            tool: tool.to_owned(),
+            reason,
+        };
+        match tokio::time::timeout(timeout, peer.call_tool_once(params)).await {
+            Err(_) => {
+                self.stop_if_stuck(&tools).await;
+                Err(McpError::Timeout {
+                    server: server.clone(),
+                    tool: tool.to_owned(),
+                    secs: timeout.as_secs_f64(),
+                })
+            }
+            Ok(Err(rmcp::ServiceError::TransportClosed)) => Err(failed(
+                "the server went away mid-call (its process exited or its connection closed)"
+                    .into(),
+            )),
+            Ok(Err(rmcp::ServiceError::UnexpectedResponse)) => Err(failed(
+                "the server answered with something that is not a tool result (malformed JSON-RPC)"
+                    .into(),
+            )),
+            Ok(Err(e)) => Err(failed(e.to_string())),
+            Ok(Ok(CallToolResponse::Complete(result))) => self.within_limit(tool, result),
+            Ok(Ok(_)) => Err(failed(
+                "the tool asked for user input, which is not supported".into(),
+            )),
+        }
+    }
+
+    /// A stdio server that let a call time out is presumed stuck (a hung
+    /// tool often hangs the whole process, and restarting is the only
+    /// remedy a client has): it is stopped, to start afresh on next use.
+    /// `tools` names the session that timed out, so a session started
+    /// since is left alone.
+    async fn stop_if_stuck(&self, tools: &Arc<Vec<Tool>>) {
+        if self.config.transport != Transport::Stdio {
+            return;
+        }
+        let mut slot = self.slot.lock().await;
+        if slot
+            .session
+            .as_ref()
+            .is_some_and(|s| Arc::ptr_eq(&s.tools, tools))
+            && let Some(session) = slot.session.take()
+        {
+            tracing::warn!(server = %self.config.id, "a tool call timed out; stopping the server");
+            // The graceful stop waits seconds for the child; the caller
+            // has waited long enough.
+            let id = self.config.id.clone();
+            tokio::spawn(async move { session.stop(&id).await });
+        }
+    }
+
+    /// A result too big to hand on becomes an error the model can read,
+    /// rather than megabytes in its context and the client's stream.
+    fn within_limit(&self, tool: &str, result: CallToolResult) -> Result<CallToolResult, McpError> {
+        let mut counted = ByteCount(0);
+        let bytes = serde_json::to_writer(&mut counted, &result).map_or(0, |()| counted.0);
+        if bytes <= self.result_limit {
+            return Ok(result);
+        }
+        Err(McpError::TooLarge {
+            server: self.config.id.clone(),
+            tool: tool.to_owned(),
+            bytes,
+            limit: self.result_limit,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::config::ToolAccess;
+    use rmcp::model::ToolAnnotations;
+
+    #[test]
+    fn an_offered_tool_carries_its_schema_as_text_and_the_configs_access() {
+        let text = r#"{"properties":{"q":{"type":"string"}},"type":"object"}"#;
+        let schema: Map<String, Value> = serde_json::from_str(text).unwrap();
+        let tool = |name: &'static str| {
+            Tool::new(name, "finds", Arc::new(schema.clone()))
+                .annotate(ToolAnnotations::new().read_only(true))
+        };
+        let mut config =
+            McpServerConfig::streamable_http("s".into(), "http://x".into(), BTreeMap::new());
+        config.tool_access.insert("write".into(), ToolAccess::Write);
+
+        let hinted = OfferedTool::prepare(&config, &tool("find"));
+        assert_eq!(hinted.name, "find");
+        assert_eq!(hinted.description, "finds");
+        assert_eq!(hinted.input_schema, text);
+        assert!(hinted.read_only, "the server's hint stands");
+        let overridden = OfferedTool::prepare(&config, &tool("write"));
+        assert!(!overridden.read_only, "the config overrides the hint");
+    }
+}
