@@ -10,7 +10,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod keys;
 mod providers;
+
+pub use keys::{ApiKeyConfig, Role};
 
 pub use providers::{
     Env, ProcessEnv, ProviderConfig, ResolvedProvider, ResolvedProviders, RoutingConfig, Secret,
@@ -61,7 +64,7 @@ pub struct Config {
     /// When absent, the built-in demo server; an explicit empty list means none.
     pub mcp_servers: Option<Vec<McpServerConfig>>,
     #[serde(default)]
-    pub api_keys: Vec<crate::auth::ApiKeyConfig>,
+    pub api_keys: Vec<ApiKeyConfig>,
     #[serde(default)]
     pub security: SecurityConfig,
     #[serde(default)]

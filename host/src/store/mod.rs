@@ -12,7 +12,6 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 mod connections;
-mod conversation;
 mod tool_calls;
 mod writer;
 
@@ -22,6 +21,8 @@ pub use tool_calls::ToolCallRecord;
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
+
+use crate::timestamp::now;
 
 /// Every commit writes each page it touched to the WAL, so the schema
 /// keeps writes to few pages: sessions are keyed by their id alone
@@ -344,13 +345,6 @@ fn session_row(c: &Connection, id: &str) -> rusqlite::Result<Option<()>> {
     c.prepare_cached("SELECT 1 FROM sessions WHERE id = ?1")?
         .query_row([id], |_| Ok(()))
         .optional()
-}
-
-/// Now as RFC 3339 UTC with second precision, as the seeds show.
-pub fn now() -> String {
-    jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
 }
 
 /// The database holds conversations and server configurations (which may

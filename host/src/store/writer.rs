@@ -156,7 +156,14 @@ mod tests {
                 session.id.clone()
             };
             tokio::spawn(async move {
-                let message = super::super::StoredMessage::user(format!("m{i}"));
+                let message = super::super::StoredMessage {
+                    role: "user".into(),
+                    content: format!("m{i}"),
+                    name: None,
+                    tool_call_id: None,
+                    tool_calls: None,
+                    timestamp: "2025-01-01T00:00:00Z".into(),
+                };
                 store.append(&target, vec![message]).await.is_ok()
             })
         });
