@@ -5,28 +5,10 @@
 
 use std::collections::HashMap;
 
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::config::{ConfigError, Env};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Admin,
-    Member,
-    Viewer,
-}
-
-impl Role {
-    pub fn name(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::Member => "member",
-            Role::Viewer => "viewer",
-        }
-    }
-}
+pub use crate::config::Role;
+use crate::config::{ApiKeyConfig, ConfigError, Env};
 
 /// An authenticated caller.
 #[derive(Debug, Clone)]
@@ -37,17 +19,80 @@ pub struct Principal {
     pub key_label: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApiKeyConfig {
-    /// The key itself; prefer `key_env` outside examples and tests.
-    #[serde(default)]
-    pub key: Option<String>,
-    /// Environment variable holding the key.
-    #[serde(default)]
-    pub key_env: Option<String>,
-    pub org: String,
-    pub role: Role,
+/// Who a request says it comes from, read from its headers once.
+#[derive(Debug, Clone)]
+pub enum Identity {
+    /// No key was presented.
+    Anonymous,
+    Key(Principal),
+    /// A key was presented and refused.
+    Refused(KeyRefusal),
+}
+
+/// Why a request has no principal; each surface words the 401 its way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRefusal {
+    /// Neither `x-api-key` nor `Authorization` was sent.
+    Missing,
+    /// `Authorization` was sent, but not as `Bearer <key>`.
+    NotBearer,
+    /// The key is not a configured one.
+    Unknown,
+}
+
+impl Identity {
+    /// The principal, or why there is none.
+    pub fn principal(self) -> Result<Principal, KeyRefusal> {
+        match self {
+            Identity::Key(principal) => Ok(principal),
+            Identity::Anonymous => Err(KeyRefusal::Missing),
+            Identity::Refused(why) => Err(why),
+        }
+    }
+
+    pub fn is_admin(&self) -> bool {
+        matches!(self, Identity::Key(p) if p.role == Role::Admin)
+    }
+}
+
+/// Who is calling a tool, for whom, and why: checked and logged by the
+/// dispatcher on every tool path.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// `None` on surfaces without API keys (the simple frontend).
+    pub principal: Option<Principal>,
+    /// The end user every end-user-scoped call is pinned to.
+    pub end_user: Option<String>,
+    /// Why the call is made, for the log: `feather_chat`, `mcp_endpoint`...
+    pub reason: &'static str,
+}
+
+impl Caller {
+    pub fn anonymous(reason: &'static str) -> Caller {
+        Caller {
+            principal: None,
+            end_user: None,
+            reason,
+        }
+    }
+
+    pub fn with_key(principal: Principal, reason: &'static str) -> Caller {
+        Caller {
+            principal: Some(principal),
+            end_user: None,
+            reason,
+        }
+    }
+
+    /// Whether the caller may call a tool that is, or is not, read-only:
+    /// viewers only read.
+    pub fn may_call(&self, read_only: bool) -> bool {
+        read_only
+            || self
+                .principal
+                .as_ref()
+                .is_none_or(|p| p.role != Role::Viewer)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -98,6 +143,18 @@ impl ApiKeys {
 
     pub fn authenticate(&self, presented: &str) -> Option<Principal> {
         self.by_hash.get(&digest(presented)).cloned()
+    }
+
+    /// The caller named by the `Authorization` (a Bearer token, first) or
+    /// `x-api-key` header values.
+    pub fn identify(&self, authorization: Option<&str>, x_api_key: Option<&str>) -> Identity {
+        match authorization.and_then(bearer_token).or(x_api_key) {
+            Some(key) => self
+                .authenticate(key)
+                .map_or(Identity::Refused(KeyRefusal::Unknown), Identity::Key),
+            None if authorization.is_some() => Identity::Refused(KeyRefusal::NotBearer),
+            None => Identity::Anonymous,
+        }
     }
 }
 
@@ -150,6 +207,36 @@ mod tests {
         assert_eq!(bearer_token("bearer  sk-1 "), Some("sk-1"));
         assert_eq!(bearer_token("Basic abc"), None);
         assert_eq!(bearer_token("Bearer "), None);
+    }
+
+    #[test]
+    fn identifies_bearer_first_then_x_api_key() {
+        let config = ApiKeyConfig {
+            key: Some("sk-viewer-123".into()),
+            key_env: None,
+            org: "acme".into(),
+            role: Role::Viewer,
+        };
+        let keys = ApiKeys::from_config(&[config], &NoEnv).unwrap();
+        let role = |identity: Identity| identity.principal().map(|p| p.role);
+        assert_eq!(role(keys.identify(None, None)), Err(KeyRefusal::Missing));
+        assert_eq!(
+            role(keys.identify(Some("Bearer sk-viewer-123"), Some("sk-nope-0000"))),
+            Ok(Role::Viewer)
+        );
+        assert_eq!(
+            role(keys.identify(Some("Basic abc"), Some("sk-viewer-123"))),
+            Ok(Role::Viewer)
+        );
+        assert_eq!(
+            role(keys.identify(Some("Basic abc"), None)),
+            Err(KeyRefusal::NotBearer)
+        );
+        assert_eq!(
+            role(keys.identify(None, Some("sk-nope-0000"))),
+            Err(KeyRefusal::Unknown)
+        );
+        assert!(!keys.identify(None, Some("sk-viewer-123")).is_admin());
     }
 
     #[test]

@@ -14,47 +14,9 @@ use std::time::Instant;
 use rmcp::model::CallToolResult;
 use serde_json::{Map, Value};
 
-use crate::auth::{Principal, Role};
+use crate::auth::Caller;
 use crate::mcp::{McpError, ToolBinding};
-use crate::store::{Store, ToolCallRecord};
-
-/// Who is calling a tool, for whom, and why.
-#[derive(Debug, Clone)]
-pub struct Caller {
-    /// `None` on surfaces without API keys (the simple frontend).
-    pub principal: Option<Principal>,
-    /// The end user every end-user-scoped call is pinned to.
-    pub end_user: Option<String>,
-    /// Why the call is made, for the log: `feather_chat`, `mcp_endpoint`...
-    pub reason: &'static str,
-}
-
-impl Caller {
-    pub fn anonymous(reason: &'static str) -> Caller {
-        Caller {
-            principal: None,
-            end_user: None,
-            reason,
-        }
-    }
-
-    pub fn with_key(principal: Principal, reason: &'static str) -> Caller {
-        Caller {
-            principal: Some(principal),
-            end_user: None,
-            reason,
-        }
-    }
-
-    /// Whether the caller may call a tool: viewers only read.
-    pub fn may_call(&self, binding: &ToolBinding) -> bool {
-        binding.read_only
-            || self
-                .principal
-                .as_ref()
-                .is_none_or(|p| p.role != Role::Viewer)
-    }
-}
+use crate::store::{Store, StoreError, ToolCallRecord};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DispatchError {
@@ -76,6 +38,16 @@ impl Dispatcher {
         Dispatcher { log }
     }
 
+    /// The org's logged calls, newest first, optionally of one connection.
+    pub async fn log(
+        &self,
+        org: &str,
+        connection: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<ToolCallRecord>, StoreError> {
+        self.log.tool_calls(org, connection, limit).await
+    }
+
     pub async fn call(
         &self,
         binding: &ToolBinding,
@@ -83,7 +55,7 @@ impl Dispatcher {
         caller: &Caller,
     ) -> Result<CallToolResult, DispatchError> {
         let started = Instant::now();
-        let outcome = if caller.may_call(binding) {
+        let outcome = if caller.may_call(binding.read_only) {
             binding
                 .entry
                 .call(&binding.tool, arguments, caller.end_user.as_deref())
@@ -93,7 +65,7 @@ impl Dispatcher {
             Err(DispatchError::Denied(binding.name.clone()))
         };
         let record = ToolCallRecord {
-            at: crate::store::now(),
+            at: crate::timestamp::now(),
             org: caller.principal.as_ref().map(|p| p.org.clone()),
             api_key: caller.principal.as_ref().map(|p| p.key_label.clone()),
             end_user_id: caller.end_user.clone(),

@@ -10,13 +10,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::agent::{Agent, AgentError};
 use crate::auth::ApiKeys;
-use crate::config::{Config, ConfigError, Env, McpServerConfig, ProcessEnv};
+use crate::chat::ChatService;
+use crate::config::{Config, ConfigError, Env, ProcessEnv};
 use crate::connections::Connections;
 use crate::connections::crypto::Sealer;
 use crate::dispatch::Dispatcher;
 use crate::http::{self, AppState, InvalidOrigin};
 use crate::mcp::{McpPool, UrlPolicy};
 use crate::plugins::{PluginFailure, PluginRuntime, SandboxLimits};
+use crate::registry::Registry;
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -83,7 +85,12 @@ pub async fn serve(config: Config, own_exe: &Path) -> Result<(), ServeError> {
         config.limits.tool_result_max_bytes,
     ));
     let store = Store::open(&config.data_dir.join("agenthost.db"))?;
-    restore_servers(&store, &pool).await?;
+    let registry = Registry::new(
+        pool.clone(),
+        store.clone(),
+        config.security.allow_stdio_registration,
+    );
+    registry.restore().await?;
     let keys = ApiKeys::from_config(&config.api_keys, &ProcessEnv)?;
     if keys.is_empty() {
         tracing::info!("no [[api_keys]] configured: endpoints that need a key will answer 401");
@@ -91,28 +98,35 @@ pub async fn serve(config: Config, own_exe: &Path) -> Result<(), ServeError> {
     // Cancelled on shutdown, so open MCP event streams end and the
     // graceful shutdown does not wait on them forever.
     let shutdown = CancellationToken::new();
+    let dispatcher = Dispatcher::new(store.clone());
     let agent = Arc::new(Agent::new(
         plugins.clone(),
         providers,
-        Dispatcher::new(store.clone()),
+        dispatcher.clone(),
         config.agent.clone(),
     )?);
     let key_env = config.security.connection_key_env.clone();
-    let connections = Connections::new(
+    let connections = Arc::new(Connections::new(
         store.clone(),
         pool.clone(),
         connection_sealer(&key_env)?,
         key_env,
-    );
-    let state = Arc::new(AppState::new(
+    ));
+    let chat = ChatService::new(
         agent,
+        plugins.clone(),
         pool.clone(),
+        connections.clone(),
+        store,
+        dispatcher,
+    );
+    let state = Arc::new(AppState {
+        chat,
+        registry,
+        connections,
         plugins,
         keys,
-        store,
-        config.security.clone(),
-        connections,
-    ));
+    });
     let app = http::router(
         state,
         &config.cors.allowed_origins,
@@ -155,26 +169,6 @@ fn connection_sealer(var: &str) -> Result<Option<Sealer>, ConfigError> {
     Sealer::from_hex(&hex)
         .map(Some)
         .map_err(|e| ConfigError::Invalid(format!("{var}: {e}")))
-}
-
-/// Adds the servers registered at run time before the last stop, and
-/// reconnects them in the background so start-up does not wait on them.
-async fn restore_servers(store: &Store, pool: &McpPool) -> Result<(), ServeError> {
-    let mut configs = Vec::new();
-    for (name, json) in store.servers().await? {
-        match serde_json::from_str::<McpServerConfig>(&json) {
-            Ok(config) => configs.push(config),
-            Err(e) => tracing::error!(server = %name, "ignoring a stored MCP server: {e}"),
-        }
-    }
-    for entry in pool.restore(configs).await {
-        tokio::spawn(async move {
-            if let Err(e) = entry.tools().await {
-                tracing::warn!("restored MCP server not reachable yet: {e}");
-            }
-        });
-    }
-    Ok(())
 }
 
 /// SIGHUP loads the plugins directory again.

@@ -20,8 +20,9 @@ pub use outcome::{ChatOutcome, ToolCallOutcome, collect};
 pub use routing::{Route, Router, RoutingError};
 pub use run::{ChatRun, is_final};
 
+use crate::auth::Caller;
 use crate::config::{AgentConfig, ResolvedProviders};
-use crate::dispatch::{Caller, Dispatcher};
+use crate::dispatch::Dispatcher;
 use crate::mcp::ToolSet;
 use crate::plugins::{
     self, Outbound, PluginFailure, PluginRuntime, ProviderConfig, ProviderInstance, ToolSpec,

@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 
 use super::turn::PendingCall;
 use super::{Agent, ChatEvent, Message, Role, send};
-use crate::dispatch::Caller;
+use crate::auth::Caller;
 use crate::mcp::{self, ToolSet};
 use crate::plugins::{ToolCallReady, ToolResult};
 

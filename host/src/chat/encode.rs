@@ -1,5 +1,5 @@
-//! Turning a chat's event stream into a streamed response body through an
-//! encoder plugin. Shared by every streaming surface.
+//! Turning a chat's event stream into a streamed body through an encoder
+//! plugin, for every streaming surface.
 //!
 //! Batches that arrive while the encoder is busy are merged into one call,
 //! so a fast provider costs fewer plugin calls, not more latency. If the
@@ -10,20 +10,37 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::body::Body;
-use axum::http::{HeaderName, HeaderValue, header};
-use axum::response::Response;
 use bytes::Bytes;
+use futures::stream::BoxStream;
 
 use crate::agent::{ChatEvent, ChatRun, is_final};
-use crate::plugins::{EncoderInstance, EncoderPlugin, PluginFailure, PluginRuntime, StreamOptions};
+use crate::plugins::{EncoderInstance, EncoderPlugin, PluginFailure, StreamOptions};
 
 /// Most events handed to an encoder in one call.
 const MAX_BATCH: usize = 256;
 
+/// A chat's encoded answer: what to send, and how to label it.
+pub struct ChatStream {
+    encoder: Arc<EncoderPlugin>,
+    /// The encoded bytes; reading them drives the chat.
+    pub body: BoxStream<'static, Result<Bytes, std::io::Error>>,
+}
+
+impl ChatStream {
+    /// The encoder's content type.
+    pub fn content_type(&self) -> &str {
+        &self.encoder.info.content_type
+    }
+
+    /// The encoder's own response headers.
+    pub fn headers(&self) -> &[(String, String)] {
+        &self.encoder.info.headers
+    }
+}
+
 /// A response id unique within this process and unlikely to repeat
 /// across restarts.
-pub fn response_options(model: &str) -> StreamOptions {
+pub(super) fn response_options(model: &str) -> StreamOptions {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -36,27 +53,14 @@ pub fn response_options(model: &str) -> StreamOptions {
     }
 }
 
-/// The encoder a request asked for with `?format=` (any loaded encoder),
-/// else the surface's own; and the surface's own, for encoder failures.
-pub fn choose_format(
-    plugins: &PluginRuntime,
-    requested: Option<&str>,
-    own: &str,
-) -> Result<(Arc<EncoderPlugin>, Arc<EncoderPlugin>), PluginFailure> {
-    let fallback = plugins.encoder(own)?;
-    let chosen = match requested {
-        Some(name) => plugins.encoder(name)?,
-        None => fallback.clone(),
-    };
-    Ok((chosen, fallback))
-}
-
-pub async fn encoded_response(
+/// The chat's events through `encoder`; if that fails mid-stream, the
+/// response ends with an error event in the `fallback` format.
+pub(super) async fn encode(
     encoder: Arc<EncoderPlugin>,
     fallback: Arc<EncoderPlugin>,
     options: StreamOptions,
     run: ChatRun,
-) -> Result<Response, PluginFailure> {
+) -> Result<ChatStream, PluginFailure> {
     let instance = encoder.instantiate(&options).await?;
     let state = Encoding {
         run,
@@ -64,18 +68,10 @@ pub async fn encoded_response(
         fallback,
         options,
     };
-    let body = Body::from_stream(futures::stream::unfold(state, Encoding::next));
-    let mut response = Response::new(body);
-    let headers = response.headers_mut();
-    let content_type = HeaderValue::try_from(encoder.info.content_type.as_str())
-        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
-    headers.insert(header::CONTENT_TYPE, content_type);
-    for (name, value) in &encoder.info.headers {
-        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
-            headers.insert(name, value);
-        }
-    }
-    Ok(response)
+    Ok(ChatStream {
+        encoder,
+        body: Box::pin(futures::stream::unfold(state, Encoding::next)),
+    })
 }
 
 struct Encoding {

@@ -41,10 +41,22 @@ pub enum ConnectionError {
     NoKey(String),
     #[error(transparent)]
     Crypto(#[from] CryptoError),
+    /// A URL the address policy refuses.
+    #[error("{0}")]
+    Refused(String),
     #[error(transparent)]
-    Mcp(#[from] McpError),
+    Mcp(McpError),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl From<McpError> for ConnectionError {
+    fn from(error: McpError) -> ConnectionError {
+        match error {
+            McpError::Refused(reason) => ConnectionError::Refused(reason),
+            other => ConnectionError::Mcp(other),
+        }
+    }
 }
 
 /// What a client sends to create a connection.
@@ -176,7 +188,7 @@ impl Connections {
             auth_type: auth.kind.clone(),
             header_names: auth.header_names.clone(),
             credentials: sealer.seal(&secret, &id),
-            created_at: crate::store::now(),
+            created_at: crate::timestamp::now(),
             tools,
         };
         let view = view(&row);

@@ -12,13 +12,13 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use super::AppState;
-use crate::auth::Role;
+use crate::auth::{Identity, Role};
 use crate::plugins;
 
 pub fn routes() -> Router<Arc<AppState>> {
@@ -30,26 +30,26 @@ pub fn routes() -> Router<Arc<AppState>> {
 
 type Refusal = (StatusCode, Json<Value>);
 
-fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), Refusal> {
+fn require_admin(state: &AppState, identity: Identity) -> Result<(), Refusal> {
     if state.keys.is_empty() {
         return Ok(());
     }
     let refuse = |status, detail: &str| Err((status, Json(json!({ "detail": detail }))));
-    match super::caller(state, headers) {
-        None => refuse(StatusCode::UNAUTHORIZED, "an admin API key is required"),
-        Some(caller) if caller.role != Role::Admin => {
+    match identity.principal() {
+        Err(_) => refuse(StatusCode::UNAUTHORIZED, "an admin API key is required"),
+        Ok(caller) if caller.role != Role::Admin => {
             refuse(StatusCode::FORBIDDEN, "this API key is not an admin key")
         }
-        Some(_) => Ok(()),
+        Ok(_) => Ok(()),
     }
 }
 
 /// What the server has loaded: name, kind, version, description, origin.
 async fn plugins(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    identity: Identity,
 ) -> Result<Json<Value>, Refusal> {
-    require_admin(&state, &headers)?;
+    require_admin(&state, identity)?;
     let plugins: Vec<Value> = state
         .plugins
         .list()
@@ -65,9 +65,9 @@ async fn plugins(
 /// Loads the plugins directory again, as SIGHUP does.
 async fn reload(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    identity: Identity,
 ) -> Result<Json<Value>, Refusal> {
-    require_admin(&state, &headers)?;
+    require_admin(&state, identity)?;
     let plugins = state.plugins.clone();
     let report = plugins.reload_off_workers().await;
     let (loaded, refused): (Vec<_>, Vec<_>) = report.into_iter().partition(|(_, r)| r.is_ok());
@@ -79,15 +79,10 @@ async fn reload(
 
 async fn stats(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    identity: Identity,
 ) -> Result<Json<Value>, Refusal> {
-    require_admin(&state, &headers)?;
-    let mut connected = 0;
-    for server in state.pool.servers() {
-        if server.is_connected().await {
-            connected += 1;
-        }
-    }
+    require_admin(&state, identity)?;
+    let connected = state.registry.connected().await;
     let tasks = tokio::runtime::Handle::current()
         .metrics()
         .num_alive_tasks();

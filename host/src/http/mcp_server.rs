@@ -31,9 +31,10 @@ use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::AppState;
+use super::caller::identify;
 use super::feather::{authenticate, end_user_header};
-use crate::dispatch::Caller;
-use crate::mcp::{ToolBinding, ToolSet};
+use crate::auth::Caller;
+use crate::chat::{ToolBinding, ToolChoice, ToolSet};
 
 /// The `/mcp` and `/mcp/` routes.
 pub fn routes(
@@ -78,7 +79,7 @@ async fn authorize(
     next: Next,
 ) -> Response {
     let headers = request.headers();
-    let caller = authenticate(&state, headers).and_then(|principal| {
+    let caller = authenticate(identify(&state, headers)).and_then(|principal| {
         let mut caller = Caller::with_key(principal, "mcp_endpoint");
         caller.end_user = end_user_header(headers)?;
         Ok(caller)
@@ -103,8 +104,16 @@ async fn authorize(
         .await
 }
 
+/// An over-limit body, as JSON-RPC's invalid request.
+pub fn too_large(message: String) -> (StatusCode, Json<Value>) {
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        Json(rpc_error(-32600, &message)),
+    )
+}
+
 /// A JSON-RPC error object with no id, for requests that never got one.
-pub fn rpc_error(code: i64, message: &str) -> Value {
+fn rpc_error(code: i64, message: &str) -> Value {
     json!({ "jsonrpc": "2.0", "id": null, "error": { "code": code, "message": message } })
 }
 
@@ -170,13 +179,17 @@ impl Aggregate {
             })
     }
 
-    async fn tools_for(&self, caller: &Caller) -> ToolSet {
+    async fn tools_for(&self, caller: &Caller) -> Result<ToolSet, ErrorData> {
         let org = caller
             .principal
             .as_ref()
-            .map(|p| p.org.as_str())
+            .map(|p| p.org.clone())
             .unwrap_or_default();
-        self.state.connections.org_tool_set(org).await
+        self.state
+            .chat
+            .tools(ToolChoice::Org(org))
+            .await
+            .map_err(|e| ErrorData::internal_error(e.to_string(), None))
     }
 }
 
@@ -193,12 +206,12 @@ impl ServerHandler for Aggregate {
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let caller = Self::caller(&context)?;
-        let tools = self.tools_for(&caller).await;
+        let tools = self.tools_for(&caller).await?;
         Ok(ListToolsResult::with_all_items(
             tools
                 .tools
                 .iter()
-                .filter(|binding| caller.may_call(binding))
+                .filter(|binding| caller.may_call(binding.read_only))
                 .map(as_tool)
                 .collect(),
         ))
@@ -210,17 +223,12 @@ impl ServerHandler for Aggregate {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let caller = Self::caller(&context)?;
-        let tools = self.tools_for(&caller).await;
+        let tools = self.tools_for(&caller).await?;
         let binding = tools.find(&request.name).ok_or_else(|| {
             ErrorData::invalid_params(format!("unknown tool `{}`", request.name), None)
         })?;
         let arguments = request.arguments.unwrap_or_default();
-        let result = match self
-            .state
-            .dispatcher
-            .call(binding, arguments, &caller)
-            .await
-        {
+        let result = match self.state.chat.call_tool(binding, arguments, &caller).await {
             Ok(result) => result,
             Err(e) => CallToolResult::error(vec![ContentBlock::text(e.to_string())]),
         };

@@ -1,23 +1,24 @@
 //! The HTTP surfaces. Each module is one API contract: it parses and
-//! validates, calls the agent, and encodes; nothing else lives there.
+//! validates, learns who is calling (`caller`), calls the chat service or
+//! the registry, and answers in its contract's shape; nothing else lives
+//! there.
 
 mod admin;
 mod body;
-mod fastapi;
+mod caller;
 mod feather;
-mod integrations;
 mod mcp_chat;
 mod mcp_server;
 mod servers;
 mod simple;
-mod sse;
 mod truefoundry;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
@@ -25,62 +26,20 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
 
-use crate::agent::Agent;
-use crate::auth::{ApiKeys, Principal, bearer_token};
-use crate::config::SecurityConfig;
+use crate::auth::ApiKeys;
+use crate::chat::{ChatError, ChatService, ChatStream};
 use crate::connections::Connections;
-use crate::dispatch::Dispatcher;
-use crate::mcp::McpPool;
 use crate::plugins::PluginRuntime;
-use crate::store::Store;
+use crate::registry::Registry;
 
-/// What every surface shares.
+/// What every surface shares: the services below them, and who may call.
 pub struct AppState {
-    pub agent: Arc<Agent>,
-    pub pool: Arc<McpPool>,
+    pub chat: ChatService,
+    pub registry: Registry,
+    pub connections: Arc<Connections>,
+    /// For the operator's plugin routes.
     pub plugins: Arc<PluginRuntime>,
     pub keys: ApiKeys,
-    pub store: Store,
-    pub security: SecurityConfig,
-    pub connections: Connections,
-    pub dispatcher: Dispatcher,
-    pub simple: simple::SimpleState,
-    pub mcp_chat: mcp_chat::SessionLocks,
-}
-
-/// The caller named by `Authorization: Bearer <key>` or `x-api-key`.
-pub fn caller(state: &AppState, headers: &HeaderMap) -> Option<Principal> {
-    let bearer = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(bearer_token);
-    let key = bearer.or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))?;
-    state.keys.authenticate(key)
-}
-
-impl AppState {
-    pub fn new(
-        agent: Arc<Agent>,
-        pool: Arc<McpPool>,
-        plugins: Arc<PluginRuntime>,
-        keys: ApiKeys,
-        store: Store,
-        security: SecurityConfig,
-        connections: Connections,
-    ) -> AppState {
-        AppState {
-            agent,
-            pool,
-            plugins,
-            keys,
-            dispatcher: Dispatcher::new(store.clone()),
-            store,
-            security,
-            connections,
-            simple: Default::default(),
-            mcp_chat: Default::default(),
-        }
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,58 +63,89 @@ pub fn router(
         .allow_credentials(true)
         .allow_methods(AllowMethods::mirror_request())
         .allow_headers(AllowHeaders::mirror_request());
+    let limit = max_body_bytes;
+    let mcp = mcp_server::routes(state.clone(), listen, max_body_bytes, shutdown);
     Ok(Router::new()
-        .merge(simple::routes())
-        .merge(admin::routes())
-        .merge(truefoundry::routes())
-        .merge(mcp_chat::routes())
-        .merge(servers::routes())
-        .merge(feather::routes())
-        .merge(integrations::routes())
-        .merge(mcp_server::routes(
-            state.clone(),
-            listen,
-            max_body_bytes,
-            shutdown,
+        .merge(too_large_as(simple::routes(), limit, Detail::too_large))
+        .merge(too_large_as(admin::routes(), limit, Detail::too_large))
+        .merge(too_large_as(mcp_chat::routes(), limit, Detail::too_large))
+        .merge(too_large_as(servers::routes(), limit, Detail::too_large))
+        .merge(too_large_as(
+            truefoundry::routes(),
+            limit,
+            truefoundry::too_large,
         ))
+        .merge(too_large_as(feather::routes(), limit, feather::too_large))
+        .merge(too_large_as(mcp, limit, mcp_server::too_large))
         .with_state(state)
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(middleware::from_fn(move |request, next| {
-            shape_body_limit(max_body_bytes, request, next)
-        }))
         .layer(cors))
 }
 
-/// Answers an over-limit body in the error shape of the surface it was
-/// sent to, naming the limit; axum and rmcp answer in plain text.
-async fn shape_body_limit(limit: usize, request: Request, next: Next) -> Response {
-    let path = request.uri().path().to_owned();
-    let response = next.run(request).await;
-    if response.status() != StatusCode::PAYLOAD_TOO_LARGE {
-        return response;
-    }
-    let message =
-        format!("request body is too large: the limit is {limit} bytes (limits.max_body_bytes)");
-    let status = StatusCode::PAYLOAD_TOO_LARGE;
-    if path.starts_with("/v1/") {
-        fastapi::FeatherError::Api {
-            status,
-            error: "PayloadTooLargeError",
-            message,
+/// Answers an over-limit body in the error shape of the surface's
+/// contract, naming the limit; axum and rmcp answer in plain text.
+fn too_large_as<R: IntoResponse + 'static>(
+    routes: Router<Arc<AppState>>,
+    limit: usize,
+    shape: fn(String) -> R,
+) -> Router<Arc<AppState>> {
+    routes.route_layer(middleware::from_fn(
+        move |request: Request, next: Next| async move {
+            let response = next.run(request).await;
+            if response.status() != StatusCode::PAYLOAD_TOO_LARGE {
+                return response;
+            }
+            shape(format!(
+                "request body is too large: the limit is {limit} bytes (limits.max_body_bytes)"
+            ))
+            .into_response()
+        },
+    ))
+}
+
+impl IntoResponse for ChatStream {
+    fn into_response(self) -> Response {
+        let content_type = HeaderValue::try_from(self.content_type())
+            .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+        let mut headers = vec![(header::CONTENT_TYPE, content_type)];
+        for (name, value) in self.headers() {
+            if let (Ok(name), Ok(value)) =
+                (HeaderName::try_from(name), HeaderValue::try_from(value))
+            {
+                headers.push((name, value));
+            }
         }
-        .into_response()
-    } else if path.starts_with("/api/") {
-        truefoundry::ApiError::new(status, "invalid_request_error", message).into_response()
-    } else if path.starts_with("/mcp") {
-        (status, Json(mcp_server::rpc_error(-32600, &message))).into_response()
-    } else {
-        Detail(status, message).into_response()
+        let mut response = Response::new(Body::from_stream(self.body));
+        for (name, value) in headers {
+            response.headers_mut().insert(name, value);
+        }
+        response
     }
 }
 
 /// `{"detail": "..."}`, the error of the simple frontend and MCP Chat
 /// API contracts (seeds 003 and 004).
 struct Detail(StatusCode, String);
+
+impl Detail {
+    fn too_large(message: String) -> Detail {
+        Detail(StatusCode::PAYLOAD_TOO_LARGE, message)
+    }
+}
+
+/// Seeds 003 and 004 name the same statuses for the same failures.
+impl From<ChatError> for Detail {
+    fn from(error: ChatError) -> Detail {
+        let status = match &error {
+            ChatError::UnknownFormat(_) | ChatError::Route { .. } => StatusCode::BAD_REQUEST,
+            ChatError::NotConnected => StatusCode::CONFLICT,
+            ChatError::ToolsInvalid(_) | ChatError::SessionNotFound => StatusCode::NOT_FOUND,
+            ChatError::ToolsUnreachable(_) | ChatError::Plugin(_) => StatusCode::BAD_GATEWAY,
+            ChatError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Detail(status, error.to_string())
+    }
+}
 
 impl IntoResponse for Detail {
     fn into_response(self) -> Response {

@@ -15,50 +15,36 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use super::AppState;
-use rmcp::model::Tool;
-
-use crate::mcp::{Origin, ServerEntry};
+use crate::chat::ToolSummary;
+use crate::registry::ServerView;
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new().route("/servers", get(list))
 }
 
 async fn list(State(state): State<Arc<AppState>>) -> Json<Vec<Value>> {
-    let mut servers = Vec::new();
-    for server in state.pool.servers() {
-        servers.push(describe(&server).await);
-    }
-    Json(servers)
+    Json(state.registry.list().await.iter().map(describe).collect())
 }
 
-/// One server as both contracts show it, tools from its live session.
-pub async fn describe(server: &ServerEntry) -> Value {
-    let (tools, connected_at) = match server.snapshot().await {
-        Some((tools, at)) => (tools, Some(at)),
-        None => (Default::default(), None),
-    };
-    let tools = tool_summaries(&tools);
-    let config = &server.config;
-    let name = match server.origin {
-        Origin::Config => config.display_name(),
-        Origin::Runtime | Origin::AdHoc | Origin::Connection => &config.id,
-    };
+/// One server as both contracts show it.
+pub fn describe(server: &ServerView) -> Value {
+    let tools = tool_summaries(&server.tools);
     json!({
-        "id": config.id,
-        "name": name,
-        "path": config.location(),
-        "description": config.description.clone().unwrap_or_default(),
-        "transport": config.transport,
+        "id": server.id,
+        "name": server.name,
+        "path": server.path,
+        "description": server.description,
+        "transport": server.transport,
         "tools_count": tools.len(),
         "tools": tools,
-        "connected_at": connected_at,
+        "connected_at": server.connected_at,
     })
 }
 
 /// Tools as both frontends list them: `{name, description}`.
-pub fn tool_summaries(tools: &[Tool]) -> Vec<Value> {
+pub fn tool_summaries(tools: &[ToolSummary]) -> Vec<Value> {
     tools
         .iter()
-        .map(|t| json!({ "name": t.name, "description": t.description.as_deref().unwrap_or_default() }))
+        .map(|t| json!({ "name": t.name, "description": t.description }))
         .collect()
 }

@@ -18,12 +18,13 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::AppState;
 use super::body::parse_json;
-use super::{AppState, sse};
-use crate::agent::{ChatRequest, Message, Role, ToolCall};
-use crate::auth::{Principal, bearer_token};
-use crate::dispatch::Caller;
-use crate::mcp::{self, McpError, Selection};
+use crate::auth::{Caller, Identity, KeyRefusal, Principal};
+use crate::chat::{
+    ChatError, ChatInput, ChatLog, ChatOptions, ChatStream, Format, History, Message, Role,
+    ServerChoice, ServerRef, ToolCall, ToolChoice,
+};
 
 const FORMAT: &str = "truefoundry";
 const DEFAULT_ITERATION_LIMIT: u32 = 5;
@@ -51,11 +52,7 @@ impl ApiError {
         }
     }
 
-    pub(super) fn new(
-        status: StatusCode,
-        kind: &'static str,
-        message: impl Into<String>,
-    ) -> ApiError {
+    fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
             kind,
@@ -63,6 +60,14 @@ impl ApiError {
             param: None,
         }
     }
+}
+
+pub fn too_large(message: String) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "invalid_request_error",
+        message,
+    )
 }
 
 impl IntoResponse for ApiError {
@@ -147,40 +152,39 @@ fn enabled() -> bool {
     true
 }
 
-fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
-    let unauthorized =
-        |message: &str| ApiError::new(StatusCode::UNAUTHORIZED, "authentication_error", message);
-    let header = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| unauthorized("missing `Authorization: Bearer <api key>` header"))?;
-    let token = bearer_token(header)
-        .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <api key>`"))?;
-    state
-        .keys
-        .authenticate(token)
-        .ok_or_else(|| unauthorized("invalid API key"))
+fn authenticate(identity: Identity) -> Result<Principal, ApiError> {
+    identity.principal().map_err(|why| {
+        let message = match why {
+            KeyRefusal::Missing => "missing `Authorization: Bearer <api key>` header",
+            KeyRefusal::NotBearer => "the Authorization header must be `Bearer <api key>`",
+            KeyRefusal::Unknown => "invalid API key",
+        };
+        ApiError::new(StatusCode::UNAUTHORIZED, "authentication_error", message)
+    })
 }
 
 async fn responses(
     State(state): State<Arc<AppState>>,
+    identity: Identity,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Response, ApiError> {
-    let principal = authenticate(&state, &headers)?;
+) -> Result<ChatStream, ApiError> {
+    let principal = authenticate(identity)?;
     let metadata = match headers.get("x-tfy-metadata") {
-        None => Value::Null,
-        Some(value) => value
-            .to_str()
-            .ok()
-            .and_then(|text| serde_json::from_str::<Value>(text).ok())
-            .filter(Value::is_object)
-            .ok_or_else(|| {
-                ApiError::invalid(
-                    "x-tfy-metadata",
-                    "the x-tfy-metadata header must be a JSON object",
-                )
-            })?,
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .and_then(|text| serde_json::from_str::<Value>(text).ok())
+                .filter(Value::is_object)
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        "x-tfy-metadata",
+                        "the x-tfy-metadata header must be a JSON object",
+                    )
+                })?,
+        ),
     };
     let request: AgentRequest = parse_json(&body).map_err(|e| ApiError {
         status: StatusCode::BAD_REQUEST,
@@ -189,52 +193,51 @@ async fn responses(
         param: None,
     })?;
     validate(&request)?;
-    let route = state
-        .agent
-        .route(Some(&request.model))
-        .map_err(|e| ApiError::invalid("model", e.to_string()))?;
     let messages = convert_messages(request.messages)?;
-    let tools = select_tools(&state, request.mcp_servers).await?;
+    let servers = request
+        .mcp_servers
+        .into_iter()
+        .enumerate()
+        .map(|(i, spec)| spec.into_choice(i))
+        .collect::<Result<_, _>>()?;
     // Logged at `info` when the client asks (`tfy_log_request`, as the
-    // gateway's header does); otherwise at `debug`, like other surfaces'
-    // chats: a log line per chat costs ~2% of a busy server's CPU.
-    let asked = matches!(&metadata["tfy_log_request"], Value::Bool(true))
-        || metadata["tfy_log_request"] == "true";
-    macro_rules! log_request {
-        ($level:expr) => {
-            tracing::event!(
-                $level,
-                org = %principal.org,
-                key = %principal.key_label,
-                model = %route.model,
-                tools = tools.tools.len(),
-                metadata = %metadata,
-                "agent request"
-            )
-        };
-    }
-    if asked {
-        log_request!(tracing::Level::INFO);
-    } else {
-        log_request!(tracing::Level::DEBUG);
-    }
+    // gateway's header does); otherwise at `debug`.
+    let asked = metadata.as_ref().is_some_and(|m| {
+        matches!(&m["tfy_log_request"], Value::Bool(true)) || m["tfy_log_request"] == "true"
+    });
+    let input = ChatInput {
+        caller: Caller::with_key(principal, "truefoundry_chat"),
+        history: History::Given(messages),
+        model: Some(request.model),
+        tools: ToolChoice::Servers(servers),
+        options: ChatOptions {
+            max_tokens: request.max_tokens,
+            temperature: request.temperature,
+            top_p: request.top_p,
+            iteration_limit: Some(request.iteration_limit.unwrap_or(DEFAULT_ITERATION_LIMIT)),
+        },
+        format: Format::own(FORMAT),
+        log: ChatLog {
+            at_info: asked,
+            metadata,
+        },
+    };
+    Ok(state.chat.stream(input).await?)
+}
 
-    let options = sse::response_options(&request.model);
-    let mut chat = ChatRequest::new(
-        messages,
-        tools,
-        route,
-        Caller::with_key(principal, "truefoundry_chat"),
-    );
-    chat.max_tokens = request.max_tokens;
-    chat.temperature = request.temperature;
-    chat.top_p = request.top_p;
-    chat.iteration_limit = Some(request.iteration_limit.unwrap_or(DEFAULT_ITERATION_LIMIT));
-    let encoder = state.plugins.encoder(FORMAT).map_err(internal)?;
-    let run = state.agent.run(chat);
-    sse::encoded_response(encoder.clone(), encoder, options, run)
-        .await
-        .map_err(internal)
+impl From<ChatError> for ApiError {
+    fn from(error: ChatError) -> ApiError {
+        match error {
+            ChatError::Route { error, .. } => ApiError::invalid("model", error.to_string()),
+            ChatError::ToolsInvalid(_) => ApiError::invalid("mcp_servers", error.to_string()),
+            ChatError::ToolsUnreachable(_) => ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "mcp_server_error",
+                error.to_string(),
+            ),
+            other => internal(other),
+        }
+    }
 }
 
 fn internal(error: impl std::fmt::Display) -> ApiError {
@@ -346,41 +349,24 @@ fn convert_messages(messages: Vec<InMessage>) -> Result<Vec<Message>, ApiError> 
         .collect()
 }
 
-/// Resolves each `mcp_servers` entry and connects it, so that unknown
-/// servers or tools are a 400 before anything streams.
-async fn select_tools(
-    state: &AppState,
-    specs: Vec<McpServerSpec>,
-) -> Result<mcp::ToolSet, ApiError> {
-    let mut selections = Vec::with_capacity(specs.len());
-    for (i, spec) in specs.into_iter().enumerate() {
-        let server = match (spec.integration_fqn, spec.url) {
-            (Some(fqn), None) => state.pool.server(&fqn),
-            (None, Some(url)) => state.pool.ad_hoc(&url, spec.headers).await,
+impl McpServerSpec {
+    /// The server and tools this entry names.
+    fn into_choice(self, i: usize) -> Result<ServerChoice, ApiError> {
+        let server = match (self.integration_fqn, self.url) {
+            (Some(fqn), None) => ServerRef::Configured(fqn),
+            (None, Some(url)) => ServerRef::Url {
+                url,
+                headers: self.headers,
+            },
             _ => {
                 return Err(ApiError::invalid(
                     "mcp_servers",
                     format!("mcp_servers[{i}] needs exactly one of `integration_fqn` and `url`"),
                 ));
             }
-        }
-        .map_err(mcp_error)?;
+        };
         let only =
-            (!spec.enable_all_tools).then(|| spec.tools.into_iter().map(|t| t.name).collect());
-        selections.push(Selection { server, only });
-    }
-    mcp::tool_set(&selections).await.map_err(mcp_error)
-}
-
-fn mcp_error(error: McpError) -> ApiError {
-    match error {
-        McpError::Connect { .. } | McpError::Timeout { .. } | McpError::Call { .. } => {
-            ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "mcp_server_error",
-                error.to_string(),
-            )
-        }
-        _ => ApiError::invalid("mcp_servers", error.to_string()),
+            (!self.enable_all_tools).then(|| self.tools.into_iter().map(|t| t.name).collect());
+        Ok(ServerChoice { server, only })
     }
 }

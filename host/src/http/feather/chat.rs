@@ -9,18 +9,18 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::http::StatusCode;
 use axum::routing::post;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use super::fastapi::{FeatherError, Validator, at, json_body, loc};
-use super::{AppState, sse};
-use crate::agent::{ChatRequest, Message, Role};
-use crate::auth::Principal;
-use crate::dispatch::Caller;
-use crate::mcp::end_user;
+use super::validation::{FeatherError, Validator, at, json_body, loc};
+use super::{AppState, authenticate};
+use crate::auth::{Caller, Identity};
+use crate::chat::{
+    ChatError, ChatInput, ChatLog, ChatOptions, ChatStream, Format, History, Message, Role,
+    ToolChoice,
+};
 
 const FORMAT: &str = "feather";
 const DEFAULT_MODEL: &str = "gpt-5.4-mini";
@@ -29,38 +29,6 @@ const MAX_TOKENS: i64 = 16384;
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new().route("/v1/mcp-chat/stream", post(chat_stream))
-}
-
-/// The caller named by `x-api-key` (or a Bearer token, for MCP clients
-/// that only know that), as the seed's 401 `ErrorResponse` when unknown.
-pub fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, FeatherError> {
-    let presented = headers.contains_key("x-api-key") || headers.contains_key("authorization");
-    if !presented {
-        return Err(FeatherError::new(
-            StatusCode::UNAUTHORIZED,
-            "AuthenticationError",
-            "missing API key: send it in the x-api-key header",
-        ));
-    }
-    super::caller(state, headers).ok_or_else(|| {
-        FeatherError::new(
-            StatusCode::UNAUTHORIZED,
-            "AuthenticationError",
-            "invalid API key",
-        )
-    })
-}
-
-/// The `x-end-user-id` header, which must be a UUID when present.
-pub fn end_user_header(headers: &HeaderMap) -> Result<Option<String>, FeatherError> {
-    let Some(value) = headers.get(end_user::HEADER) else {
-        return Ok(None);
-    };
-    let mut v = Validator::default();
-    let text = Value::from(value.to_str().unwrap_or_default());
-    let id = v.uuid(loc(&["header", end_user::HEADER]), &text);
-    v.finish()?;
-    Ok(id.map(|id| id.to_string()))
 }
 
 struct ChatStreamRequest {
@@ -135,48 +103,49 @@ impl ChatStreamRequest {
 
 async fn chat_stream(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    identity: Identity,
     body: Bytes,
-) -> Result<Response, FeatherError> {
-    let principal = authenticate(&state, &headers)?;
+) -> Result<ChatStream, FeatherError> {
+    let principal = authenticate(identity)?;
     let request = ChatStreamRequest::parse(&body)?;
-    let route = state.agent.route(Some(&request.model)).map_err(|e| {
-        let mut v = Validator::default();
-        v.error(
-            loc(&["body", "model"]),
-            "value_error",
-            format!("Value error, {e}"),
-            &Value::from(request.model.as_str()),
-            Some(json!({ "error": e.to_string() })),
-        );
-        v.into_error()
-    })?;
-    let tools = state.connections.org_tool_set(&principal.org).await;
-    tracing::debug!(
-        org = %principal.org,
-        key = %principal.key_label,
-        model = %route.model,
-        tools = tools.tools.len(),
-        "feather chat"
-    );
-    let caller = Caller {
-        principal: Some(principal),
-        end_user: request.end_user_id,
-        reason: "feather_chat",
+    let input = ChatInput {
+        tools: ToolChoice::Org(principal.org.clone()),
+        caller: Caller {
+            principal: Some(principal),
+            end_user: request.end_user_id,
+            reason: "feather_chat",
+        },
+        history: History::Given(request.messages),
+        model: Some(request.model),
+        options: ChatOptions {
+            max_tokens: Some(request.max_tokens),
+            ..ChatOptions::default()
+        },
+        format: Format::own(FORMAT),
+        log: ChatLog::default(),
     };
-    let mut chat = ChatRequest::new(request.messages, tools, route, caller);
-    chat.max_tokens = Some(request.max_tokens);
-    let internal = |e: crate::plugins::PluginFailure| {
-        FeatherError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "InternalServerError",
-            e.to_string(),
-        )
-    };
-    let encoder = state.plugins.encoder(FORMAT).map_err(internal)?;
-    let options = sse::response_options(&request.model);
-    let run = state.agent.run(chat);
-    sse::encoded_response(encoder.clone(), encoder, options, run)
-        .await
-        .map_err(internal)
+    Ok(state.chat.stream(input).await?)
+}
+
+impl From<ChatError> for FeatherError {
+    fn from(error: ChatError) -> FeatherError {
+        match error {
+            ChatError::Route { model, error } => {
+                let mut v = Validator::default();
+                v.error(
+                    loc(&["body", "model"]),
+                    "value_error",
+                    format!("Value error, {error}"),
+                    &Value::from(model),
+                    Some(json!({ "error": error.to_string() })),
+                );
+                v.into_error()
+            }
+            other => FeatherError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalServerError",
+                other.to_string(),
+            ),
+        }
+    }
 }

@@ -19,13 +19,11 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::AppState;
-use super::fastapi::{FeatherError, Validator, at, json_body, loc};
-use super::feather::{authenticate, end_user_header};
-use crate::auth::{Principal, Role};
+use super::validation::{FeatherError, Validator, at, json_body, loc};
+use super::{AppState, authenticate, end_user_header};
+use crate::auth::{Caller, Identity, Principal, Role};
+use crate::chat::DispatchError;
 use crate::connections::{ConnectionError, NewConnection};
-use crate::dispatch::{Caller, DispatchError};
-use crate::mcp::McpError;
 
 const MAX_LOG_ROWS: u32 = 1000;
 
@@ -80,7 +78,7 @@ fn failure(error: ConnectionError) -> FeatherError {
         ConnectionError::ToolUnavailable { .. } => {
             (StatusCode::BAD_REQUEST, "ToolUnavailableError")
         }
-        ConnectionError::Invalid(_) | ConnectionError::Mcp(McpError::Refused(_)) => {
+        ConnectionError::Invalid(_) | ConnectionError::Refused(_) => {
             (StatusCode::BAD_REQUEST, "BadRequestError")
         }
         ConnectionError::NoKey(_) => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailableError"),
@@ -95,10 +93,10 @@ fn failure(error: ConnectionError) -> FeatherError {
 
 async fn create(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    identity: Identity,
     body: Bytes,
 ) -> Result<Response, FeatherError> {
-    let principal = authenticate(&state, &headers)?;
+    let principal = authenticate(identity)?;
     require(
         &principal,
         &[Role::Admin, Role::Member],
@@ -155,9 +153,9 @@ async fn create(
 
 async fn list(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    identity: Identity,
 ) -> Result<Json<Value>, FeatherError> {
-    let principal = authenticate(&state, &headers)?;
+    let principal = authenticate(identity)?;
     let connections = state
         .connections
         .list(&principal.org)
@@ -169,9 +167,9 @@ async fn list(
 async fn show(
     State(state): State<Arc<AppState>>,
     Path(raw_id): Path<String>,
-    headers: HeaderMap,
+    identity: Identity,
 ) -> Result<Json<Value>, FeatherError> {
-    let principal = authenticate(&state, &headers)?;
+    let principal = authenticate(identity)?;
     let mut v = Validator::default();
     let id = connection_id(&raw_id, &mut v);
     v.finish()?;
@@ -186,9 +184,9 @@ async fn show(
 async fn remove(
     State(state): State<Arc<AppState>>,
     Path(raw_id): Path<String>,
-    headers: HeaderMap,
+    identity: Identity,
 ) -> Result<StatusCode, FeatherError> {
-    let principal = authenticate(&state, &headers)?;
+    let principal = authenticate(identity)?;
     require(
         &principal,
         &[Role::Admin, Role::Member],
@@ -208,10 +206,10 @@ async fn remove(
 async fn set_enabled(
     State(state): State<Arc<AppState>>,
     Path((raw_id, slug)): Path<(String, String)>,
-    headers: HeaderMap,
+    identity: Identity,
     body: Bytes,
 ) -> Result<Json<Value>, FeatherError> {
-    let principal = authenticate(&state, &headers)?;
+    let principal = authenticate(identity)?;
     require(
         &principal,
         &[Role::Admin, Role::Member],
@@ -251,10 +249,11 @@ async fn set_enabled(
 async fn test_mcp_call(
     State(state): State<Arc<AppState>>,
     Path(raw_id): Path<String>,
+    identity: Identity,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, FeatherError> {
-    let principal = authenticate(&state, &headers)?;
+    let principal = authenticate(identity)?;
     let end_user = end_user_header(&headers)?;
     let mut v = Validator::default();
     let id = connection_id(&raw_id, &mut v);
@@ -283,14 +282,14 @@ async fn test_mcp_call(
         end_user,
         reason: "ui_mcp_test_call",
     };
-    match state.dispatcher.call(&binding, input, &caller).await {
+    match state.chat.call_tool(&binding, input, &caller).await {
         Ok(result) => Ok(Json(json!({ "result": result }))),
         Err(denied @ DispatchError::Denied(_)) => Err(FeatherError::new(
             StatusCode::FORBIDDEN,
             "PermissionDeniedError",
             denied.to_string(),
         )),
-        Err(DispatchError::Mcp(e)) => Err(failure(ConnectionError::Mcp(e))),
+        Err(DispatchError::Mcp(e)) => Err(failure(e.into())),
     }
 }
 
@@ -303,10 +302,10 @@ struct LogQuery {
 /// The org's tool-call log, newest first (admins only).
 async fn tool_calls(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    identity: Identity,
     Query(query): Query<LogQuery>,
 ) -> Result<Json<Value>, FeatherError> {
-    let principal = authenticate(&state, &headers)?;
+    let principal = authenticate(identity)?;
     require(&principal, &[Role::Admin], "reading the tool-call log")?;
     let mut v = Validator::default();
     let connection = query
@@ -324,9 +323,8 @@ async fn tool_calls(
     };
     v.finish()?;
     let rows = state
-        .store
+        .chat
         .tool_calls(&principal.org, connection, limit.unwrap_or(100) as u32)
-        .await
-        .map_err(|e| failure(ConnectionError::Store(e)))?;
+        .await?;
     Ok(Json(json!({ "tool_calls": rows })))
 }

@@ -1,0 +1,384 @@
+//! The one chat service under every surface.
+//!
+//! A surface parses its request into a [`ChatInput`], calls
+//! [`ChatService::stream`] or [`ChatService::complete`], and answers in its
+//! contract's shape. Everything in between lives here, once: the encoder,
+//! the route to a provider, the tools offered, the conversation a chat
+//! continues (what the client sent, a stored session, or the caller's
+//! connected server) and saving what the chat added. Surfaces turn a
+//! [`ChatError`] into their own error shape.
+
+mod conversations;
+mod encode;
+mod sessions;
+mod tools;
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::agent::{Agent, ChatRequest, ChatRun};
+pub use crate::agent::{ChatOutcome, Message, Role, RoutingError, ToolCall, collect};
+use crate::auth::Caller;
+use crate::connections::Connections;
+pub use crate::dispatch::DispatchError;
+use crate::dispatch::Dispatcher;
+/// The header naming the end user a request's tool calls are pinned to.
+pub use crate::mcp::end_user::HEADER as END_USER_HEADER;
+use crate::mcp::{McpError, McpPool};
+pub use crate::mcp::{ToolBinding, ToolSet, ToolSummary};
+use crate::plugins::{EncoderPlugin, PluginFailure, PluginRuntime};
+pub use crate::store::{SessionSummary, StoredMessage, ToolCallRecord};
+use crate::store::{Store, StoreError};
+use conversations::Conversations;
+pub use encode::ChatStream;
+use sessions::{SessionGuard, SessionLocks};
+pub use tools::{ServerChoice, ServerRef, ToolChoice};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChatError {
+    /// The format a request asked for is not a loaded encoder.
+    #[error("{0}")]
+    UnknownFormat(PluginFailure),
+    /// The model names no configured provider or model.
+    #[error("{error}")]
+    Route { model: String, error: RoutingError },
+    #[error(
+        "no MCP server is connected: POST /connect/{{server_id}} first (GET /servers lists them)"
+    )]
+    NotConnected,
+    #[error("Session not found")]
+    SessionNotFound,
+    /// An unknown server or tool, or a URL the policy refuses.
+    #[error(transparent)]
+    ToolsInvalid(McpError),
+    /// A chosen server cannot be reached now.
+    #[error(transparent)]
+    ToolsUnreachable(McpError),
+    #[error(transparent)]
+    Store(StoreError),
+    /// The encoder could not start the response.
+    #[error(transparent)]
+    Plugin(PluginFailure),
+}
+
+/// One chat, as a surface parsed it.
+pub struct ChatInput {
+    /// Whose chat it is: its tool calls are checked and logged as theirs.
+    pub caller: Caller,
+    pub history: History,
+    /// The model asked for; the default provider's when `None`.
+    pub model: Option<String>,
+    pub tools: ToolChoice,
+    pub options: ChatOptions,
+    pub format: Format,
+    pub log: ChatLog,
+}
+
+/// The conversation a chat continues.
+pub enum History {
+    /// The whole conversation, as the client sent it.
+    Given(Vec<Message>),
+    /// A stored session's history and a new user message; the exchange is
+    /// stored, and the session's other chats wait, until the chat ends.
+    Session { id: String, message: String },
+    /// The caller's conversation with its connected server and a new user
+    /// message, remembered when the chat ends.
+    Connected { message: String },
+}
+
+/// Generation settings; `None` leaves each to the provider or config.
+#[derive(Debug, Default)]
+pub struct ChatOptions {
+    pub max_tokens: Option<u32>,
+    pub temperature: Option<f32>,
+    pub top_p: Option<f32>,
+    /// Model turns; the config's `agent.iteration_limit` when `None`.
+    pub iteration_limit: Option<u32>,
+}
+
+/// The encoder for a streamed answer.
+pub struct Format {
+    /// Any loaded encoder a request asked for by name.
+    pub requested: Option<String>,
+    /// The surface's own; also encodes the error ending a response whose
+    /// encoder failed.
+    pub own: &'static str,
+}
+
+impl Format {
+    pub fn own(name: &'static str) -> Format {
+        Format {
+            requested: None,
+            own: name,
+        }
+    }
+}
+
+/// The chat's log line: at `info` when the client asked for it, else at
+/// `debug` (a line per chat costs a busy server ~2% of its CPU).
+#[derive(Debug, Default)]
+pub struct ChatLog {
+    pub at_info: bool,
+    /// Client metadata written with it.
+    pub metadata: Option<Value>,
+}
+
+/// How a chat ends, besides handing on its final event.
+enum Ending {
+    Session { id: String, guard: SessionGuard },
+    Conversation { server: String, user: Message },
+}
+
+pub struct ChatService {
+    agent: Arc<Agent>,
+    plugins: Arc<PluginRuntime>,
+    pool: Arc<McpPool>,
+    connections: Arc<Connections>,
+    store: Store,
+    dispatcher: Dispatcher,
+    sessions: SessionLocks,
+    conversations: Arc<Conversations>,
+}
+
+impl ChatService {
+    pub fn new(
+        agent: Arc<Agent>,
+        plugins: Arc<PluginRuntime>,
+        pool: Arc<McpPool>,
+        connections: Arc<Connections>,
+        store: Store,
+        dispatcher: Dispatcher,
+    ) -> ChatService {
+        ChatService {
+            agent,
+            plugins,
+            pool,
+            connections,
+            store,
+            dispatcher,
+            sessions: SessionLocks::default(),
+            conversations: Arc::default(),
+        }
+    }
+
+    /// Starts the chat and returns its answer as an encoded stream; the
+    /// chat runs as the stream is read and stops if it is dropped.
+    pub async fn stream(&self, input: ChatInput) -> Result<ChatStream, ChatError> {
+        let (encoder, fallback) = self.encoders(&input.format)?;
+        let (run, label) = self.start(input).await?;
+        encode::encode(encoder, fallback, encode::response_options(&label), run)
+            .await
+            .map_err(ChatError::Plugin)
+    }
+
+    /// Runs the chat to its end and folds its events into one answer.
+    pub async fn complete(&self, input: ChatInput) -> Result<ChatOutcome, ChatError> {
+        let (mut run, _) = self.start(input).await?;
+        Ok(collect(&mut run).await)
+    }
+
+    /// The encoder a request asked for, else the surface's own; and the
+    /// surface's own, for encoder failures.
+    fn encoders(
+        &self,
+        format: &Format,
+    ) -> Result<(Arc<EncoderPlugin>, Arc<EncoderPlugin>), ChatError> {
+        let own = self
+            .plugins
+            .encoder(format.own)
+            .map_err(ChatError::Plugin)?;
+        let chosen = match &format.requested {
+            Some(name) => self
+                .plugins
+                .encoder(name)
+                .map_err(ChatError::UnknownFormat)?,
+            None => own.clone(),
+        };
+        Ok((chosen, own))
+    }
+
+    /// Routes the model, assembles the conversation and the tools, and
+    /// starts the chat; also the model name the stream is labelled with.
+    async fn start(&self, input: ChatInput) -> Result<(ChatRun, String), ChatError> {
+        let ChatInput {
+            caller,
+            history,
+            model,
+            tools,
+            options,
+            log,
+            format: _,
+        } = input;
+        let route = self
+            .agent
+            .route(model.as_deref())
+            .map_err(|error| ChatError::Route {
+                model: model.clone().unwrap_or_default(),
+                error,
+            })?;
+        let label = model
+            .filter(|m| !m.trim().is_empty())
+            .unwrap_or_else(|| route.model.clone());
+        let wants_connected =
+            matches!(history, History::Connected { .. }) || matches!(tools, ToolChoice::Connected);
+        let connected = match wants_connected {
+            true => Some(
+                self.conversations
+                    .snapshot()
+                    .await
+                    .ok_or(ChatError::NotConnected)?,
+            ),
+            false => None,
+        };
+        let (messages, ending) = match history {
+            History::Given(messages) => (messages, None),
+            History::Session { id, message } => {
+                let exchange = sessions::open(&self.store, &self.sessions, &id, message).await?;
+                let guard = exchange.guard;
+                (exchange.messages, Some(Ending::Session { id, guard }))
+            }
+            History::Connected { message } => {
+                let (server, mut messages) = connected.clone().ok_or(ChatError::NotConnected)?;
+                let user = Message {
+                    role: Role::User,
+                    content: message,
+                    tool_calls: Vec::new(),
+                    tool_call_id: None,
+                };
+                messages.push(user.clone());
+                (messages, Some(Ending::Conversation { server, user }))
+            }
+        };
+        let server = connected.as_ref().map(|(server, _)| server.as_str());
+        let tools = self.tool_set(tools, server).await?;
+        log_chat(&log, &caller, &route.model, tools.tools.len());
+
+        let mut request = ChatRequest::new(messages, tools, route, caller);
+        request.max_tokens = options.max_tokens;
+        request.temperature = options.temperature;
+        request.top_p = options.top_p;
+        request.iteration_limit = options.iteration_limit;
+        let run = self.agent.run(request);
+        let run = match ending {
+            None => run,
+            Some(Ending::Session { id, guard }) => {
+                let store = self.store.clone();
+                run.before_end(move |added| sessions::close(store, id, added, guard))
+            }
+            Some(Ending::Conversation { server, user }) => {
+                let conversations = self.conversations.clone();
+                run.before_end(move |added| async move {
+                    conversations.remember(&server, user, added).await;
+                })
+            }
+        };
+        Ok((run, label))
+    }
+
+    /// The tools `choice` offers, as a chat would see them.
+    pub async fn tools(&self, choice: ToolChoice) -> Result<ToolSet, ChatError> {
+        self.tool_set(choice, None).await
+    }
+
+    /// Calls one tool for `caller` through the dispatcher, the path every
+    /// tool call takes.
+    pub async fn call_tool(
+        &self,
+        binding: &ToolBinding,
+        arguments: serde_json::Map<String, Value>,
+        caller: &Caller,
+    ) -> Result<rmcp::model::CallToolResult, DispatchError> {
+        self.dispatcher.call(binding, arguments, caller).await
+    }
+
+    /// The org's tool-call log, newest first.
+    pub async fn tool_calls(
+        &self,
+        org: &str,
+        connection: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<ToolCallRecord>, ChatError> {
+        self.dispatcher
+            .log(org, connection, limit)
+            .await
+            .map_err(ChatError::Store)
+    }
+
+    /// Connects the caller's conversation to a server of the pool, and
+    /// returns its display name and tools.
+    pub async fn connect(&self, server_id: &str) -> Result<(String, Vec<ToolSummary>), ChatError> {
+        let server = self.pool.server(server_id).map_err(ChatError::tools)?;
+        let tools = server.summaries().await.map_err(ChatError::tools)?;
+        self.conversations.connect(server_id).await;
+        Ok((server.config.display_name().to_owned(), tools))
+    }
+
+    /// The caller's connected server, if any, and its tools (the server is
+    /// started again if it died).
+    pub async fn connected(&self) -> (Option<String>, Vec<ToolSummary>) {
+        let Some(id) = self.conversations.server().await else {
+            return (None, Vec::new());
+        };
+        let tools = match self.pool.server(&id) {
+            Ok(server) => server.summaries().await,
+            Err(e) => Err(e),
+        };
+        let tools = tools.unwrap_or_else(|e| {
+            tracing::warn!("status of the connected server: {e}");
+            Vec::new()
+        });
+        (Some(id), tools)
+    }
+
+    /// Ends the caller's conversation and stops its server's session.
+    pub async fn disconnect(&self) {
+        if let Some(server) = self.conversations.disconnect().await {
+            // The id came from the pool; a server removed since is closed.
+            let _ = self.pool.disconnect(&server).await;
+        }
+    }
+
+    pub async fn create_session(&self) -> Result<SessionSummary, ChatError> {
+        self.store.create_session().await.map_err(ChatError::Store)
+    }
+
+    pub async fn sessions(&self) -> Result<Vec<SessionSummary>, ChatError> {
+        self.store.sessions().await.map_err(ChatError::Store)
+    }
+
+    pub async fn history(&self, id: &str) -> Result<Vec<StoredMessage>, ChatError> {
+        self.store
+            .history(id)
+            .await
+            .map_err(ChatError::Store)?
+            .ok_or(ChatError::SessionNotFound)
+    }
+}
+
+fn log_chat(log: &ChatLog, caller: &Caller, model: &str, tools: usize) {
+    let (org, key) = match &caller.principal {
+        Some(p) => (p.org.as_str(), p.key_label.as_str()),
+        None => ("", ""),
+    };
+    let metadata = log.metadata.as_ref().unwrap_or(&Value::Null);
+    macro_rules! line {
+        ($level:expr) => {
+            tracing::event!(
+                $level,
+                surface = caller.reason,
+                org,
+                key,
+                model,
+                tools,
+                metadata = %metadata,
+                "chat request"
+            )
+        };
+    }
+    if log.at_info {
+        line!(tracing::Level::INFO);
+    } else {
+        line!(tracing::Level::DEBUG);
+    }
+}

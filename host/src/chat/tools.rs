@@ -1,0 +1,96 @@
+//! Which tools a chat offers, decided here for every surface: all the
+//! pool's reachable servers, an org's (the pool's and its connections'),
+//! the servers a request names, or the server the caller connected.
+
+use std::collections::BTreeMap;
+
+use super::{ChatError, ChatService};
+use crate::mcp::{self, McpError, Selection, ToolSet};
+
+/// The tools a chat offers the model.
+pub enum ToolChoice {
+    /// Every server of the pool that can be reached; one that cannot is
+    /// left out with a warning.
+    Reachable,
+    /// The pool's reachable servers and the org's enabled connection tools.
+    Org(String),
+    /// The servers a request names, each connected before the chat starts
+    /// so an unknown server or tool is refused up front.
+    Servers(Vec<ServerChoice>),
+    /// The server the caller connected (see `ChatService::connect`).
+    Connected,
+}
+
+/// One server a request names, and which of its tools to offer.
+pub struct ServerChoice {
+    pub server: ServerRef,
+    /// `None`: all of them.
+    pub only: Option<Vec<String>>,
+}
+
+pub enum ServerRef {
+    /// A server of the pool, by id.
+    Configured(String),
+    /// A streamable-HTTP server named by URL, for this request only; it
+    /// must pass the URL policy.
+    Url {
+        url: String,
+        headers: BTreeMap<String, String>,
+    },
+}
+
+impl ChatService {
+    /// The tool set for `choice`; `connected` is the caller's connected
+    /// server, for [`ToolChoice::Connected`].
+    pub(super) async fn tool_set(
+        &self,
+        choice: ToolChoice,
+        connected: Option<&str>,
+    ) -> Result<ToolSet, ChatError> {
+        match choice {
+            ToolChoice::Reachable => Ok(self.pool.reachable_tool_set().await),
+            ToolChoice::Org(org) => Ok(self.connections.org_tool_set(&org).await),
+            ToolChoice::Connected => {
+                let id = connected.ok_or(ChatError::NotConnected)?;
+                let server = self.pool.server(id).map_err(ChatError::tools)?;
+                mcp::tool_set(&[Selection::all(server)])
+                    .await
+                    .map_err(ChatError::tools)
+            }
+            ToolChoice::Servers(choices) => {
+                let mut selections = Vec::with_capacity(choices.len());
+                for choice in choices {
+                    let server = match choice.server {
+                        ServerRef::Configured(id) => self.pool.server(&id),
+                        ServerRef::Url { url, headers } => self.pool.ad_hoc(&url, headers).await,
+                    }
+                    .map_err(ChatError::tools)?;
+                    selections.push(Selection {
+                        server,
+                        only: choice.only,
+                    });
+                }
+                mcp::tool_set(&selections).await.map_err(ChatError::tools)
+            }
+        }
+    }
+}
+
+impl ChatError {
+    /// A server that cannot be reached now is the server's failure; an
+    /// unknown server or tool, or a refused URL, is the request's.
+    pub(super) fn tools(error: McpError) -> ChatError {
+        match error {
+            McpError::Connect { .. }
+            | McpError::Timeout { .. }
+            | McpError::Call { .. }
+            | McpError::Removed(_)
+            | McpError::TooLarge { .. } => ChatError::ToolsUnreachable(error),
+            McpError::UnknownServer { .. }
+            | McpError::UnknownTool { .. }
+            | McpError::Refused(_)
+            | McpError::Duplicate(_)
+            | McpError::Configured(_) => ChatError::ToolsInvalid(error),
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! The Feather API (seeds 000 and 001): the MCP chat stream, org
+//! connections to customer MCP servers with their test surface, and the
+//! tool-call log. Every route takes an API key (`x-api-key`, or a Bearer
+//! token for MCP clients that only know that); errors are
+//! `{"error", "message"}`, validation errors FastAPI's.
+
+mod chat;
+mod integrations;
+mod validation;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::Value;
+
+use super::AppState;
+use crate::auth::{Identity, KeyRefusal, Principal};
+use crate::chat::END_USER_HEADER;
+pub use validation::FeatherError;
+use validation::{Validator, loc};
+
+pub fn routes() -> Router<Arc<AppState>> {
+    chat::routes().merge(integrations::routes())
+}
+
+pub fn too_large(message: String) -> FeatherError {
+    FeatherError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "PayloadTooLargeError",
+        message,
+    )
+}
+
+/// The caller, or the seed's 401 `ErrorResponse`.
+pub fn authenticate(identity: Identity) -> Result<Principal, FeatherError> {
+    identity.principal().map_err(|why| {
+        let message = match why {
+            KeyRefusal::Missing => "missing API key: send it in the x-api-key header",
+            KeyRefusal::NotBearer | KeyRefusal::Unknown => "invalid API key",
+        };
+        FeatherError::new(StatusCode::UNAUTHORIZED, "AuthenticationError", message)
+    })
+}
+
+/// The `x-end-user-id` header, which must be a UUID when present.
+pub fn end_user_header(headers: &HeaderMap) -> Result<Option<String>, FeatherError> {
+    let Some(value) = headers.get(END_USER_HEADER) else {
+        return Ok(None);
+    };
+    let mut v = Validator::default();
+    let text = Value::from(value.to_str().unwrap_or_default());
+    let id = v.uuid(loc(&["header", END_USER_HEADER]), &text);
+    v.finish()?;
+    Ok(id.map(|id| id.to_string()))
+}
