@@ -41,15 +41,25 @@ const SDK_FILES: &[(&str, &str)] = &[
     ("wit/plugin.wit", include_str!("../../../wit/plugin.wit")),
 ];
 
-const SDK_MANIFEST: &str = r#"[package]
-name = "agenthost-plugin"
-version = "0.1.0"
-edition = "2024"
-description = "The agenthost plugin SDK, as shipped by the agenthost that created this plugin"
+/// The plugins' workspace manifest: the SDK's `wit-bindgen` comes from
+/// here, so a new plugin builds with the version the built-ins use.
+const PLUGINS_MANIFEST: &str = include_str!("../../../plugins/Cargo.toml");
 
-[dependencies]
-wit-bindgen = { version = "0.61", default-features = false, features = ["macros", "realloc", "std"] }
-"#;
+/// The SDK crate's manifest, with the workspace's `wit-bindgen`.
+fn sdk_manifest() -> Result<String, DevError> {
+    let workspace: toml::Table = toml::from_str(PLUGINS_MANIFEST)
+        .map_err(|e| DevError::Usage(format!("the embedded plugins manifest is invalid: {e}")))?;
+    let wit_bindgen = workspace
+        .get("workspace")
+        .and_then(|w| w.get("dependencies"))
+        .and_then(|d| d.get("wit-bindgen"))
+        .ok_or_else(|| {
+            DevError::Usage("the embedded plugins manifest names no workspace `wit-bindgen`".into())
+        })?;
+    Ok(format!(
+        "[package]\nname = \"agenthost-plugin\"\nversion = \"0.1.0\"\nedition = \"2024\"\ndescription = \"The agenthost plugin SDK, as shipped by the agenthost that created this plugin\"\n\n[dependencies]\nwit-bindgen = {wit_bindgen}\n"
+    ))
+}
 
 const ENCODER_TEMPLATE: &str = include_str!("templates/encoder.rs");
 const PROVIDER_TEMPLATE: &str = include_str!("templates/provider.rs");
@@ -91,7 +101,7 @@ pub fn new(name: &str, kind: Kind, dir: &Path) -> Result<String, DevError> {
         ),
         (root.join(".gitignore"), "/target\n".into()),
         (root.join("src/lib.rs"), template.replace("{{name}}", name)),
-        (root.join("sdk/Cargo.toml"), SDK_MANIFEST.into()),
+        (root.join("sdk/Cargo.toml"), sdk_manifest()?),
     ];
     files.extend(
         SDK_FILES
@@ -112,4 +122,23 @@ pub fn new(name: &str, kind: Kind, dir: &Path) -> Result<String, DevError> {
         "created {root}\n\nbuild:  cd {root} && cargo build --release\nthen:   agenthost plugin test {root}/target/wasm32-wasip2/release/{crate_name}.wasm\n",
         root = root.display()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sdk_manifest_takes_wit_bindgen_from_the_plugins_workspace() {
+        let manifest: toml::Table = toml::from_str(&sdk_manifest().unwrap()).unwrap();
+        let workspace: toml::Table = toml::from_str(PLUGINS_MANIFEST).unwrap();
+        assert_eq!(
+            manifest["dependencies"]["wit-bindgen"],
+            workspace["workspace"]["dependencies"]["wit-bindgen"]
+        );
+        assert_eq!(
+            manifest["package"]["name"].as_str(),
+            Some("agenthost-plugin")
+        );
+    }
 }
