@@ -8,11 +8,12 @@
 //! separated) in `BENCH_TARGETS`, e.g. `BENCH_TARGETS=passthrough,feather`.
 //!
 //! Every end-to-end figure of one section comes from the same run, so the
-//! ratios between targets hold even on a noisy machine.
+//! ratios between targets hold even on a noisy machine. To compare a
+//! change with the build before it, name that build's binary in
+//! `BENCH_BASELINE`: each agenthost chat target is then measured against
+//! it too, right after its own run.
 
-#[path = "../../tests/support/mod.rs"]
-mod support;
-
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,7 +26,7 @@ use axum::response::Response;
 use axum::routing::post;
 use futures::StreamExt;
 use serde_json::{Map, Value, json};
-use support::*;
+use testkit::*;
 
 /// Clients sending chats at once in the throughput runs.
 const CONCURRENCY: usize = 32;
@@ -69,8 +70,8 @@ fn config(llm: &MockLlm) -> String {
     )
 }
 
-async fn start_agenthost(llm: &MockLlm) -> Agenthost {
-    let host = Agenthost::start_with_env(&config(llm), &[("AGENTHOST_TEST_KEY", "sk-bench")]);
+async fn start_agenthost(llm: &MockLlm, binary: &Path) -> Agenthost {
+    let host = Agenthost::start_binary(binary, &config(llm), &[("AGENTHOST_TEST_KEY", "sk-bench")]);
     let response = client()
         .post(host.url("/connect/demo"))
         .send()
@@ -132,7 +133,7 @@ fn openai_body(tools: &Value) -> Value {
 /// model.
 async fn demo_tools() -> Value {
     let servers: Vec<McpServerConfig> = serde_json::from_value(json!([
-        { "id": "demo", "transport": "stdio", "command": BIN, "args": ["demo-mcp"] },
+        { "id": "demo", "transport": "stdio", "command": bin(), "args": ["demo-mcp"] },
     ]))
     .unwrap();
     let pool = McpPool::new(servers, UrlPolicy::default(), 1 << 20);
@@ -451,27 +452,47 @@ async fn chats() {
     let llm = MockLlm::answering(text_answer, Duration::ZERO).await;
     let tools_llm = MockLlm::answering(calculate_then_answer, Duration::ZERO).await;
     let proxy = start_passthrough(llm.base_url.clone()).await;
-    let host = start_agenthost(&llm).await;
-    let tools_host = start_agenthost(&tools_llm).await;
+    let host = start_agenthost(&llm, bin()).await;
+    let tools_host = start_agenthost(&tools_llm, bin()).await;
     let only = std::env::var("BENCH_TARGETS")
         .unwrap_or_default()
         .to_lowercase();
-    let targets: Vec<Target> = targets(&llm, &proxy, &host, &tools_host)
-        .await
-        .into_iter()
-        .filter(|t| {
-            only.is_empty()
-                || only
-                    .split(',')
-                    .any(|o| t.name.to_lowercase().contains(o.trim()))
-        })
-        .collect();
+    let mut chosen: Vec<Target> = targets(&llm, &proxy, &host, &tools_host).await;
+    // Each agenthost target again against the baseline build, measured
+    // right after it: before and after a change, in one run.
+    let baseline = std::env::var_os("BENCH_BASELINE").map(PathBuf::from);
+    let _baseline_hosts = match &baseline {
+        Some(binary) => {
+            let base_host = start_agenthost(&llm, binary).await;
+            let base_tools_host = start_agenthost(&tools_llm, binary).await;
+            let twins = targets(&llm, &proxy, &base_host, &base_tools_host).await;
+            chosen = chosen
+                .into_iter()
+                .zip(twins)
+                .flat_map(|(ours, mut twin)| {
+                    let baseline = twin.server.is_some().then(|| {
+                        twin.name.push_str(" [baseline]");
+                        twin
+                    });
+                    std::iter::once(ours).chain(baseline)
+                })
+                .collect();
+            Some((base_host, base_tools_host))
+        }
+        None => None,
+    };
+    chosen.retain(|t| {
+        only.is_empty()
+            || only
+                .split(',')
+                .any(|o| t.name.to_lowercase().contains(o.trim()))
+    });
     for load in [
         Load::Clients(CONCURRENCY),
         Load::Rate(FIXED_RATE),
         Load::Clients(1),
     ] {
-        chats_table(&targets, load).await;
+        chats_table(&chosen, load).await;
     }
 }
 
@@ -553,7 +574,7 @@ async fn open_streams() {
     println!("|---|---|---|---|---|---|---|");
     for n in [1_000, 10_000] {
         let llm = MockLlm::answering(text_answer, Duration::from_secs(1)).await;
-        let host = start_agenthost(&llm).await;
+        let host = start_agenthost(&llm, bin()).await;
         let idle = proc_status_kib(host.pid(), "VmRSS:");
         let clients: Vec<reqwest::Client> = (0..STREAM_CLIENTS)
             .map(|_| {
@@ -629,7 +650,7 @@ async fn open_streams() {
 async fn mcp_round_trips() {
     let http = serve_demo_over_http().await;
     let servers: Vec<McpServerConfig> = serde_json::from_value(json!([
-        { "id": "stdio", "transport": "stdio", "command": BIN, "args": ["demo-mcp"] },
+        { "id": "stdio", "transport": "stdio", "command": bin(), "args": ["demo-mcp"] },
         { "id": "http", "transport": "streamable_http", "url": http },
     ]))
     .unwrap();

@@ -5,9 +5,6 @@
 //!
 //! `cargo bench --bench plugins`. Results and goals are in BENCHMARKS.md.
 
-#[path = "../../tests/support/mod.rs"]
-mod support;
-
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -15,7 +12,7 @@ use agenthost::config::Limits;
 use agenthost::plugins::{self, PluginRuntime, SandboxLimits};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::json;
-use support::*;
+use testkit::*;
 
 /// The canonical chat: text, a tool call with argument fragments, its
 /// result, the answer, done. A macro because host and guest each have

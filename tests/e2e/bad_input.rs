@@ -1,13 +1,11 @@
-//! End-to-end: bad input on every endpoint that reads a body, table
+//! Bad input on every endpoint that reads a body, table
 //! driven. Each answer must be a 4xx in that surface's own error shape,
 //! with a message naming the problem: never a 500, never a dropped
 //! connection, and the server serves normally afterwards.
 
-mod support;
-
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use support::*;
+use testkit::*;
 
 const KEY: &str = "sk-acme-admin-0001";
 const CONNECTION_KEY: &str = "5f0e3c6a9b1d4e7f8a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7081";

@@ -1,15 +1,13 @@
-//! End-to-end: `kill -9` in the middle of a tool-using chat, then a
+//! `kill -9` in the middle of a tool-using chat, then a
 //! restart on the same data: every acknowledged message is there once,
 //! nothing is half-written, and registered servers come back.
-
-mod support;
 
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::*;
+use testkit::*;
 
 fn config(data: &std::path::Path) -> String {
     format!(

@@ -1,4 +1,4 @@
-//! End-to-end: hundreds of concurrent streaming chats, each with a tool
+//! Hundreds of concurrent streaming chats, each with a tool
 //! call to the demo MCP server, for a fixed time. Every chat must stream
 //! exactly the expected bytes, and afterwards the server must hold no more
 //! tasks, file descriptors or child processes than before.
@@ -6,14 +6,12 @@
 //! Bounded in count and time and on loopback only. It asserts no speed:
 //! the figures it prints go to BENCHMARKS.md.
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use support::*;
+use testkit::*;
 
 const CONCURRENCY: usize = 200;
 const DURATION: Duration = Duration::from_secs(10);

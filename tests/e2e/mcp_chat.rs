@@ -1,14 +1,12 @@
-//! End-to-end: the MCP Chat API (seed 004) through the real binary, with
+//! The MCP Chat API (seed 004) through the real binary, with
 //! the Python SDK's FastMCP on all three transports, persistence across a
 //! restart, and a browser-style EventSource client.
-
-mod support;
 
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::*;
+use testkit::*;
 
 const ADMIN: &str = "sk-admin-00000001";
 const MEMBER: &str = "sk-member-0000001";
@@ -104,11 +102,7 @@ async fn servers_on_all_three_transports_serve_tools_and_chats() {
     );
 
     let session = new_session(&host).await;
-    for (server, text, expected) in [
-        ("pystdio", "abc", "cba"),
-        ("pysse", "sse", "ess"),
-        ("pyhttp", "http", "ptth"),
-    ] {
+    for (server, text) in [("pystdio", "abc"), ("pysse", "sse"), ("pyhttp", "http")] {
         let message = format!("{server}__reverse_text {{\"text\": \"{text}\"}}");
         let (headers, body) = stream(&host, &session, &message).await;
         assert_eq!(headers["content-type"], "text/event-stream; charset=utf-8");
@@ -117,22 +111,7 @@ async fn servers_on_all_three_transports_serve_tools_and_chats() {
             "no-cache, no-store, must-revalidate"
         );
         assert_eq!(headers["x-accel-buffering"], "no");
-        assert_eq!(
-            body,
-            format!(
-                concat!(
-                    "data: {{\"type\": \"tool_call\", \"content\": {{\"server\": \"{server}\", \"tool\": \"reverse_text\", \"arguments\": {{\"text\": \"{text}\"}}}}}}\n\n",
-                    "data: {{\"type\": \"tool_result\", \"content\": {{\"server\": \"{server}\", \"tool\": \"reverse_text\", \"success\": true, \"result\": \"{expected}\"}}}}\n\n",
-                    "data: {{\"type\": \"token\", \"content\": \"reverse_text \"}}\n\n",
-                    "data: {{\"type\": \"token\", \"content\": \"returned: \"}}\n\n",
-                    "data: {{\"type\": \"token\", \"content\": \"{expected}.\"}}\n\n",
-                    "data: {{\"type\": \"done\", \"content\": \"reverse_text returned: {expected}.\"}}\n\n",
-                ),
-                server = server,
-                text = text,
-                expected = expected
-            )
-        );
+        assert_golden(&format!("mcp_chat/reverse_text_{server}.sse"), &body);
     }
 
     let (status, body) = host

@@ -1,15 +1,13 @@
-//! End-to-end: MCP servers that crash, hang, speak malformed JSON-RPC,
+//! MCP servers that crash, hang, speak malformed JSON-RPC,
 //! return megabytes, flood notifications or start slowly. Every failure
 //! is a bounded wait and an error result the model reads; the chat goes
 //! on, the server starts afresh on next use, and no child is left behind.
-
-mod support;
 
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::*;
+use testkit::*;
 
 fn failing_server_toml(id: &str, extra_args: &str, extra: &str) -> String {
     let script = fixture("failing_mcp_server.py");

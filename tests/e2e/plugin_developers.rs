@@ -1,10 +1,8 @@
-//! End-to-end: the plugin developer's path of `plugins/README.md`, step
+//! The plugin developer's path of `plugins/README.md`, step
 //! by step, through the real binary: `plugin new`, `cargo build`, `plugin
 //! check`, `plugin test`, install with SIGHUP, `plugin list`, use with
 //! `?format=`, a broken update refused while the old version serves, and
 //! built-ins replaced only when the config says so.
-
-mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,11 +10,11 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::Value;
-use support::*;
+use testkit::*;
 
 /// Runs `agenthost <args>`, requiring success; returns stdout.
 fn agenthost(args: &[&str], dir: &Path) -> String {
-    let output = Command::new(BIN)
+    let output = Command::new(bin())
         .args(args)
         .current_dir(dir)
         .output()

@@ -1,11 +1,9 @@
-//! End-to-end: hostile plugins are stopped by the sandbox's limits and
+//! Hostile plugins are stopped by the sandbox's limits and
 //! fail only their own stream; bad components are refused at load; a
 //! plugin that tries files and sockets reaches nothing.
 
-mod support;
-
 use reqwest::StatusCode;
-use support::*;
+use testkit::*;
 use wasm_encoder::{
     Component, ComponentExportKind, ComponentExportSection, ComponentImportSection,
     ComponentTypeRef, ComponentTypeSection, InstanceType,
@@ -74,14 +72,8 @@ async fn stream(host: &Agenthost, format: &str) -> (StatusCode, String) {
     host.post(&path, r#"{"message": "What is 6*7?"}"#).await
 }
 
-const GOOD_STREAM: &str = concat!(
-    "data: {\"type\": \"tool_start\", \"id\": \"call_1\", \"name\": \"calculate\", \"args\": {\"expression\": \"6*7\"}}\n\n",
-    "data: {\"type\": \"tool_end\", \"id\": \"call_1\", \"name\": \"calculate\"}\n\n",
-    "data: {\"type\": \"text\", \"content\": \"calculate \"}\n\n",
-    "data: {\"type\": \"text\", \"content\": \"returned: \"}\n\n",
-    "data: {\"type\": \"text\", \"content\": \"42.\"}\n\n",
-    "data: [DONE]\n\n",
-);
+/// The stream of the simple format when nothing goes wrong.
+const GOOD_STREAM: &str = "simple/mock_calculate.sse";
 
 #[tokio::test]
 async fn bad_components_are_refused_at_load_by_what_is_wrong() {
@@ -115,7 +107,7 @@ async fn bad_components_are_refused_at_load_by_what_is_wrong() {
     );
     // The server serves with what did load.
     host.post("/connect/demo", "").await;
-    assert_eq!(stream(&host, "").await.1, GOOD_STREAM);
+    assert_golden(GOOD_STREAM, &stream(&host, "").await.1);
 }
 
 #[tokio::test]
@@ -129,7 +121,7 @@ async fn hostile_plugins_fail_only_their_own_stream_and_leave_no_memory_behind()
     let host = Agenthost::start(&config);
     host.post("/connect/demo", "").await;
     // Warm up every path once before taking the baseline.
-    assert_eq!(stream(&host, "").await.1, GOOD_STREAM);
+    assert_golden(GOOD_STREAM, &stream(&host, "").await.1);
     let baseline = rss_kib(host.pid());
 
     // Each hostile stream runs beside a normal one on the same server,
@@ -142,7 +134,7 @@ async fn hostile_plugins_fail_only_their_own_stream_and_leave_no_memory_behind()
             runaway.1,
             "data: [ERROR] plugin `test-runaway` exceeded its 1000 ms deadline and was stopped\n\n"
         );
-        assert_eq!(normal.1, GOOD_STREAM);
+        assert_golden(GOOD_STREAM, &normal.1);
 
         let (hog, normal) = tokio::join!(stream(&host, "test-memory-hog"), stream(&host, ""));
         assert!(
@@ -156,7 +148,7 @@ async fn hostile_plugins_fail_only_their_own_stream_and_leave_no_memory_behind()
             "{}",
             hog.1
         );
-        assert_eq!(normal.1, GOOD_STREAM);
+        assert_golden(GOOD_STREAM, &normal.1);
 
         let (trap, normal) = tokio::join!(stream(&host, "test-trap"), stream(&host, ""));
         assert!(
@@ -170,20 +162,20 @@ async fn hostile_plugins_fail_only_their_own_stream_and_leave_no_memory_behind()
             "{}",
             trap.1
         );
-        assert_eq!(normal.1, GOOD_STREAM);
+        assert_golden(GOOD_STREAM, &normal.1);
 
         let (flood, normal) = tokio::join!(stream(&host, "test-output-flood"), stream(&host, ""));
         assert_eq!(
             flood.1,
             "data: [ERROR] plugin `test-output-flood` produced more than its 4 MiB of output and was stopped\n\n"
         );
-        assert_eq!(normal.1, GOOD_STREAM);
+        assert_golden(GOOD_STREAM, &normal.1);
     }
 
     // And the server keeps serving, its memory back near the baseline:
     // five runs of any hostile plugin's 8 to 32 MiB, had they leaked,
     // would be far over this margin.
-    assert_eq!(stream(&host, "").await.1, GOOD_STREAM);
+    assert_golden(GOOD_STREAM, &stream(&host, "").await.1);
     let after = rss_kib(host.pid());
     assert!(
         after < baseline + 24 * 1024,

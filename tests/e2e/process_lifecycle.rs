@@ -1,9 +1,7 @@
-//! End-to-end: MCP child processes never outlive the host, however it
+//! MCP child processes never outlive the host, however it
 //! stops, and a disconnect stops them too.
 
-mod support;
-
-use support::*;
+use testkit::*;
 
 async fn host_with_running_demo_child() -> (Agenthost, u32) {
     let host = Agenthost::start(&demo_server_toml());

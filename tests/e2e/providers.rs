@@ -1,14 +1,12 @@
-//! End-to-end: the Anthropic adapter, model routing, and provider faults
+//! The Anthropic adapter, model routing, and provider faults
 //! (retries, fallback, cut and malformed streams, timeouts, abandoned
 //! streams), through the real binary against mock provider servers.
-
-mod support;
 
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::json;
-use support::*;
+use testkit::*;
 
 fn start(config: &str) -> Agenthost {
     let config = format!("{config}\n{}", demo_server_toml());
@@ -59,15 +57,7 @@ async fn anthropic_streams_tool_use_with_input_json_fragments() {
         .post("/chat/stream", r#"{"message": "What is 6*7?"}"#)
         .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(
-        body,
-        concat!(
-            "data: {\"type\": \"tool_start\", \"id\": \"toolu_1\", \"name\": \"calculate\", \"args\": {\"expression\": \"6*7\"}}\n\n",
-            "data: {\"type\": \"tool_end\", \"id\": \"toolu_1\", \"name\": \"calculate\"}\n\n",
-            "data: {\"type\": \"text\", \"content\": \"It is 42.\"}\n\n",
-            "data: [DONE]\n\n",
-        )
-    );
+    assert_golden("simple/anthropic_tool_call.sse", &body);
 
     let requests = llm.requests();
     assert_eq!(requests[0].path, "/v1/messages");

@@ -1,14 +1,12 @@
-//! End-to-end: with every kind of credential configured (the provider's
+//! With every kind of credential configured (the provider's
 //! API key, our API keys, the connection sealing key, an MCP server's
 //! bearer token), a run through every surface, including their failures,
 //! leaves none of them in any response or log line. The provider even
 //! echoes its key back in an error, as real providers do.
 
-mod support;
-
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use support::*;
+use testkit::*;
 
 const UPSTREAM_KEY: &str = "sk-upstream-secret-5c1e9a";
 const ADMIN: &str = "sk-acme-admin-secret-0001";

@@ -1,12 +1,10 @@
-//! End-to-end: the simple chat frontend contract (seed 003) through the
+//! The simple chat frontend contract (seed 003) through the
 //! real binary, a mock OpenAI server, the demo MCP server and a
 //! third-party (Python SDK) MCP server.
 
-mod support;
-
 use reqwest::StatusCode;
 use serde_json::json;
-use support::*;
+use testkit::*;
 
 async fn with_openai_mock(extra: &str) -> (MockLlm, Agenthost) {
     let llm = MockLlm::start().await;
@@ -57,16 +55,7 @@ async fn streams_tool_start_end_and_only_the_final_text() {
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     let body = response.text().await.unwrap();
-    assert_eq!(
-        body,
-        concat!(
-            "data: {\"type\": \"tool_start\", \"id\": \"call_abc\", \"name\": \"calculate\", \"args\": {\"expression\": \"12*(3+4)\"}}\n\n",
-            "data: {\"type\": \"tool_end\", \"id\": \"call_abc\", \"name\": \"calculate\"}\n\n",
-            "data: {\"type\": \"text\", \"content\": \"The answer \"}\n\n",
-            "data: {\"type\": \"text\", \"content\": \"is 84 °.\"}\n\n",
-            "data: [DONE]\n\n",
-        )
-    );
+    assert_golden("simple/openai_tool_call.sse", &body);
 
     let requests = llm.requests();
     assert_eq!(requests.len(), 2);
@@ -191,16 +180,9 @@ async fn newcomer_path_works_offline_with_the_mock_provider() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(
-        response.text().await.unwrap(),
-        concat!(
-            "data: {\"type\": \"tool_start\", \"id\": \"call_1\", \"name\": \"calculate\", \"args\": {\"expression\": \"12*(3+4)\"}}\n\n",
-            "data: {\"type\": \"tool_end\", \"id\": \"call_1\", \"name\": \"calculate\"}\n\n",
-            "data: {\"type\": \"text\", \"content\": \"calculate \"}\n\n",
-            "data: {\"type\": \"text\", \"content\": \"returned: \"}\n\n",
-            "data: {\"type\": \"text\", \"content\": \"84.\"}\n\n",
-            "data: [DONE]\n\n",
-        )
+    assert_golden(
+        "simple/form_encoded_body.sse",
+        &response.text().await.unwrap(),
     );
 }
 

@@ -1,11 +1,9 @@
-//! End-to-end: the TrueFoundry agent endpoint (seed 002) through the real
+//! The TrueFoundry agent endpoint (seed 002) through the real
 //! binary, including the official OpenAI SDK as its client.
-
-mod support;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::*;
+use testkit::*;
 
 const KEY: &str = "sk-tfy-member-0001";
 
@@ -193,8 +191,10 @@ async fn two_tools_on_two_servers_stream_as_openai_chunks() {
     assert_eq!(sent["max_tokens"], 500);
     assert!((sent["temperature"].as_f64().unwrap() - 0.7).abs() < 1e-6);
     assert!(
-        host.logs()
-            .contains(r#"metadata={"tfy_log_request":"true"}"#),
+        host.logs().contains("chat request")
+            && host
+                .logs()
+                .contains(r#"metadata={"tfy_log_request":"true"}"#),
         "{}",
         host.logs()
     );
@@ -238,7 +238,7 @@ async fn the_official_openai_sdk_accumulates_the_stream() {
         })
     );
     assert!(
-        !host.logs().contains("agent request"),
+        !host.logs().contains("chat request"),
         "a request is logged at info only when its metadata asks: {}",
         host.logs()
     );

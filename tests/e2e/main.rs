@@ -1,0 +1,19 @@
+//! End-to-end tests: the real `agenthost` binary, driven over HTTP by real
+//! clients, against a mock LLM speaking the providers' exact wire formats
+//! and real MCP servers. One module per feature; shared support is the
+//! `testkit` crate (`tests/support`), expected streams are golden files in
+//! `tests/golden` (`BLESS=1` rewrites them).
+
+mod bad_input;
+mod crash_safety;
+mod feather;
+mod load;
+mod mcp_chat;
+mod mcp_failures;
+mod plugin_developers;
+mod plugin_sandbox;
+mod process_lifecycle;
+mod providers;
+mod secrets;
+mod simple_frontend;
+mod truefoundry;

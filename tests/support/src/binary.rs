@@ -1,0 +1,264 @@
+//! The `agenthost` binary under test, started on a free port with a config
+//! of the test's making, its log collected.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use serde_json::Value;
+
+/// The `agenthost` binary cargo built for this test or bench run, which
+/// lives beside the `deps` directory the running executable is in.
+pub fn bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("a test knows its own path");
+        exe.parent()
+            .and_then(Path::parent)
+            .expect("tests and benches run from target/<profile>/deps")
+            .join("agenthost")
+    })
+}
+
+/// The target directory: the nearest ancestor of the running executable
+/// holding the plugin build, which `host/build.rs` puts in its `plugins/`.
+fn target_dir() -> &'static Path {
+    static TARGET: OnceLock<PathBuf> = OnceLock::new();
+    TARGET.get_or_init(|| {
+        let exe = std::env::current_exe().expect("a test knows its own path");
+        exe.ancestors()
+            .find(|dir| dir.join("plugins").join(WASM_TARGET).is_dir())
+            .expect("the plugins were built under the target directory")
+            .to_path_buf()
+    })
+}
+
+const WASM_TARGET: &str = "wasm32-wasip2";
+
+/// Where the build put the plugin components, test fixtures included.
+pub fn plugin_build_dir() -> PathBuf {
+    target_dir()
+        .join("plugins")
+        .join(WASM_TARGET)
+        .join("release")
+}
+
+/// A compile cache shared by every test, so only the first start compiles.
+pub fn shared_cache_dir() -> PathBuf {
+    target_dir().join("tmp").join("agenthost-plugin-cache")
+}
+
+/// A file of `tests/fixtures`.
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures")
+        .join(name)
+}
+
+/// The `[[mcp_servers]]` entry for the built-in demo server.
+pub fn demo_server_toml() -> String {
+    format!(
+        "[[mcp_servers]]\nid = \"demo\"\nname = \"Demo tools\"\ndescription = \"Clock, arithmetic and notes\"\ntransport = \"stdio\"\ncommand = {:?}\nargs = [\"demo-mcp\"]\n",
+        bin().display().to_string()
+    )
+}
+
+/// The `[[mcp_servers]]` entry for the third-party Python FastMCP server.
+pub fn fastmcp_server_toml(id: &str) -> String {
+    let script = fixture("fastmcp_server.py");
+    format!(
+        "[[mcp_servers]]\nid = \"{id}\"\nname = \"Python text tools\"\ntransport = \"stdio\"\ncommand = \"python3\"\nargs = [{:?}]\ntimeout = 20\n",
+        script.display().to_string()
+    )
+}
+
+/// The real binary, started on a free port with a config of our making.
+pub struct Agenthost {
+    child: Child,
+    pub base: String,
+    logs: Arc<Mutex<String>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Agenthost {
+    /// Starts with `config` (TOML) written to a file; `data_dir` defaults
+    /// to the shared test cache.
+    pub fn start(config: &str) -> Agenthost {
+        Self::start_with_env(config, &[])
+    }
+
+    /// [`start`](Self::start), with extra environment variables.
+    pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Agenthost {
+        Self::start_binary(bin(), config, env)
+    }
+
+    /// [`start_with_env`](Self::start_with_env) of another `agenthost`
+    /// binary, such as an earlier build to compare against.
+    pub fn start_binary(binary: &Path, config: &str, env: &[(&str, &str)]) -> Agenthost {
+        let dir = tempfile::tempdir().unwrap();
+        // Tests share compiled plugins, unless one brings its own cache,
+        // but never a database.
+        let cache = if config.contains("cache_dir") {
+            String::new()
+        } else {
+            format!(
+                "cache_dir = {:?}\n",
+                shared_cache_dir().display().to_string()
+            )
+        };
+        let config = if config.contains("data_dir") {
+            format!("{cache}{config}")
+        } else {
+            let data = dir.path().join("data").display().to_string();
+            format!("{cache}data_dir = {data:?}\n{config}")
+        };
+        let path = dir.path().join("agenthost.toml");
+        std::fs::write(&path, config).unwrap();
+        let mut command = Command::new(binary);
+        command.arg("serve").arg("--config").arg(&path);
+        Self::spawn(command, dir, env)
+    }
+
+    /// Starts with no config file at all, as a newcomer would.
+    pub fn start_with_defaults() -> Agenthost {
+        let dir = tempfile::tempdir().unwrap();
+        let mut command = Command::new(bin());
+        command.arg("serve");
+        Self::spawn(command, dir, &[])
+    }
+
+    /// Runs with the provider variables of the developer's shell removed,
+    /// then `env` added.
+    fn spawn(mut command: Command, dir: tempfile::TempDir, env: &[(&str, &str)]) -> Agenthost {
+        command
+            .args(["--listen", "127.0.0.1:0"])
+            .current_dir(dir.path())
+            .env_remove("OPENAI_API_KEY")
+            .env_remove("OPENAI_BASE_URL")
+            .env_remove("ANTHROPIC_API_KEY")
+            .env_remove("ANTHROPIC_BASE_URL")
+            .envs(env.iter().copied())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        Self::spawn_command(command, dir)
+    }
+
+    pub fn spawn_command(mut command: Command, dir: tempfile::TempDir) -> Agenthost {
+        let mut child = command.spawn().expect("agenthost starts");
+        let stderr = child.stderr.take().unwrap();
+        let logs = Arc::new(Mutex::new(String::new()));
+        let (port_tx, port_rx) = std::sync::mpsc::channel();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let _ = port_tx.send(rest.trim().to_owned());
+                }
+                let mut logs = sink.lock().unwrap();
+                logs.push_str(&line);
+                logs.push('\n');
+            }
+        });
+        let addr = match port_rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("agenthost did not start; logs:\n{}", logs.lock().unwrap());
+            }
+        };
+        Agenthost {
+            child,
+            base: format!("http://{addr}"),
+            logs,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub fn terminate(&mut self) {
+        unsafe_kill(self.child.id(), "TERM");
+        let _ = self.child.wait();
+    }
+
+    pub fn kill_hard(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub async fn post(&self, path: &str, body: &str) -> (StatusCode, String) {
+        let response = client()
+            .post(self.url(path))
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap();
+        (response.status(), response.text().await.unwrap())
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let response = client().get(self.url(path)).send().await.unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap())
+    }
+
+    /// `DELETE path`, with an `x-api-key` when given; the body as JSON.
+    pub async fn delete(&self, path: &str, key: Option<&str>) -> (StatusCode, Value) {
+        let mut request = client().delete(self.url(path));
+        if let Some(key) = key {
+            request = request.header("x-api-key", key);
+        }
+        let response = request.send().await.unwrap();
+        (
+            response.status(),
+            response.json().await.unwrap_or(Value::Null),
+        )
+    }
+
+    pub async fn post_json(&self, path: &str, body: &str) -> (StatusCode, Value) {
+        let (status, text) = self.post(path, body).await;
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}")),
+        )
+    }
+}
+
+impl Drop for Agenthost {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn unsafe_kill(pid: u32, signal: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status();
+}
+
+pub fn client() -> reqwest::Client {
+    // reqwest is built without a default TLS crypto provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}

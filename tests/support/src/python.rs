@@ -1,0 +1,73 @@
+//! Third-party MCP servers and clients written in Python and Node, run
+//! as the tests' peers.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+
+use crate::binary::fixture;
+
+/// The Python SDK test server on an HTTP transport (`sse` or
+/// `streamable-http`), stopped on drop.
+pub struct PythonMcpServer {
+    child: Child,
+    pub port: u16,
+    /// Held open so a late print in the fixture never meets a closed pipe.
+    _stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl PythonMcpServer {
+    pub fn start(transport: &str) -> PythonMcpServer {
+        Self::start_script("fastmcp_server.py", &["--transport", transport])
+    }
+
+    /// A fixture server script, given `args`. The fixture binds a port of
+    /// the kernel's choosing and prints it once it listens
+    /// (`fixtures/listen.py`).
+    pub fn start_script(script: &str, args: &[&str]) -> PythonMcpServer {
+        let mut child = Command::new("python3")
+            .arg(fixture(script))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 starts");
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let port = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{script} printed no port, only {line:?}"));
+        PythonMcpServer {
+            child,
+            port,
+            _stdout: stdout,
+        }
+    }
+}
+
+impl Drop for PythonMcpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a client program (asynchronously, so mock servers on the test's
+/// runtime keep serving), requires success, and parses its JSON output.
+pub async fn run_json_client(program: &str, args: &[String]) -> Value {
+    let output = tokio::process::Command::new(program)
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{program} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
