@@ -3,7 +3,7 @@
 //! Markdown tables for BENCHMARKS.md.
 //!
 //! `cargo bench --bench load` runs everything; name sections to run fewer:
-//! `cargo bench --bench load -- chats streams mcp startup`. To profile
+//! `cargo bench --bench load -- chats cpu streams mcp startup`. To profile
 //! some chat targets alone, name them (case-insensitive substrings, comma
 //! separated) in `BENCH_TARGETS`, e.g. `BENCH_TARGETS=passthrough,feather`.
 //!
@@ -48,6 +48,9 @@ fn main() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     if wanted("chats") {
         rt.block_on(chats());
+    }
+    if wanted("cpu") {
+        rt.block_on(cpu_against_baseline());
     }
     if wanted("streams") {
         rt.block_on(open_streams());
@@ -454,9 +457,6 @@ async fn chats() {
     let proxy = start_passthrough(llm.base_url.clone()).await;
     let host = start_agenthost(&llm, bin()).await;
     let tools_host = start_agenthost(&tools_llm, bin()).await;
-    let only = std::env::var("BENCH_TARGETS")
-        .unwrap_or_default()
-        .to_lowercase();
     let mut chosen: Vec<Target> = targets(&llm, &proxy, &host, &tools_host).await;
     // Each agenthost target again against the baseline build, measured
     // right after it: before and after a change, in one run.
@@ -481,18 +481,90 @@ async fn chats() {
         }
         None => None,
     };
-    chosen.retain(|t| {
-        only.is_empty()
-            || only
-                .split(',')
-                .any(|o| t.name.to_lowercase().contains(o.trim()))
-    });
+    chosen.retain(named_in_env);
     for load in [
         Load::Clients(CONCURRENCY),
         Load::Rate(FIXED_RATE),
         Load::Clients(1),
     ] {
         chats_table(&chosen, load).await;
+    }
+}
+
+/// Whether `BENCH_TARGETS` (comma-separated, case-insensitive substrings)
+/// names the target; with none set, every target is.
+fn named_in_env(target: &Target) -> bool {
+    let only = std::env::var("BENCH_TARGETS")
+        .unwrap_or_default()
+        .to_lowercase();
+    only.is_empty()
+        || only
+            .split(',')
+            .any(|o| target.name.to_lowercase().contains(o.trim()))
+}
+
+/// Rounds of the CPU comparison, and how long each measures a target.
+const CPU_ROUNDS: usize = 7;
+const CPU_SLICE: Duration = Duration::from_secs(2);
+
+/// Benchmark 3b: agenthost's CPU per chat against `BENCH_BASELINE`'s, each
+/// surface in alternating rounds, the median of each side reported. On a
+/// shared machine, whose speed drifts by tens of percent between minutes,
+/// this is how a change to the hot path is judged.
+async fn cpu_against_baseline() {
+    let Some(baseline) = std::env::var_os("BENCH_BASELINE").map(PathBuf::from) else {
+        println!("\n(cpu: set BENCH_BASELINE to another build's agenthost binary)");
+        return;
+    };
+    let llm = MockLlm::answering(text_answer, Duration::ZERO).await;
+    let tools_llm = MockLlm::answering(calculate_then_answer, Duration::ZERO).await;
+    let proxy = start_passthrough(llm.base_url.clone()).await;
+    let (host, tools_host) = (
+        start_agenthost(&llm, bin()).await,
+        start_agenthost(&tools_llm, bin()).await,
+    );
+    let (base_host, base_tools_host) = (
+        start_agenthost(&llm, &baseline).await,
+        start_agenthost(&tools_llm, &baseline).await,
+    );
+    let ours = targets(&llm, &proxy, &host, &tools_host).await;
+    let theirs = targets(&llm, &proxy, &base_host, &base_tools_host).await;
+    for clients in [CONCURRENCY, 1] {
+        let load = Load::Clients(clients);
+        println!(
+            "\n### Server CPU per chat against the baseline build: {clients} clients, {CPU_ROUNDS} alternating rounds of {} s\n",
+            CPU_SLICE.as_secs()
+        );
+        println!(
+            "| target | this build µs/chat | baseline µs/chat | ratio | this build's spread | errors |"
+        );
+        println!("|---|---|---|---|---|---|");
+        let pairs = ours.iter().zip(&theirs);
+        for (a, b) in pairs.filter(|(a, _)| a.server.is_some() && named_in_env(a)) {
+            measure(a, load, WARM_UP).await;
+            measure(b, load, WARM_UP).await;
+            let (mut mine, mut base, mut errors) = (Vec::new(), Vec::new(), 0);
+            for _ in 0..CPU_ROUNDS {
+                for (target, samples) in [(a, &mut mine), (b, &mut base)] {
+                    let m = measure(target, load, CPU_SLICE).await;
+                    errors += m.errors;
+                    let cpu = m.server_cpu.unwrap_or_default().as_secs_f64();
+                    samples.push(cpu * 1e6 / m.chats.max(1) as f64);
+                }
+            }
+            mine.sort_by(f64::total_cmp);
+            base.sort_by(f64::total_cmp);
+            let median = |v: &[f64]| v[v.len() / 2];
+            println!(
+                "| {} | {:.0} | {:.0} | {:.3} | {:.0}–{:.0} | {errors} |",
+                a.name,
+                median(&mine),
+                median(&base),
+                median(&mine) / median(&base),
+                mine[0],
+                mine[mine.len() - 1]
+            );
+        }
     }
 }
 
