@@ -257,7 +257,7 @@ impl Agent {
                 let key = route.provider.api_key.as_ref();
                 let response = self
                     .upstream
-                    .send(&http, key)
+                    .send(&http, &route.provider.base_url, key)
                     .await
                     .map_err(AgentError::Unavailable)?;
                 let mut body = ProviderBody::new(response);

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::FutureExt;
 
-use crate::config::{AgentConfig, Secret, seconds};
+use crate::config::{AgentConfig, Secret, clamped_secs, seconds};
 use crate::plugins::{AuthScheme, HttpRequest};
 
 /// Error bodies are shown to clients; long ones are cut.
@@ -58,6 +58,23 @@ pub enum UpstreamError {
     },
 }
 
+/// Refuses a request for another origin than the provider's `base_url`.
+fn on_origin(url: &str, base_url: &str) -> Result<(), UpstreamError> {
+    let parse = |text: &str| {
+        reqwest::Url::parse(text)
+            .map_err(|e| UpstreamError::Invalid(format!("bad url `{text}`: {e}")))
+    };
+    let (target, base) = (parse(url)?, parse(base_url)?);
+    if target.origin() == base.origin() {
+        return Ok(());
+    }
+    Err(UpstreamError::Invalid(format!(
+        "it is for {}, which is not the origin of the provider's base_url {}; it was not sent",
+        target.origin().ascii_serialization(),
+        base.origin().ascii_serialization()
+    )))
+}
+
 impl UpstreamError {
     fn is_transient(&self) -> bool {
         match self {
@@ -78,8 +95,11 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn new(config: &AgentConfig) -> Result<Upstream, UpstreamError> {
+        // A redirect would take the request, and the key a plugin named a
+        // header for, to a URL nobody configured.
         let client = reqwest::Client::builder()
             .connect_timeout(seconds(config.connect_timeout_secs))
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| UpstreamError::Connect(e.to_string()))?;
         Ok(Upstream {
@@ -92,12 +112,16 @@ impl Upstream {
     }
 
     /// Sends the request, retrying transient failures, and returns the
-    /// response once its status is 2xx.
+    /// response once its status is 2xx. The plugin built the request; it
+    /// must stay on the origin of the provider's `base_url`, where the key
+    /// belongs.
     pub async fn send(
         &self,
         request: &HttpRequest,
+        base_url: &str,
         key: Option<&Secret>,
     ) -> Result<reqwest::Response, UpstreamError> {
+        on_origin(&request.url, base_url)?;
         let started = Instant::now();
         let mut attempt = 1;
         loop {
@@ -164,7 +188,7 @@ impl Upstream {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<f64>().ok())
-            .map(|secs| Duration::from_secs_f64(secs.clamp(0.0, 3600.0)));
+            .map(|secs| clamped_secs(secs, 0.0, 3600.0));
         let body = response.text().await.unwrap_or_default();
         Err(UpstreamError::Status {
             status: status.as_u16(),
@@ -380,6 +404,20 @@ mod tests {
             "the burst was read in {} pieces",
             burst.len()
         );
+    }
+
+    #[test]
+    fn requests_stay_on_the_base_urls_origin() {
+        let base = "http://127.0.0.1:9000/v1";
+        assert!(on_origin("http://127.0.0.1:9000/v1/chat/completions", base).is_ok());
+        for elsewhere in [
+            "http://127.0.0.1:9001/v1/chat/completions",
+            "https://127.0.0.1:9000/v1",
+            "http://evil.example/v1",
+        ] {
+            let refused = on_origin(elsewhere, base).unwrap_err().to_string();
+            assert!(refused.contains("was not sent"), "{refused}");
+        }
     }
 
     #[test]
