@@ -99,6 +99,10 @@ pub struct McpServerConfig {
     pub args: Vec<String>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Variables of this host's environment a stdio server is also given;
+    /// it gets no other (see `mcp::connect`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_passthrough: Vec<String>,
     #[serde(default)]
     pub cwd: Option<PathBuf>,
     #[serde(default)]
@@ -140,6 +144,7 @@ impl McpServerConfig {
             command: None,
             args: Vec::new(),
             env: BTreeMap::new(),
+            env_passthrough: Vec::new(),
             cwd: None,
             url: Some(url),
             headers,
@@ -173,11 +178,11 @@ impl McpServerConfig {
     }
 
     pub fn call_timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.timeout.unwrap_or(60.0).clamp(0.1, 3600.0))
+        clamped_secs(self.timeout.unwrap_or(60.0), 0.1, 3600.0)
     }
 
     pub fn startup_timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.startup_timeout.unwrap_or(30.0).clamp(0.1, 600.0))
+        clamped_secs(self.startup_timeout.unwrap_or(30.0), 0.1, 600.0)
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -191,6 +196,14 @@ impl McpServerConfig {
                 "mcp server id `{}` must be non-empty ASCII letters, digits, `_` or `-`",
                 self.id
             )));
+        }
+        for (key, value) in [
+            ("timeout", self.timeout),
+            ("startup_timeout", self.startup_timeout),
+        ] {
+            if let Some(value) = value {
+                positive_secs(&format!("mcp server `{}`: `{key}`", self.id), value)?;
+            }
         }
         match self.transport {
             Transport::Stdio if self.command.is_none() => Err(ConfigError::Invalid(format!(
@@ -220,10 +233,20 @@ pub struct SecurityConfig {
     /// host); otherwise that takes an admin API key.
     #[serde(default)]
     pub allow_stdio_registration: bool,
-    /// Environment variable holding the key that encrypts connection
-    /// credentials at rest: 32 bytes as 64 hex digits.
+    /// Environment variable holding the key that encrypts credentials at
+    /// rest (connections', and run-time servers' env and headers): 32
+    /// bytes as 64 hex digits.
     #[serde(default = "default_connection_key_env")]
     pub connection_key_env: String,
+    /// Names requests may carry in `Host`, besides the loopback names and
+    /// the listen address: the names remote clients use for this server.
+    /// `"*"` accepts any, which gives up DNS-rebinding protection.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// Accepts listening on a non-loopback address with no `[[api_keys]]`:
+    /// anyone who can reach the port is then the local user.
+    #[serde(default)]
+    pub anonymous: bool,
 }
 
 impl Default for SecurityConfig {
@@ -232,6 +255,8 @@ impl Default for SecurityConfig {
             allow_mcp_networks: Vec::new(),
             allow_stdio_registration: false,
             connection_key_env: default_connection_key_env(),
+            allowed_hosts: Vec::new(),
+            anonymous: false,
         }
     }
 }
@@ -302,6 +327,9 @@ pub struct AgentConfig {
     pub retry_attempts: u32,
     /// Seconds all attempts of one provider request may take together.
     pub retry_budget_secs: f64,
+    /// Seconds a chat waits for MCP servers that are still starting before
+    /// it goes on without them; they keep starting for the next chat.
+    pub tools_wait_secs: f64,
 }
 
 impl Default for AgentConfig {
@@ -313,13 +341,30 @@ impl Default for AgentConfig {
             provider_idle_timeout_secs: 120.0,
             retry_attempts: 3,
             retry_budget_secs: 30.0,
+            tools_wait_secs: 2.0,
         }
     }
 }
 
 /// Seconds from the config as a duration, clamped to something sane.
 pub fn seconds(value: f64) -> Duration {
-    Duration::from_secs_f64(value.clamp(0.001, 86_400.0))
+    clamped_secs(value, 0.001, 86_400.0)
+}
+
+/// `value` seconds within `min..=max`; `min` for what is not a number.
+pub fn clamped_secs(value: f64, min: f64, max: f64) -> Duration {
+    let value = if value.is_nan() { min } else { value };
+    Duration::from_secs_f64(value.clamp(min, max))
+}
+
+/// Refuses a number of seconds that is not a positive, finite number.
+fn positive_secs(key: &str, value: f64) -> Result<(), ConfigError> {
+    if value.is_finite() && value > 0.0 {
+        return Ok(());
+    }
+    Err(ConfigError::Invalid(format!(
+        "{key} must be a positive number of seconds, not {value}"
+    )))
 }
 
 impl Config {
@@ -365,6 +410,35 @@ impl Config {
                 "agent.iteration_limit must be at least 1".into(),
             ));
         }
+        let agent = &self.agent;
+        for (key, value) in [
+            ("agent.connect_timeout_secs", agent.connect_timeout_secs),
+            (
+                "agent.first_byte_timeout_secs",
+                agent.first_byte_timeout_secs,
+            ),
+            (
+                "agent.provider_idle_timeout_secs",
+                agent.provider_idle_timeout_secs,
+            ),
+            ("agent.retry_budget_secs", agent.retry_budget_secs),
+            ("agent.tools_wait_secs", agent.tools_wait_secs),
+        ] {
+            positive_secs(key, value)?;
+        }
+        for origin in &self.cors.allowed_origins {
+            let valid = reqwest::Url::parse(origin).is_ok_and(|url| {
+                matches!(url.scheme(), "http" | "https")
+                    && url.host().is_some()
+                    && url.path() == "/"
+                    && !origin.ends_with('/')
+            });
+            if !valid {
+                return Err(ConfigError::Invalid(format!(
+                    "cors.allowed_origins: `{origin}` is not an origin: give a scheme and host (and port), such as `https://app.example.com`; `*` cannot be used because the API allows credentials"
+                )));
+            }
+        }
         Ok(())
     }
 
@@ -380,6 +454,7 @@ impl Config {
                 command: Some(own_exe.display().to_string()),
                 args: vec!["demo-mcp".into()],
                 env: BTreeMap::new(),
+                env_passthrough: Vec::new(),
                 cwd: None,
                 url: None,
                 headers: BTreeMap::new(),
@@ -450,5 +525,25 @@ mod tests {
                 .contains("no `command`")
         );
         assert!(toml::from_str::<Config>("lisen = \"x\"").is_err());
+    }
+
+    #[test]
+    fn numbers_and_origins_that_would_panic_are_refused_by_name() {
+        let refused = |text: &str| {
+            let config: Config = toml::from_str(text).unwrap();
+            config.validate().unwrap_err().to_string()
+        };
+        let nan = refused(
+            "[[mcp_servers]]\nid = \"x\"\ntransport = \"stdio\"\ncommand = \"x\"\ntimeout = nan\n",
+        );
+        assert!(nan.contains("`timeout` must be a positive number"), "{nan}");
+        let inf = refused("[agent]\nretry_budget_secs = inf\n");
+        assert!(inf.contains("agent.retry_budget_secs"), "{inf}");
+        let star = refused("[cors]\nallowed_origins = [\"*\"]\n");
+        assert!(star.contains("cors.allowed_origins: `*`"), "{star}");
+        let ok: Config =
+            toml::from_str("[cors]\nallowed_origins = [\"http://localhost:3000\"]\n").unwrap();
+        ok.validate().unwrap();
+        assert_eq!(clamped_secs(f64::NAN, 0.1, 5.0), Duration::from_millis(100));
     }
 }
