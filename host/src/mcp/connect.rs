@@ -25,12 +25,34 @@ pub async fn connect(
     }
 }
 
+/// What a stdio server inherits of this host's environment, besides its
+/// own `env` and `env_passthrough`: enough to find programs and run in
+/// the host's locale, and none of its secrets.
+const INHERITED: &[&str] = &["PATH", "HOME", "LANG", "TZ", "TMPDIR"];
+
+/// A stdio server's environment: the inherited basics and `LC_*`, the
+/// variables it is granted by name, then its own.
+fn child_env(config: &McpServerConfig) -> Vec<(String, String)> {
+    let granted = |name: &str| {
+        INHERITED.contains(&name)
+            || name.starts_with("LC_")
+            || config.env_passthrough.iter().any(|n| n == name)
+    };
+    let mut env: Vec<(String, String)> = std::env::vars_os()
+        .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)))
+        .filter(|(name, _)| granted(name))
+        .collect();
+    env.extend(config.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env
+}
+
 async fn connect_stdio(config: &McpServerConfig) -> Result<Client, String> {
     let program = config.command.as_deref().ok_or("no command configured")?;
     let mut command = tokio::process::Command::new(program);
     command
         .args(&config.args)
-        .envs(&config.env)
+        .env_clear()
+        .envs(child_env(config))
         .kill_on_drop(true);
     if let Some(cwd) = &config.cwd {
         command.current_dir(cwd);
@@ -101,4 +123,31 @@ fn header_map(config: &McpServerConfig) -> Result<reqwest::header::HeaderMap, St
         headers.insert(name, value);
     }
     Ok(headers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stdio_server_gets_the_basics_its_grants_and_its_own_env_only() {
+        let mut config: McpServerConfig = serde_json::from_value(serde_json::json!({
+            "id": "s", "transport": "stdio", "command": "x",
+            "env": { "OWN": "1" }, "env_passthrough": ["CARGO"]
+        }))
+        .unwrap();
+        let names = |config: &McpServerConfig| -> Vec<String> {
+            child_env(config)
+                .into_iter()
+                .map(|(name, _)| name)
+                .collect()
+        };
+        let given = names(&config);
+        assert!(given.contains(&"PATH".to_owned()), "{given:?}");
+        assert!(given.contains(&"OWN".to_owned()));
+        assert!(given.contains(&"CARGO".to_owned()), "cargo runs the tests");
+        assert!(!given.contains(&"CARGO_PKG_NAME".to_owned()), "{given:?}");
+        config.env_passthrough.clear();
+        assert!(!names(&config).contains(&"CARGO".to_owned()));
+    }
 }

@@ -20,6 +20,8 @@ pub enum McpError {
     Removed(String),
     #[error("failed to connect to MCP server `{id}`: {reason}")]
     Connect { id: String, reason: String },
+    #[error("MCP server `{id}` is still starting after {secs} s; going on without it")]
+    Starting { id: String, secs: f64 },
     #[error("tool `{tool}` of MCP server `{server}` did not answer within {secs} s")]
     Timeout {
         server: String,

@@ -17,7 +17,7 @@ mod tool_set;
 mod url_policy;
 
 pub use error::McpError;
-pub use pool::McpPool;
+pub use pool::{McpPool, Reach, Reachable, RuntimeServer};
 pub use server::{OfferedTool, Origin, ServerEntry, ToolSummary};
 pub use tool_set::{Selection, ToolBinding, ToolSet, result_text, tool_set};
 pub use url_policy::UrlPolicy;

@@ -1,17 +1,43 @@
-//! The pool: every MCP server this host knows, by id. Configured servers
-//! live here for good; servers registered at run time until removed;
-//! ad-hoc servers named by a request (a URL) as long as the request's
-//! tool set holds them; org connections' servers outside it.
+//! The pool: every MCP server this host knows. Configured servers live
+//! here for good and every tenant sees them; servers registered at run
+//! time until removed, seen by their owner only; ad-hoc servers named by a
+//! request (a URL) as long as the request's tool set holds them; org
+//! connections' servers outside it.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
-
-use rmcp::model::Tool;
+use std::time::Duration;
 
 use super::server::{Origin, ServerEntry};
-use super::tool_set::{Selection, ToolSet, tool_set};
+use super::tool_set::Selection;
 use super::{McpError, UrlPolicy, url_policy};
 use crate::config::{McpServerConfig, Transport};
+
+/// Where a run-time server's URL may point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// Public addresses only, as for ad-hoc URLs (the URL policy).
+    Public,
+    /// Any address, internal ones included: for admins.
+    Any,
+}
+
+/// A run-time server to add: its owner (an org, or `None` for the local
+/// user), how far its URL may reach, and its definition.
+pub struct RuntimeServer {
+    pub owner: Option<String>,
+    pub reach: Reach,
+    pub config: McpServerConfig,
+}
+
+/// The servers a chat can use now, in the order their tools are named:
+/// shared (configured) ones first, then the tenant's own, so a name a
+/// tenant registers never takes a configured server's tool names.
+#[derive(Default)]
+pub struct Reachable {
+    pub shared: Vec<Selection>,
+    pub owned: Vec<Selection>,
+}
 
 pub struct McpPool {
     servers: RwLock<Vec<Arc<ServerEntry>>>,
@@ -37,15 +63,24 @@ impl McpPool {
         }
     }
 
-    pub fn servers(&self) -> Vec<Arc<ServerEntry>> {
+    /// Every server, whoever sees it.
+    pub fn all(&self) -> Vec<Arc<ServerEntry>> {
         self.servers
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
 
-    pub fn server(&self, id: &str) -> Result<Arc<ServerEntry>, McpError> {
-        let servers = self.servers();
+    /// The servers `tenant` sees: the configured ones and its own.
+    pub fn servers(&self, tenant: Option<&str>) -> Vec<Arc<ServerEntry>> {
+        let mut servers = self.all();
+        servers.retain(|s| s.visible_to(tenant));
+        servers
+    }
+
+    /// One of the servers `tenant` sees.
+    pub fn server(&self, tenant: Option<&str>, id: &str) -> Result<Arc<ServerEntry>, McpError> {
+        let servers = self.servers(tenant);
         servers
             .iter()
             .find(|s| s.config.id == id)
@@ -83,17 +118,21 @@ impl McpPool {
     }
 
     /// Connects every server and adds them all, or none: a server that
-    /// fails to connect leaves nothing registered.
+    /// fails to connect leaves nothing registered. An id its owner already
+    /// sees (a configured server's included) is a duplicate.
     pub async fn register(
         &self,
-        configs: Vec<McpServerConfig>,
+        servers: Vec<RuntimeServer>,
     ) -> Result<Vec<Arc<ServerEntry>>, McpError> {
-        let mut entries: Vec<Arc<ServerEntry>> = Vec::with_capacity(configs.len());
-        for config in configs {
-            if self.server(&config.id).is_ok() || entries.iter().any(|e| e.config.id == config.id) {
-                return Err(McpError::Duplicate(config.id));
+        let mut entries: Vec<Arc<ServerEntry>> = Vec::with_capacity(servers.len());
+        for server in servers {
+            let id = &server.config.id;
+            if self.server(server.owner.as_deref(), id).is_ok()
+                || entries.iter().any(|e| &e.config.id == id)
+            {
+                return Err(McpError::Duplicate(server.config.id));
             }
-            entries.push(self.runtime_entry(config).await?);
+            entries.push(self.runtime_entry(server).await?);
         }
         for entry in &entries {
             if let Err(e) = entry.tools().await {
@@ -104,10 +143,11 @@ impl McpPool {
             }
         }
         let mut servers = self.servers.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(taken) = entries
-            .iter()
-            .find(|e| servers.iter().any(|s| s.config.id == e.config.id))
-        {
+        if let Some(taken) = entries.iter().find(|e| {
+            servers
+                .iter()
+                .any(|s| s.config.id == e.config.id && s.visible_to(e.owner()))
+        }) {
             return Err(McpError::Duplicate(taken.config.id.clone()));
         }
         servers.extend(entries.iter().cloned());
@@ -115,11 +155,11 @@ impl McpPool {
     }
 
     /// Adds run-time servers saved before a restart, without connecting.
-    pub async fn restore(&self, configs: Vec<McpServerConfig>) -> Vec<Arc<ServerEntry>> {
+    pub async fn restore(&self, servers: Vec<RuntimeServer>) -> Vec<Arc<ServerEntry>> {
         let mut restored = Vec::new();
-        for config in configs {
-            let id = config.id.clone();
-            match self.runtime_entry(config).await {
+        for server in servers {
+            let id = server.config.id.clone();
+            match self.runtime_entry(server).await {
                 Ok(entry) => restored.push(entry),
                 Err(e) => tracing::error!(server = %id, "cannot restore MCP server: {e}"),
             }
@@ -149,17 +189,26 @@ impl McpPool {
         ))
     }
 
-    /// A run-time server; URLs must pass the same policy as ad-hoc ones.
-    async fn runtime_entry(&self, config: McpServerConfig) -> Result<Arc<ServerEntry>, McpError> {
-        let client = match (&config.url, config.transport) {
-            (Some(url), Transport::Sse | Transport::StreamableHttp) => {
+    /// A run-time server; a `Public` one's URL must pass the same policy as
+    /// ad-hoc ones.
+    async fn runtime_entry(&self, server: RuntimeServer) -> Result<Arc<ServerEntry>, McpError> {
+        let RuntimeServer {
+            owner,
+            reach,
+            config,
+        } = server;
+        let client = match (&config.url, config.transport, reach) {
+            (Some(url), Transport::Sse | Transport::StreamableHttp, Reach::Public) => {
                 Some(self.pinned_client(url).await?.1)
+            }
+            (Some(_), Transport::Sse | Transport::StreamableHttp, Reach::Any) => {
+                Some(no_redirects(reqwest::Client::builder(), &config.id)?)
             }
             _ => None,
         };
         Ok(ServerEntry::new(
             config,
-            Origin::Runtime,
+            Origin::Runtime { owner, reach },
             client,
             None,
             self.result_limit,
@@ -177,21 +226,15 @@ impl McpPool {
             .check(url)
             .await
             .map_err(McpError::Refused)?;
-        let client = reqwest::Client::builder()
-            .resolve_to_addrs(&checked.host, &checked.addrs)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| McpError::Connect {
-                id: checked.host.clone(),
-                reason: e.to_string(),
-            })?;
+        let builder = reqwest::Client::builder().resolve_to_addrs(&checked.host, &checked.addrs);
+        let client = no_redirects(builder, &checked.host)?;
         Ok((checked, client))
     }
 
-    /// Removes a run-time server and stops it; requests still holding it
-    /// get an error instead of a silent reconnect.
-    pub async fn remove(&self, id: &str) -> Result<(), McpError> {
-        let entry = self.server(id)?;
+    /// Removes a run-time server of `tenant`'s and stops it; requests still
+    /// holding it get an error instead of a silent reconnect.
+    pub async fn remove(&self, tenant: Option<&str>, id: &str) -> Result<(), McpError> {
+        let entry = self.server(tenant, id)?;
         if entry.origin == Origin::Config {
             return Err(McpError::Configured(id.to_owned()));
         }
@@ -203,42 +246,51 @@ impl McpPool {
         Ok(())
     }
 
-    /// Opens (or reuses) the server's session and returns its tools.
-    pub async fn connect(&self, id: &str) -> Result<Arc<Vec<Tool>>, McpError> {
-        self.server(id)?.tools().await
-    }
-
-    /// Closes the server's session, stopping its child process.
-    pub async fn disconnect(&self, id: &str) -> Result<(), McpError> {
-        self.server(id)?.close().await;
+    /// Closes the session of a server `tenant` sees, stopping its child.
+    pub async fn disconnect(&self, tenant: Option<&str>, id: &str) -> Result<(), McpError> {
+        self.server(tenant, id)?.close().await;
         Ok(())
     }
 
-    /// Every server that can be reached, all tools selected. A server that
-    /// cannot be reached is left out, with a warning, so one dead server
-    /// does not take every chat down with it.
-    pub async fn reachable_selections(&self) -> Vec<Selection> {
-        let mut selections = Vec::new();
-        for server in self.servers() {
-            match server.tools().await {
-                Ok(_) => selections.push(Selection::all(server)),
-                Err(e) => tracing::warn!("leaving out MCP server: {e}"),
+    /// Every server `tenant` sees that can be reached within `wait`, all
+    /// tools selected. Servers start in parallel; one that cannot be
+    /// reached, or is still starting when the wait is over, is left out
+    /// with a warning, so one dead or slow server does not hold up every
+    /// chat.
+    pub async fn reachable(&self, tenant: Option<&str>, wait: Duration) -> Reachable {
+        let servers = self.servers(tenant);
+        let ready = futures::future::join_all(servers.iter().map(|s| s.tools_within(wait))).await;
+        let mut reachable = Reachable::default();
+        for (server, ready) in servers.into_iter().zip(ready) {
+            if let Err(e) = ready {
+                tracing::warn!("leaving out MCP server: {e}");
+                continue;
             }
+            let list = match server.origin {
+                Origin::Config => &mut reachable.shared,
+                _ => &mut reachable.owned,
+            };
+            list.push(Selection::all(server));
         }
-        selections
-    }
-
-    /// The tools of every server that can be reached, named for the model.
-    pub async fn reachable_tool_set(&self) -> ToolSet {
-        tool_set(&self.reachable_selections().await)
-            .await
-            .unwrap_or_default()
+        reachable
     }
 
     /// Closes every session, stopping all child processes.
     pub async fn shutdown(&self) {
-        for server in self.servers() {
+        for server in self.all() {
             server.close().await;
         }
     }
+}
+
+/// An HTTP client that follows no redirects: a server must not be able to
+/// send the host, with the server's credentials, somewhere else.
+fn no_redirects(builder: reqwest::ClientBuilder, id: &str) -> Result<reqwest::Client, McpError> {
+    builder
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| McpError::Connect {
+            id: id.to_owned(),
+            reason: e.to_string(),
+        })
 }

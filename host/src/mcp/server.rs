@@ -8,21 +8,32 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, RequestMetaObject, Tool,
+    CallToolRequestParams, CallToolResponse, CallToolResult, PaginatedRequestParams,
+    RequestMetaObject, Tool,
 };
 use serde_json::{Map, Value};
 
+use super::pool::Reach;
 use super::{McpError, backoff, connect, end_user};
 use crate::config::{McpServerConfig, Transport};
 
+/// Most a server may list: more pages, tools or bytes of them is refused
+/// rather than kept, and the server is left out.
+const MAX_TOOL_PAGES: usize = 100;
+const MAX_TOOLS: usize = 1000;
+const MAX_TOOL_LIST_BYTES: usize = 8 << 20;
+
 /// Where a server came from; only run-time ones can be removed by API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
+    /// From the config file: every tenant sees it.
     Config,
-    Runtime,
+    /// Registered through the API by `owner` (an org; `None`: the local
+    /// user), who alone sees it.
+    Runtime { owner: Option<String>, reach: Reach },
     /// Named by one request's URL.
     AdHoc,
     /// An org's connection, outside the pool (see `crate::connections`).
@@ -126,6 +137,39 @@ impl Session {
     }
 }
 
+/// Every page of the server's tools, within the caps.
+async fn list_tools(peer: &rmcp::Peer<rmcp::RoleClient>) -> Result<Vec<Tool>, String> {
+    let mut tools = Vec::new();
+    let mut bytes = ByteCount(0);
+    let mut cursor = None;
+    for _ in 0..MAX_TOOL_PAGES {
+        let page = peer
+            .list_tools(Some(PaginatedRequestParams::default().with_cursor(cursor)))
+            .await
+            .map_err(|e| format!("tools/list failed: {e}"))?;
+        serde_json::to_writer(&mut bytes, &page.tools).map_err(|e| e.to_string())?;
+        tools.extend(page.tools);
+        if tools.len() > MAX_TOOLS {
+            return Err(format!(
+                "it lists more than {MAX_TOOLS} tools, which is more than a chat can offer; it was left out"
+            ));
+        }
+        if bytes.0 > MAX_TOOL_LIST_BYTES {
+            return Err(format!(
+                "its tool list is larger than {} MiB; it was left out",
+                MAX_TOOL_LIST_BYTES >> 20
+            ));
+        }
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => return Ok(tools),
+        }
+    }
+    Err(format!(
+        "it lists its tools in more than {MAX_TOOL_PAGES} pages; it was left out"
+    ))
+}
+
 /// Measures serialized JSON without keeping it.
 struct ByteCount(usize);
 
@@ -197,11 +241,7 @@ impl ServerEntry {
 
     async fn open(&self) -> Result<Session, String> {
         let client = connect::connect(&self.config, self.http_client.clone()).await?;
-        let tools = client
-            .peer()
-            .list_all_tools()
-            .await
-            .map_err(|e| format!("tools/list failed: {e}"))?;
+        let tools = list_tools(client.peer()).await?;
         tracing::info!(server = %self.config.id, tools = tools.len(), "MCP server connected");
         let offered = tools
             .iter()
@@ -218,6 +258,47 @@ impl ServerEntry {
     /// Opens (or reuses) the session and returns the server's tools.
     pub async fn tools(&self) -> Result<Arc<Vec<Tool>>, McpError> {
         self.session(|s| s.tools.clone()).await
+    }
+
+    /// [`tools`](Self::tools), waiting at most `wait` for a session that is
+    /// not open yet. The start goes on in a task of its own after the wait,
+    /// so a slow server is ready for a later chat.
+    pub async fn tools_within(self: &Arc<Self>, wait: Duration) -> Result<(), McpError> {
+        if let Ok(slot) = self.slot.try_lock()
+            && slot.session.as_ref().is_some_and(Session::is_alive)
+        {
+            return Ok(());
+        }
+        let server = self.clone();
+        let start = tokio::spawn(async move { server.tools().await.map(drop) });
+        match tokio::time::timeout(wait, start).await {
+            Ok(Ok(started)) => started,
+            Ok(Err(_)) => Err(McpError::Connect {
+                id: self.config.id.clone(),
+                reason: "its start-up task failed".into(),
+            }),
+            Err(_) => Err(McpError::Starting {
+                id: self.config.id.clone(),
+                secs: wait.as_secs_f64(),
+            }),
+        }
+    }
+
+    /// Whether `tenant` (an org, or `None` for the local user) sees it.
+    pub fn visible_to(&self, tenant: Option<&str>) -> bool {
+        match &self.origin {
+            Origin::Config => true,
+            Origin::Runtime { owner, .. } => owner.as_deref() == tenant,
+            Origin::AdHoc | Origin::Connection => false,
+        }
+    }
+
+    /// The org that registered it, for a run-time server.
+    pub fn owner(&self) -> Option<&str> {
+        match &self.origin {
+            Origin::Runtime { owner, .. } => owner.as_deref(),
+            _ => None,
+        }
     }
 
     /// Opens (or reuses) the session and lists its tools.

@@ -142,44 +142,76 @@ fn resolve_endpoint(base: &reqwest::Url, data: &str) -> EndpointResult {
 }
 
 /// Server-sent events: `event:` and `data:` lines, a blank line ends one.
+///
+/// Linear in its input however the server splits it: each byte is looked
+/// at once when searching for line ends, and consumed lines are dropped
+/// once per read, not once per line.
 #[derive(Default)]
 struct EventParser {
     pending: Vec<u8>,
+    /// Bytes of `pending` already searched for a line end.
+    searched: usize,
     event: String,
     data: Vec<String>,
+    data_bytes: usize,
     overflow: bool,
+    /// Bytes looked at while searching, to check the parser stays linear.
+    #[cfg(test)]
+    examined: usize,
 }
 
 impl EventParser {
     fn feed(&mut self, bytes: &[u8]) -> Vec<(String, String)> {
         self.pending.extend_from_slice(bytes);
         let mut events = Vec::new();
-        while let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.pending.drain(..=end).collect();
-            let line = String::from_utf8_lossy(&line);
-            let line = line.trim_end_matches(['\n', '\r']);
-            if line.is_empty() {
-                if !self.data.is_empty() {
-                    events.push((std::mem::take(&mut self.event), self.data.join("\n")));
-                }
-                self.event.clear();
-                self.data.clear();
-            } else if let Some(value) = line.strip_prefix("event:") {
-                self.event = value.trim().to_owned();
-            } else if let Some(value) = line.strip_prefix("data:") {
-                self.data
-                    .push(value.strip_prefix(' ').unwrap_or(value).to_owned());
+        let mut start = 0;
+        while let Some(offset) = line_end(&self.pending[self.searched..]) {
+            #[cfg(test)]
+            {
+                self.examined += offset + 1;
             }
+            let end = self.searched + offset;
+            let line = String::from_utf8_lossy(&self.pending[start..end]).into_owned();
+            start = end + 1;
+            self.searched = start;
+            self.line(line.trim_end_matches('\r'), &mut events);
         }
-        if self.pending.len() + self.data.iter().map(String::len).sum::<usize>() > MAX_EVENT_BYTES {
+        #[cfg(test)]
+        {
+            self.examined += self.pending.len() - self.searched;
+        }
+        self.pending.drain(..start);
+        self.searched = self.pending.len();
+        if self.pending.len() + self.data_bytes > MAX_EVENT_BYTES {
             self.overflow = true;
         }
         events
     }
 
+    fn line(&mut self, line: &str, events: &mut Vec<(String, String)>) {
+        if line.is_empty() {
+            if !self.data.is_empty() {
+                events.push((std::mem::take(&mut self.event), self.data.join("\n")));
+            }
+            self.event.clear();
+            self.data.clear();
+            self.data_bytes = 0;
+        } else if let Some(value) = line.strip_prefix("event:") {
+            self.event = value.trim().to_owned();
+        } else if let Some(value) = line.strip_prefix("data:") {
+            let value = value.strip_prefix(' ').unwrap_or(value);
+            self.data_bytes += value.len();
+            self.data.push(value.to_owned());
+        }
+    }
+
     fn overflowed(&self) -> bool {
         self.overflow
     }
+}
+
+fn line_end(bytes: &[u8]) -> Option<usize> {
+    bytes.iter().position(|&b| b == b'\n')
 }
 
 #[cfg(test)]
@@ -198,6 +230,30 @@ mod tests {
                 ("message".to_owned(), "{\"a\":\n1}".to_owned())
             ]
         );
+    }
+
+    #[test]
+    fn a_stream_dripped_a_byte_at_a_time_is_read_in_linear_time() {
+        let mut parser = EventParser::default();
+        let mut stream = b"event: endpoint\ndata: ".to_vec();
+        stream.extend(std::iter::repeat_n(b'x', 100_000));
+        stream.extend(b"\n\nevent: message\n".repeat(1000));
+        let mut events = Vec::new();
+        for byte in &stream {
+            events.extend(parser.feed(std::slice::from_ref(byte)));
+        }
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].1.len(), 100_000);
+        assert!(
+            parser.examined <= stream.len(),
+            "looked at {} bytes of {}",
+            parser.examined,
+            stream.len()
+        );
+        let mut lines = EventParser::default();
+        lines.feed(&b"data: x\n".repeat(50_000));
+        assert_eq!(lines.data_bytes, 50_000);
+        assert!(lines.examined <= 8 * 50_000);
     }
 
     #[test]
