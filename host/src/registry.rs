@@ -1,23 +1,31 @@
-//! The MCP servers clients can list and change: the configured ones and
-//! those registered at run time (seed 004's `POST /servers`), which are
-//! stored and come back after a restart.
+//! The MCP servers clients can list and change: the configured ones, which
+//! every tenant sees, and those a tenant registers at run time (seed 004's
+//! `POST /servers`), which only it sees and which come back after a
+//! restart.
 //!
-//! Registering a stdio server runs a command on this host, so it takes an
-//! admin key unless `security.allow_stdio_registration` says anyone may.
+//! Who may register what: viewers nothing; members HTTP and SSE servers on
+//! public addresses; admins (and the local user) also stdio servers, which
+//! run a command on this host, and servers on internal addresses.
+//! `security.allow_stdio_registration` lets members register stdio servers
+//! too. A server's `env` and `headers` are sealed before they are stored.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::auth::Identity;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{Principal, Role, tenant};
 use crate::config::{McpServerConfig, Transport};
-use crate::mcp::{McpError, McpPool, Origin, ServerEntry, ToolSummary};
-use crate::store::{Store, StoreError};
+use crate::mcp::{McpError, McpPool, Origin, Reach, RuntimeServer, ServerEntry, ToolSummary};
+use crate::sealing::Sealer;
+use crate::store::{Store, StoreError, StoredServer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     /// The server's definition is unusable.
     #[error("{0}")]
     Invalid(String),
-    /// The caller may not run commands on this host.
+    /// The caller's role does not allow it.
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -32,6 +40,11 @@ pub enum RegistryError {
     /// Configured servers are changed in the config file.
     #[error("{0}")]
     Configured(String),
+    /// Secrets cannot be stored without the sealing key.
+    #[error(
+        "the server's env and headers are encrypted at rest: set {0} to 64 hex digits (32 bytes) to register servers that have them"
+    )]
+    NoKey(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -50,17 +63,35 @@ pub struct ServerView {
     pub connected_at: Option<String>,
 }
 
+/// What a stored server keeps sealed.
+#[derive(Default, Serialize, Deserialize)]
+struct Secrets {
+    env: BTreeMap<String, String>,
+    headers: BTreeMap<String, String>,
+}
+
 pub struct Registry {
     pool: Arc<McpPool>,
     store: Store,
+    sealer: Option<Sealer>,
+    /// The variable that holds the sealing key, for the message when unset.
+    key_env: String,
     allow_stdio_registration: bool,
 }
 
 impl Registry {
-    pub fn new(pool: Arc<McpPool>, store: Store, allow_stdio_registration: bool) -> Registry {
+    pub fn new(
+        pool: Arc<McpPool>,
+        store: Store,
+        sealer: Option<Sealer>,
+        key_env: String,
+        allow_stdio_registration: bool,
+    ) -> Registry {
         Registry {
             pool,
             store,
+            sealer,
+            key_env,
             allow_stdio_registration,
         }
     }
@@ -68,14 +99,38 @@ impl Registry {
     /// Adds the servers registered before the last stop, and reconnects
     /// them in the background so start-up does not wait on them.
     pub async fn restore(&self) -> Result<(), StoreError> {
-        let mut configs = Vec::new();
-        for (name, json) in self.store.servers().await? {
-            match serde_json::from_str::<McpServerConfig>(&json) {
-                Ok(config) => configs.push(config),
-                Err(e) => tracing::error!(server = %name, "ignoring a stored MCP server: {e}"),
+        let mut servers = Vec::new();
+        let mut plaintext = Vec::new();
+        for stored in self.store.servers().await? {
+            match self.unseal(&stored) {
+                Ok(server) => {
+                    let config = &server.config;
+                    if stored.secrets.is_none()
+                        && (!config.env.is_empty() || !config.headers.is_empty())
+                    {
+                        plaintext.push((stored.tenant.clone(), stored.name.clone()));
+                    }
+                    servers.push(server);
+                }
+                Err(e) => {
+                    tracing::error!(server = %stored.name, "ignoring a stored MCP server: {e}")
+                }
             }
         }
-        for entry in self.pool.restore(configs).await {
+        for entry in self.pool.restore(servers).await {
+            // Stored by an earlier version, before secrets were sealed.
+            let key = (
+                entry.owner().unwrap_or_default().to_owned(),
+                entry.config.id.clone(),
+            );
+            if plaintext.contains(&key) && self.sealer.is_some() {
+                match self.seal(&entry) {
+                    Ok(sealed) => self.store.save_server(sealed).await?,
+                    Err(e) => {
+                        tracing::error!(server = %key.1, "cannot seal a stored MCP server: {e}")
+                    }
+                }
+            }
             tokio::spawn(async move {
                 if let Err(e) = entry.tools().await {
                     tracing::warn!("restored MCP server not reachable yet: {e}");
@@ -90,20 +145,41 @@ impl Registry {
     pub async fn register(
         &self,
         configs: Vec<McpServerConfig>,
-        caller: &Identity,
+        user: &Option<Principal>,
     ) -> Result<Vec<ServerView>, RegistryError> {
-        for config in &configs {
+        let role = role(user);
+        if role == Role::Viewer {
+            return Err(RegistryError::Forbidden(
+                "registering servers needs a member or admin API key; this one is a viewer key"
+                    .into(),
+            ));
+        }
+        let mut servers = Vec::with_capacity(configs.len());
+        for config in configs {
             config
                 .validate()
                 .map_err(|e| RegistryError::Invalid(e.to_string()))?;
-            if config.transport == Transport::Stdio && !self.may_run_commands(caller) {
+            if config.transport == Transport::Stdio && !self.may_run_commands(role) {
                 return Err(RegistryError::Forbidden(format!(
                     "registering stdio server `{}` runs a command on this host: it needs an admin API key",
                     config.id
                 )));
             }
+            let has_secrets = !config.env.is_empty() || !config.headers.is_empty();
+            if has_secrets && self.sealer.is_none() {
+                return Err(RegistryError::NoKey(self.key_env.clone()));
+            }
+            servers.push(RuntimeServer {
+                owner: tenant(user).map(str::to_owned),
+                reach: if role == Role::Admin {
+                    Reach::Any
+                } else {
+                    Reach::Public
+                },
+                config,
+            });
         }
-        let entries = self.pool.register(configs).await.map_err(|e| match e {
+        let entries = self.pool.register(servers).await.map_err(|e| match e {
             McpError::Duplicate(_) => RegistryError::Duplicate(e.to_string()),
             McpError::Refused(_) => RegistryError::Refused(e.to_string()),
             McpError::Connect { reason, .. } => RegistryError::Connect(reason),
@@ -111,42 +187,53 @@ impl Registry {
         })?;
         let mut added = Vec::with_capacity(entries.len());
         for entry in entries {
-            let config = serde_json::to_string(&entry.config)
-                .map_err(|e| RegistryError::Invalid(e.to_string()))?;
-            self.store.save_server(&entry.config.id, config).await?;
+            self.store.save_server(self.seal(&entry)?).await?;
             added.push(view(&entry).await);
         }
         Ok(added)
     }
 
-    /// Removes a run-time server and stops it.
-    pub async fn remove(&self, id: &str, caller: &Identity) -> Result<(), RegistryError> {
-        let server = self.pool.server(id).map_err(|_| RegistryError::NotFound)?;
-        if server.config.transport == Transport::Stdio && !self.may_run_commands(caller) {
+    /// Removes one of the caller's run-time servers and stops it.
+    pub async fn remove(&self, id: &str, user: &Option<Principal>) -> Result<(), RegistryError> {
+        let role = role(user);
+        if role == Role::Viewer {
+            return Err(RegistryError::Forbidden(
+                "removing servers needs a member or admin API key; this one is a viewer key".into(),
+            ));
+        }
+        let tenant = tenant(user);
+        let server = self
+            .pool
+            .server(tenant, id)
+            .map_err(|_| RegistryError::NotFound)?;
+        if server.config.transport == Transport::Stdio && !self.may_run_commands(role) {
             return Err(RegistryError::Forbidden(
                 "removing a stdio server needs an admin API key".into(),
             ));
         }
-        self.pool.remove(id).await.map_err(|e| match e {
+        self.pool.remove(tenant, id).await.map_err(|e| match e {
             McpError::Configured(_) => RegistryError::Configured(e.to_string()),
             _ => RegistryError::NotFound,
         })?;
-        self.store.remove_server(id).await?;
+        self.store
+            .remove_server(tenant.unwrap_or_default(), id)
+            .await?;
         Ok(())
     }
 
-    pub async fn list(&self) -> Vec<ServerView> {
+    /// The servers the caller sees.
+    pub async fn list(&self, user: &Option<Principal>) -> Vec<ServerView> {
         let mut views = Vec::new();
-        for server in self.pool.servers() {
+        for server in self.pool.servers(tenant(user)) {
             views.push(view(&server).await);
         }
         views
     }
 
-    /// Servers with a live session.
+    /// Servers with a live session, whoever sees them.
     pub async fn connected(&self) -> usize {
         let mut connected = 0;
-        for server in self.pool.servers() {
+        for server in self.pool.all() {
             if server.is_connected().await {
                 connected += 1;
             }
@@ -154,9 +241,85 @@ impl Registry {
         connected
     }
 
-    fn may_run_commands(&self, caller: &Identity) -> bool {
-        self.allow_stdio_registration || caller.is_admin()
+    fn may_run_commands(&self, role: Role) -> bool {
+        role == Role::Admin || self.allow_stdio_registration
     }
+
+    /// The row to store: the definition without its secrets, and those
+    /// sealed to this tenant and name.
+    fn seal(&self, entry: &ServerEntry) -> Result<StoredServer, RegistryError> {
+        let mut config = entry.config.clone();
+        let secrets = Secrets {
+            env: std::mem::take(&mut config.env),
+            headers: std::mem::take(&mut config.headers),
+        };
+        let tenant = entry.owner().unwrap_or_default().to_owned();
+        let sealed = match (
+            &self.sealer,
+            secrets.env.is_empty() && secrets.headers.is_empty(),
+        ) {
+            (_, true) => None,
+            (Some(sealer), false) => {
+                let plain = serde_json::to_vec(&secrets)
+                    .map_err(|e| RegistryError::Invalid(e.to_string()))?;
+                Some(sealer.seal(&plain, &bound_to(&tenant, &config.id)))
+            }
+            (None, false) => return Err(RegistryError::NoKey(self.key_env.clone())),
+        };
+        Ok(StoredServer {
+            name: config.id.clone(),
+            config: serde_json::to_string(&config)
+                .map_err(|e| RegistryError::Invalid(e.to_string()))?,
+            secrets: sealed,
+            reach_any: matches!(
+                entry.origin,
+                Origin::Runtime {
+                    reach: Reach::Any,
+                    ..
+                }
+            ),
+            tenant,
+        })
+    }
+
+    /// A stored server as the pool takes it, its secrets opened.
+    fn unseal(&self, stored: &StoredServer) -> Result<RuntimeServer, String> {
+        let mut config: McpServerConfig =
+            serde_json::from_str(&stored.config).map_err(|e| e.to_string())?;
+        if let Some(sealed) = &stored.secrets {
+            let sealer = self.sealer.as_ref().ok_or_else(|| {
+                format!(
+                    "its env and headers are sealed and {} is not set",
+                    self.key_env
+                )
+            })?;
+            let plain = sealer
+                .open(sealed, &bound_to(&stored.tenant, &stored.name))
+                .map_err(|e| e.to_string())?;
+            let secrets: Secrets = serde_json::from_slice(&plain).map_err(|e| e.to_string())?;
+            config.env = secrets.env;
+            config.headers = secrets.headers;
+        }
+        Ok(RuntimeServer {
+            owner: (!stored.tenant.is_empty()).then(|| stored.tenant.clone()),
+            reach: if stored.reach_any {
+                Reach::Any
+            } else {
+                Reach::Public
+            },
+            config,
+        })
+    }
+}
+
+/// The local user may do what an admin may.
+fn role(user: &Option<Principal>) -> Role {
+    user.as_ref().map_or(Role::Admin, |p| p.role)
+}
+
+/// What a server's sealed secrets are bound to.
+fn bound_to(tenant: &str, name: &str) -> String {
+    format!("mcp-server:{tenant}/{name}")
 }
 
 async fn view(server: &ServerEntry) -> ServerView {
@@ -167,7 +330,7 @@ async fn view(server: &ServerEntry) -> ServerView {
     let config = &server.config;
     let name = match server.origin {
         Origin::Config => config.display_name(),
-        Origin::Runtime | Origin::AdHoc | Origin::Connection => &config.id,
+        Origin::Runtime { .. } | Origin::AdHoc | Origin::Connection => &config.id,
     };
     ServerView {
         id: config.id.clone(),

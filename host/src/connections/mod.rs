@@ -6,8 +6,6 @@
 //! names, never values. A connection's server is opened on first use and
 //! kept, like the pool's, but it is offered only to its own org.
 
-pub mod crypto;
-
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
@@ -15,9 +13,9 @@ use serde::Serialize;
 
 use crate::config::McpServerConfig;
 use crate::mcp::names::NameAllocator;
-use crate::mcp::{self, McpError, McpPool, Selection, ServerEntry, ToolBinding, ToolSet};
+use crate::mcp::{self, McpError, McpPool, Selection, ServerEntry, ToolBinding};
+use crate::sealing::{CryptoError, Sealer};
 use crate::store::{ConnectionRow, ConnectionToolRow, Store, StoreError};
-use crypto::{CryptoError, Sealer};
 
 const MAX_NAME_LEN: usize = 100;
 
@@ -285,11 +283,11 @@ impl Connections {
         Ok(binding)
     }
 
-    /// Every tool an org's chats may offer: the pool's, then the enabled
-    /// tools of its connections. Servers that cannot be reached are left
-    /// out with a warning, so one dead server does not stop every chat.
-    pub async fn org_tool_set(&self, org: &str) -> ToolSet {
-        let mut selections = self.pool.reachable_selections().await;
+    /// The enabled tools of an org's connections, for its chats. Servers
+    /// that cannot be reached are left out with a warning, so one dead
+    /// server does not stop every chat.
+    pub async fn selections(&self, org: &str) -> Vec<Selection> {
+        let mut selections = Vec::new();
         match self.org_rows(org).await {
             Ok(rows) => {
                 for row in rows.iter() {
@@ -300,7 +298,7 @@ impl Connections {
             }
             Err(e) => tracing::error!(%org, "cannot read connections: {e}"),
         }
-        mcp::tool_set(&selections).await.unwrap_or_default()
+        selections
     }
 
     /// The org's connections, from the catalogue when it has them.

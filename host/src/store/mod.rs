@@ -12,10 +12,12 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 mod connections;
+mod servers;
 mod tool_calls;
 mod writer;
 
 pub use connections::{ConnectionRow, ConnectionToolRow};
+pub use servers::StoredServer;
 pub use tool_calls::ToolCallRecord;
 
 use rusqlite::config::DbConfig;
@@ -33,7 +35,8 @@ use crate::timestamp::now;
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS sessions (
     id TEXT PRIMARY KEY,
-    created_at TEXT NOT NULL
+    created_at TEXT NOT NULL,
+    org TEXT NOT NULL DEFAULT ''
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS messages (
     seq INTEGER PRIMARY KEY,
@@ -46,10 +49,14 @@ CREATE TABLE IF NOT EXISTS messages (
     timestamp TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS messages_by_session ON messages(session_id, seq);
-CREATE TABLE IF NOT EXISTS mcp_servers (
-    name TEXT PRIMARY KEY,
+CREATE TABLE IF NOT EXISTS registered_servers (
+    org TEXT NOT NULL,
+    name TEXT NOT NULL,
     config TEXT NOT NULL,
-    registered_at TEXT NOT NULL
+    secrets BLOB,
+    reach_any INTEGER NOT NULL,
+    registered_at TEXT NOT NULL,
+    PRIMARY KEY (org, name)
 );
 CREATE TABLE IF NOT EXISTS connections (
     id TEXT PRIMARY KEY,
@@ -157,6 +164,7 @@ impl Store {
         // bound value might change the plan: every history read did.
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
         conn.execute_batch(SCHEMA)?;
+        migrate(&conn)?;
         let conn = Arc::new(Mutex::new(conn));
         let writer = writer::Writer::start(conn.clone()).map_err(|e| StoreError::Open {
             path: "the database".into(),
@@ -189,7 +197,8 @@ impl Store {
         .map_err(StoreError::from)
     }
 
-    pub async fn create_session(&self) -> Result<SessionSummary, StoreError> {
+    /// A new session of `tenant` (an org, or `""` for the local user).
+    pub async fn create_session(&self, tenant: &str) -> Result<SessionSummary, StoreError> {
         let id = uuid::Uuid::new_v4().to_string();
         let created_at = now();
         let summary = SessionSummary {
@@ -197,22 +206,26 @@ impl Store {
             created_at: created_at.clone(),
             message_count: 0,
         };
+        let tenant = tenant.to_owned();
         self.write(move |c| {
-            c.prepare_cached("INSERT INTO sessions (id, created_at) VALUES (?1, ?2)")?
-                .execute(params![id, created_at])
+            c.prepare_cached("INSERT INTO sessions (id, created_at, org) VALUES (?1, ?2, ?3)")?
+                .execute(params![id, created_at, tenant])
         })
         .await?;
         Ok(summary)
     }
 
-    pub async fn sessions(&self) -> Result<Vec<SessionSummary>, StoreError> {
-        self.read(|c| {
+    /// `tenant`'s sessions.
+    pub async fn sessions(&self, tenant: &str) -> Result<Vec<SessionSummary>, StoreError> {
+        let tenant = tenant.to_owned();
+        self.read(move |c| {
             let mut query = c.prepare(
                 "SELECT s.id, s.created_at, COUNT(m.seq) FROM sessions s
                  LEFT JOIN messages m ON m.session_id = s.id
+                 WHERE s.org = ?1
                  GROUP BY s.id ORDER BY s.created_at, s.id",
             )?;
-            let rows = query.query_map([], |row| {
+            let rows = query.query_map([tenant], |row| {
                 Ok(SessionSummary {
                     id: row.get(0)?,
                     created_at: row.get(1)?,
@@ -224,11 +237,16 @@ impl Store {
         .await
     }
 
-    /// The session's messages in order, or `None` for an unknown session.
-    pub async fn history(&self, id: &str) -> Result<Option<Vec<StoredMessage>>, StoreError> {
-        let id = id.to_owned();
+    /// The session's messages in order, or `None` for a session that is
+    /// not `tenant`'s.
+    pub async fn history(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<Vec<StoredMessage>>, StoreError> {
+        let (tenant, id) = (tenant.to_owned(), id.to_owned());
         self.read(move |c| {
-            if session_row(c, &id)?.is_none() {
+            if session_row(c, &tenant, &id)?.is_none() {
                 return Ok(None);
             }
             read_messages(c, &id).map(Some)
@@ -237,16 +255,17 @@ impl Store {
     }
 
     /// Starts an exchange: appends the user's message and returns the
-    /// history before it, in one transaction; `None` for an unknown
-    /// session.
+    /// history before it, in one transaction; `None` for a session that is
+    /// not `tenant`'s.
     pub async fn open_exchange(
         &self,
+        tenant: &str,
         id: &str,
         user: StoredMessage,
     ) -> Result<Option<Vec<StoredMessage>>, StoreError> {
-        let id = id.to_owned();
+        let (tenant, id) = (tenant.to_owned(), id.to_owned());
         self.write(move |c| {
-            if session_row(c, &id)?.is_none() {
+            if session_row(c, &tenant, &id)?.is_none() {
                 return Ok(None);
             }
             let history = read_messages(c, &id)?;
@@ -265,36 +284,6 @@ impl Store {
         let session = session.to_owned();
         self.write(move |c| insert_messages(c, &session, &messages))
             .await
-    }
-
-    /// Runtime-registered MCP servers, as `(name, config JSON)`.
-    pub async fn servers(&self) -> Result<Vec<(String, String)>, StoreError> {
-        self.read(|c| {
-            let mut query =
-                c.prepare("SELECT name, config FROM mcp_servers ORDER BY registered_at, name")?;
-            let rows = query.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
-            rows.collect()
-        })
-        .await
-    }
-
-    pub async fn save_server(&self, name: &str, config: String) -> Result<(), StoreError> {
-        let name = name.to_owned();
-        self.write(move |c| {
-            c.execute(
-                "INSERT OR REPLACE INTO mcp_servers (name, config, registered_at) VALUES (?1, ?2, ?3)",
-                params![name, config, now()],
-            )
-        })
-        .await
-        .map(drop)
-    }
-
-    pub async fn remove_server(&self, name: &str) -> Result<(), StoreError> {
-        let name = name.to_owned();
-        self.write(move |c| c.execute("DELETE FROM mcp_servers WHERE name = ?1", [name]))
-            .await
-            .map(drop)
     }
 }
 
@@ -341,10 +330,35 @@ fn insert_messages(
     Ok(())
 }
 
-fn session_row(c: &Connection, id: &str) -> rusqlite::Result<Option<()>> {
-    c.prepare_cached("SELECT 1 FROM sessions WHERE id = ?1")?
-        .query_row([id], |_| Ok(()))
+fn session_row(c: &Connection, tenant: &str, id: &str) -> rusqlite::Result<Option<()>> {
+    c.prepare_cached("SELECT 1 FROM sessions WHERE id = ?1 AND org = ?2")?
+        .query_row([id, tenant], |_| Ok(()))
         .optional()
+}
+
+/// Brings a database made by an earlier version up to the schema: sessions
+/// gain their tenant, and run-time servers move to the table that keys
+/// them by tenant (those of the local user, `""`, as before keys).
+fn migrate(c: &Connection) -> rusqlite::Result<()> {
+    let has_org = c
+        .prepare("SELECT 1 FROM pragma_table_info('sessions') WHERE name = 'org'")?
+        .exists([])?;
+    if !has_org {
+        c.execute_batch("ALTER TABLE sessions ADD COLUMN org TEXT NOT NULL DEFAULT ''")?;
+    }
+    let old_servers = c
+        .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'mcp_servers'")?
+        .exists([])?;
+    if old_servers {
+        c.execute_batch(
+            "BEGIN;
+             INSERT OR IGNORE INTO registered_servers (org, name, config, secrets, reach_any, registered_at)
+                 SELECT '', name, config, NULL, 1, registered_at FROM mcp_servers;
+             DROP TABLE mcp_servers;
+             COMMIT;",
+        )?;
+    }
+    Ok(())
 }
 
 /// The database holds conversations and server configurations (which may
@@ -374,13 +388,23 @@ mod tests {
         }
     }
 
+    fn server() -> StoredServer {
+        StoredServer {
+            tenant: "acme".into(),
+            name: "py".into(),
+            config: "{\"transport\":\"sse\"}".into(),
+            secrets: Some(vec![1, 2, 3]),
+            reach_any: false,
+        }
+    }
+
     #[tokio::test]
     async fn sessions_history_and_servers_persist_across_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db/agenthost.db");
         let id = {
             let store = Store::open(&path).unwrap();
-            let session = store.create_session().await.unwrap();
+            let session = store.create_session("acme").await.unwrap();
             let mut tool = message("tool", "{}");
             tool.name = Some("demo__calculate".into());
             tool.tool_call_id = Some("call_1".into());
@@ -388,26 +412,28 @@ mod tests {
                 .append(&session.id, vec![message("user", "hi"), tool])
                 .await
                 .unwrap();
-            store
-                .save_server("py", "{\"transport\":\"sse\"}".into())
-                .await
-                .unwrap();
+            store.save_server(server()).await.unwrap();
             session.id
         };
         let store = Store::open(&path).unwrap();
-        let sessions = store.sessions().await.unwrap();
+        let sessions = store.sessions("acme").await.unwrap();
         assert_eq!(
             (sessions[0].id.as_str(), sessions[0].message_count),
             (id.as_str(), 2)
         );
-        let history = store.history(&id).await.unwrap().unwrap();
+        assert!(store.sessions("globex").await.unwrap().is_empty());
+        let history = store.history("acme", &id).await.unwrap().unwrap();
         assert_eq!(history[1].tool_call_id.as_deref(), Some("call_1"));
-        assert!(store.history("nope").await.unwrap().is_none());
+        assert!(store.history("globex", &id).await.unwrap().is_none());
+        assert!(store.history("acme", "nope").await.unwrap().is_none());
+        assert_eq!(store.servers().await.unwrap(), [server()]);
+        store.remove_server("globex", "py").await.unwrap();
         assert_eq!(
-            store.servers().await.unwrap(),
-            [("py".to_owned(), "{\"transport\":\"sse\"}".to_owned())]
+            store.servers().await.unwrap().len(),
+            1,
+            "another org's name"
         );
-        store.remove_server("py").await.unwrap();
+        store.remove_server("acme", "py").await.unwrap();
         assert!(store.servers().await.unwrap().is_empty());
         assert!(
             store
@@ -433,7 +459,10 @@ mod tests {
                      tool_call_id TEXT, tool_calls TEXT, timestamp TEXT NOT NULL);
                  INSERT INTO sessions VALUES ('old', '2026-01-01T00:00:00Z');
                  INSERT INTO messages (session_id, role, content, timestamp)
-                     VALUES ('old', 'user', 'first', '2026-01-01T00:00:00Z');",
+                     VALUES ('old', 'user', 'first', '2026-01-01T00:00:00Z');
+                 CREATE TABLE mcp_servers (name TEXT PRIMARY KEY, config TEXT NOT NULL,
+                     registered_at TEXT NOT NULL);
+                 INSERT INTO mcp_servers VALUES ('py', '{}', '2026-01-01T00:00:00Z');",
             )
             .unwrap();
         }
@@ -442,11 +471,30 @@ mod tests {
             .append("old", vec![message("assistant", "second")])
             .await
             .unwrap();
-        let history = store.history("old").await.unwrap().unwrap();
+        let history = store.history("", "old").await.unwrap().unwrap();
         let contents: Vec<&str> = history.iter().map(|m| m.content.as_str()).collect();
         assert_eq!(contents, ["first", "second"]);
-        let fresh = store.create_session().await.unwrap();
-        assert_eq!(store.sessions().await.unwrap().len(), 2);
-        assert!(store.history(&fresh.id).await.unwrap().unwrap().is_empty());
+        let fresh = store.create_session("").await.unwrap();
+        assert_eq!(
+            store.sessions("").await.unwrap().len(),
+            2,
+            "the local user's"
+        );
+        assert!(
+            store
+                .history("", &fresh.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .is_empty()
+        );
+        let servers = store.servers().await.unwrap();
+        assert_eq!(
+            (servers[0].tenant.as_str(), servers[0].name.as_str()),
+            ("", "py"),
+            "the local user's server, moved to the new table"
+        );
+        drop(store);
+        Store::open(&path).unwrap();
     }
 }

@@ -147,7 +147,7 @@ mod tests {
     #[tokio::test]
     async fn concurrent_writes_share_commits_and_fail_alone() {
         let store = Store::in_memory().unwrap();
-        let session = store.create_session().await.unwrap();
+        let session = store.create_session("").await.unwrap();
         let writes = (0..50).map(|i| {
             let store = store.clone();
             let target = if i % 10 == 0 {
@@ -170,7 +170,7 @@ mod tests {
         let results = futures::future::join_all(writes).await;
         let stored = results.iter().filter(|r| *r.as_ref().unwrap()).count();
         assert_eq!(stored, 45, "writes to an unknown session fail alone");
-        let history = store.history(&session.id).await.unwrap().unwrap();
+        let history = store.history("", &session.id).await.unwrap().unwrap();
         assert_eq!(history.len(), 45);
     }
 }
