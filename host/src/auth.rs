@@ -1,4 +1,10 @@
-//! API keys: who is calling, for which org, with which role.
+//! Who is calling: an API key's org and role, or the local user.
+//!
+//! With no `[[api_keys]]` the server is in local mode: it listens on
+//! loopback (or was told `security.anonymous`), and every caller is the one
+//! local user, who may do anything and is one tenant. With keys it is in
+//! keyed mode: every route but `GET /` needs one, and the key's org is the
+//! tenant.
 //!
 //! Keys are looked up by their SHA-256, so the table holds no plaintext
 //! and a lookup does not compare secrets byte by byte.
@@ -19,13 +25,13 @@ pub struct Principal {
     pub key_label: String,
 }
 
-/// Who a request says it comes from, read from its headers once.
+/// Who a request comes from, read from its headers once.
 #[derive(Debug, Clone)]
 pub enum Identity {
-    /// No key was presented.
-    Anonymous,
+    /// Local mode: the one local user.
+    Local,
     Key(Principal),
-    /// A key was presented and refused.
+    /// Keyed mode, and no usable key.
     Refused(KeyRefusal),
 }
 
@@ -38,28 +44,59 @@ pub enum KeyRefusal {
     NotBearer,
     /// The key is not a configured one.
     Unknown,
+    /// A route that always takes a key, on a server with none configured.
+    NoKeys,
+}
+
+impl KeyRefusal {
+    /// What to fix, for the surfaces that have no wording of their own.
+    pub fn message(self) -> &'static str {
+        match self {
+            KeyRefusal::Missing => {
+                "an API key is required: send it in the x-api-key header or as `Authorization: Bearer <key>`"
+            }
+            KeyRefusal::NotBearer => "the Authorization header must be `Bearer <api key>`",
+            KeyRefusal::Unknown => "invalid API key",
+            KeyRefusal::NoKeys => {
+                "this endpoint needs an API key, and none are configured: add an [[api_keys]] entry to the config"
+            }
+        }
+    }
 }
 
 impl Identity {
-    /// The principal, or why there is none.
-    pub fn principal(self) -> Result<Principal, KeyRefusal> {
+    /// For routes that take a key in every mode (Feather, TrueFoundry,
+    /// `/mcp/`): the key's principal.
+    pub fn key(self) -> Result<Principal, KeyRefusal> {
         match self {
             Identity::Key(principal) => Ok(principal),
-            Identity::Anonymous => Err(KeyRefusal::Missing),
+            Identity::Local => Err(KeyRefusal::NoKeys),
             Identity::Refused(why) => Err(why),
         }
     }
 
-    pub fn is_admin(&self) -> bool {
-        matches!(self, Identity::Key(p) if p.role == Role::Admin)
+    /// For every other route: the key's principal, or `None` for the
+    /// local user.
+    pub fn user(self) -> Result<Option<Principal>, KeyRefusal> {
+        match self {
+            Identity::Key(principal) => Ok(Some(principal)),
+            Identity::Local => Ok(None),
+            Identity::Refused(why) => Err(why),
+        }
     }
+}
+
+/// The tenant a user's data belongs to: the key's org, or `None` for the
+/// local user.
+pub fn tenant(user: &Option<Principal>) -> Option<&str> {
+    user.as_ref().map(|p| p.org.as_str())
 }
 
 /// Who is calling a tool, for whom, and why: checked and logged by the
 /// dispatcher on every tool path.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    /// `None` on surfaces without API keys (the simple frontend).
+    /// `None` for the local user (local mode).
     pub principal: Option<Principal>,
     /// The end user every end-user-scoped call is pinned to.
     pub end_user: Option<String>,
@@ -82,6 +119,10 @@ impl Caller {
             end_user: None,
             reason,
         }
+    }
+
+    pub fn tenant(&self) -> Option<&str> {
+        tenant(&self.principal)
     }
 
     /// Whether the caller may call a tool that is, or is not, read-only:
@@ -146,14 +187,18 @@ impl ApiKeys {
     }
 
     /// The caller named by the `Authorization` (a Bearer token, first) or
-    /// `x-api-key` header values.
+    /// `x-api-key` header values; with no keys configured, the local user
+    /// whatever they say.
     pub fn identify(&self, authorization: Option<&str>, x_api_key: Option<&str>) -> Identity {
+        if self.is_empty() {
+            return Identity::Local;
+        }
         match authorization.and_then(bearer_token).or(x_api_key) {
             Some(key) => self
                 .authenticate(key)
                 .map_or(Identity::Refused(KeyRefusal::Unknown), Identity::Key),
             None if authorization.is_some() => Identity::Refused(KeyRefusal::NotBearer),
-            None => Identity::Anonymous,
+            None => Identity::Refused(KeyRefusal::Missing),
         }
     }
 }
@@ -218,7 +263,7 @@ mod tests {
             role: Role::Viewer,
         };
         let keys = ApiKeys::from_config(&[config], &NoEnv).unwrap();
-        let role = |identity: Identity| identity.principal().map(|p| p.role);
+        let role = |identity: Identity| identity.key().map(|p| p.role);
         assert_eq!(role(keys.identify(None, None)), Err(KeyRefusal::Missing));
         assert_eq!(
             role(keys.identify(Some("Bearer sk-viewer-123"), Some("sk-nope-0000"))),
@@ -236,7 +281,15 @@ mod tests {
             role(keys.identify(None, Some("sk-nope-0000"))),
             Err(KeyRefusal::Unknown)
         );
-        assert!(!keys.identify(None, Some("sk-viewer-123")).is_admin());
+        let none = ApiKeys::default();
+        assert!(matches!(
+            none.identify(Some("Bearer x"), None).user(),
+            Ok(None)
+        ));
+        assert_eq!(
+            none.identify(None, None).key().unwrap_err(),
+            KeyRefusal::NoKeys
+        );
     }
 
     #[test]

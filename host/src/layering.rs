@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 const ALLOWED: &[(&str, &[&str])] = &[
     ("config", &[]),
     ("timestamp", &[]),
+    ("sealing", &[]),
     ("demo_mcp", &[]),
     ("auth", &["config"]),
     ("store", &["timestamp"]),
@@ -15,8 +16,11 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("devtools", &["config", "plugins"]),
     ("mcp", &["config", "timestamp"]),
     ("dispatch", &["auth", "mcp", "store", "timestamp"]),
-    ("connections", &["config", "mcp", "store", "timestamp"]),
-    ("registry", &["auth", "config", "mcp", "store"]),
+    (
+        "connections",
+        &["config", "mcp", "sealing", "store", "timestamp"],
+    ),
+    ("registry", &["auth", "config", "mcp", "sealing", "store"]),
     ("agent", &["auth", "config", "dispatch", "mcp", "plugins"]),
     (
         "chat",
@@ -48,6 +52,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "mcp",
             "plugins",
             "registry",
+            "sealing",
             "store",
         ],
     ),

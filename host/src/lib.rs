@@ -12,7 +12,7 @@
 //!       connections       org connections to customer MCP servers
 //!         dispatch        every tool call: role check and audit log
 //!           mcp  store  plugins
-//!             auth  config  timestamp
+//!             auth  config  sealing  timestamp
 //! ```
 //!
 //! `http` reaches `plugins` only for the operator's plugin routes. The
@@ -32,6 +32,7 @@ mod layering;
 pub mod mcp;
 pub mod plugins;
 pub mod registry;
+pub mod sealing;
 pub mod server;
 pub mod store;
 pub mod timestamp;

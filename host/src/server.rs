@@ -11,14 +11,14 @@ use tokio_util::sync::CancellationToken;
 use crate::agent::{Agent, AgentError};
 use crate::auth::ApiKeys;
 use crate::chat::ChatService;
-use crate::config::{Config, ConfigError, Env, ProcessEnv};
+use crate::config::{Config, ConfigError, Env, ProcessEnv, seconds};
 use crate::connections::Connections;
-use crate::connections::crypto::Sealer;
 use crate::dispatch::Dispatcher;
-use crate::http::{self, AppState, InvalidOrigin};
+use crate::http::{self, AppState, HttpConfig, InvalidOrigin};
 use crate::mcp::{McpPool, UrlPolicy};
 use crate::plugins::{PluginFailure, PluginRuntime, SandboxLimits};
 use crate::registry::Registry;
+use crate::sealing::Sealer;
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -84,17 +84,19 @@ pub async fn serve(config: Config, own_exe: &Path) -> Result<(), ServeError> {
         url_policy,
         config.limits.tool_result_max_bytes,
     ));
+    let keys = ApiKeys::from_config(&config.api_keys, &ProcessEnv)?;
+    announce_mode(&config, &keys)?;
+    let key_env = config.security.connection_key_env.clone();
+    let sealer = connection_sealer(&key_env)?;
     let store = Store::open(&config.data_dir.join("agenthost.db"))?;
     let registry = Registry::new(
         pool.clone(),
         store.clone(),
+        sealer.clone(),
+        key_env.clone(),
         config.security.allow_stdio_registration,
     );
     registry.restore().await?;
-    let keys = ApiKeys::from_config(&config.api_keys, &ProcessEnv)?;
-    if keys.is_empty() {
-        tracing::info!("no [[api_keys]] configured: endpoints that need a key will answer 401");
-    }
     // Cancelled on shutdown, so open MCP event streams end and the
     // graceful shutdown does not wait on them forever.
     let shutdown = CancellationToken::new();
@@ -105,11 +107,10 @@ pub async fn serve(config: Config, own_exe: &Path) -> Result<(), ServeError> {
         dispatcher.clone(),
         config.agent.clone(),
     )?);
-    let key_env = config.security.connection_key_env.clone();
     let connections = Arc::new(Connections::new(
         store.clone(),
         pool.clone(),
-        connection_sealer(&key_env)?,
+        sealer,
         key_env,
     ));
     let chat = ChatService::new(
@@ -119,6 +120,7 @@ pub async fn serve(config: Config, own_exe: &Path) -> Result<(), ServeError> {
         connections.clone(),
         store,
         dispatcher,
+        seconds(config.agent.tools_wait_secs),
     );
     let state = Arc::new(AppState {
         chat,
@@ -127,13 +129,13 @@ pub async fn serve(config: Config, own_exe: &Path) -> Result<(), ServeError> {
         plugins,
         keys,
     });
-    let app = http::router(
-        state,
-        &config.cors.allowed_origins,
-        config.limits.max_body_bytes,
-        config.listen,
-        shutdown.clone(),
-    )?;
+    let http_config = HttpConfig {
+        listen: config.listen,
+        cors_origins: &config.cors.allowed_origins,
+        allowed_hosts: &config.security.allowed_hosts,
+        max_body_bytes: config.limits.max_body_bytes,
+    };
+    let app = http::router(state, http_config, shutdown.clone())?;
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -160,7 +162,28 @@ pub async fn serve(config: Config, own_exe: &Path) -> Result<(), ServeError> {
     Ok(())
 }
 
-/// The key that seals connection credentials, if its variable is set.
+/// Says at start who may call, and refuses to serve every address with no
+/// keys unless told to.
+fn announce_mode(config: &Config, keys: &ApiKeys) -> Result<(), ConfigError> {
+    if !keys.is_empty() {
+        tracing::info!(
+            "keyed mode: every route but GET / needs one of the [[api_keys]]; each key's org is its tenant"
+        );
+        return Ok(());
+    }
+    if !config.listen.ip().is_loopback() && !config.security.anonymous {
+        return Err(ConfigError::Invalid(format!(
+            "listening on {} with no [[api_keys]] would let anyone who reaches it run tools and read every chat: add an [[api_keys]] entry (key_env = \"...\", org, role = \"admin\"), listen on 127.0.0.1, or set security.anonymous = true to accept that",
+            config.listen
+        )));
+    }
+    tracing::info!(
+        "local mode: no [[api_keys]], so every caller is the local user; Feather, TrueFoundry and /mcp/ need a key and answer 401"
+    );
+    Ok(())
+}
+
+/// The key that seals credentials at rest, if its variable is set.
 fn connection_sealer(var: &str) -> Result<Option<Sealer>, ConfigError> {
     let Some(hex) = ProcessEnv.var(var) else {
         tracing::info!("{var} is not set: org connections are unavailable until it is");

@@ -14,12 +14,13 @@ mod sessions;
 mod tools;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::agent::{Agent, ChatRequest, ChatRun};
 pub use crate::agent::{ChatOutcome, Message, Role, RoutingError, ToolCall, collect};
-use crate::auth::Caller;
+use crate::auth::{Caller, Principal, tenant};
 use crate::connections::Connections;
 pub use crate::dispatch::DispatchError;
 use crate::dispatch::Dispatcher;
@@ -139,6 +140,8 @@ pub struct ChatService {
     dispatcher: Dispatcher,
     sessions: SessionLocks,
     conversations: Arc<Conversations>,
+    /// Longest a chat waits for MCP servers that are still starting.
+    tools_wait: Duration,
 }
 
 impl ChatService {
@@ -149,6 +152,7 @@ impl ChatService {
         connections: Arc<Connections>,
         store: Store,
         dispatcher: Dispatcher,
+        tools_wait: Duration,
     ) -> ChatService {
         ChatService {
             agent,
@@ -159,6 +163,7 @@ impl ChatService {
             dispatcher,
             sessions: SessionLocks::default(),
             conversations: Arc::default(),
+            tools_wait,
         }
     }
 
@@ -222,19 +227,22 @@ impl ChatService {
             .unwrap_or_else(|| route.model.clone());
         let wants_connected =
             matches!(history, History::Connected { .. }) || matches!(tools, ToolChoice::Connected);
+        let owner = conversations::owner(&caller.principal);
         let connected = match wants_connected {
             true => Some(
                 self.conversations
-                    .snapshot()
+                    .snapshot(&owner)
                     .await
                     .ok_or(ChatError::NotConnected)?,
             ),
             false => None,
         };
+        let tenant = caller.tenant().unwrap_or_default().to_owned();
         let (messages, ending) = match history {
             History::Given(messages) => (messages, None),
             History::Session { id, message } => {
-                let exchange = sessions::open(&self.store, &self.sessions, &id, message).await?;
+                let exchange =
+                    sessions::open(&self.store, &self.sessions, &tenant, &id, message).await?;
                 let guard = exchange.guard;
                 (exchange.messages, Some(Ending::Session { id, guard }))
             }
@@ -251,7 +259,7 @@ impl ChatService {
             }
         };
         let server = connected.as_ref().map(|(server, _)| server.as_str());
-        let tools = self.tool_set(tools, server).await?;
+        let tools = self.tool_set(tools, &caller, server).await?;
         log_chat(&log, &caller, &route.model, tools.tools.len());
 
         let mut request = ChatRequest::new(messages, tools, route, caller);
@@ -269,16 +277,16 @@ impl ChatService {
             Some(Ending::Conversation { server, user }) => {
                 let conversations = self.conversations.clone();
                 run.before_end(move |added| async move {
-                    conversations.remember(&server, user, added).await;
+                    conversations.remember(&owner, &server, user, added).await;
                 })
             }
         };
         Ok((run, label))
     }
 
-    /// The tools `choice` offers, as a chat would see them.
-    pub async fn tools(&self, choice: ToolChoice) -> Result<ToolSet, ChatError> {
-        self.tool_set(choice, None).await
+    /// The tools `choice` offers the caller, as a chat would see them.
+    pub async fn tools(&self, caller: &Caller, choice: ToolChoice) -> Result<ToolSet, ChatError> {
+        self.tool_set(choice, caller, None).await
     }
 
     /// Calls one tool for `caller` through the dispatcher, the path every
@@ -305,22 +313,32 @@ impl ChatService {
             .map_err(ChatError::Store)
     }
 
-    /// Connects the caller's conversation to a server of the pool, and
-    /// returns its display name and tools.
-    pub async fn connect(&self, server_id: &str) -> Result<(String, Vec<ToolSummary>), ChatError> {
-        let server = self.pool.server(server_id).map_err(ChatError::tools)?;
+    /// Connects the user's conversation to a server their tenant sees,
+    /// and returns its display name and tools.
+    pub async fn connect(
+        &self,
+        user: &Option<Principal>,
+        server_id: &str,
+    ) -> Result<(String, Vec<ToolSummary>), ChatError> {
+        let server = self
+            .pool
+            .server(tenant(user), server_id)
+            .map_err(ChatError::tools)?;
         let tools = server.summaries().await.map_err(ChatError::tools)?;
-        self.conversations.connect(server_id).await;
+        self.conversations
+            .connect(conversations::owner(user), server_id)
+            .await;
         Ok((server.config.display_name().to_owned(), tools))
     }
 
-    /// The caller's connected server, if any, and its tools (the server is
+    /// The user's connected server, if any, and its tools (the server is
     /// started again if it died).
-    pub async fn connected(&self) -> (Option<String>, Vec<ToolSummary>) {
-        let Some(id) = self.conversations.server().await else {
+    pub async fn connected(&self, user: &Option<Principal>) -> (Option<String>, Vec<ToolSummary>) {
+        let owner = conversations::owner(user);
+        let Some(id) = self.conversations.server(&owner).await else {
             return (None, Vec::new());
         };
-        let tools = match self.pool.server(&id) {
+        let tools = match self.pool.server(tenant(user), &id) {
             Ok(server) => server.summaries().await,
             Err(e) => Err(e),
         };
@@ -331,25 +349,45 @@ impl ChatService {
         (Some(id), tools)
     }
 
-    /// Ends the caller's conversation and stops its server's session.
-    pub async fn disconnect(&self) {
-        if let Some(server) = self.conversations.disconnect().await {
+    /// Ends the user's conversation, and stops its server's session unless
+    /// another conversation is connected to it.
+    pub async fn disconnect(&self, user: &Option<Principal>) {
+        let owner = conversations::owner(user);
+        if let Some(server) = self.conversations.disconnect(&owner).await {
             // The id came from the pool; a server removed since is closed.
-            let _ = self.pool.disconnect(&server).await;
+            let _ = self.pool.disconnect(tenant(user), &server).await;
         }
     }
 
-    pub async fn create_session(&self) -> Result<SessionSummary, ChatError> {
-        self.store.create_session().await.map_err(ChatError::Store)
-    }
-
-    pub async fn sessions(&self) -> Result<Vec<SessionSummary>, ChatError> {
-        self.store.sessions().await.map_err(ChatError::Store)
-    }
-
-    pub async fn history(&self, id: &str) -> Result<Vec<StoredMessage>, ChatError> {
+    pub async fn create_session(
+        &self,
+        user: &Option<Principal>,
+    ) -> Result<SessionSummary, ChatError> {
+        let tenant = tenant(user).unwrap_or_default();
         self.store
-            .history(id)
+            .create_session(tenant)
+            .await
+            .map_err(ChatError::Store)
+    }
+
+    /// The user's tenant's sessions.
+    pub async fn sessions(
+        &self,
+        user: &Option<Principal>,
+    ) -> Result<Vec<SessionSummary>, ChatError> {
+        let tenant = tenant(user).unwrap_or_default();
+        self.store.sessions(tenant).await.map_err(ChatError::Store)
+    }
+
+    /// A session's history; another tenant's session is not found.
+    pub async fn history(
+        &self,
+        user: &Option<Principal>,
+        id: &str,
+    ) -> Result<Vec<StoredMessage>, ChatError> {
+        let tenant = tenant(user).unwrap_or_default();
+        self.store
+            .history(tenant, id)
             .await
             .map_err(ChatError::Store)?
             .ok_or(ChatError::SessionNotFound)

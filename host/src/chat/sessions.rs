@@ -29,13 +29,14 @@ pub(super) struct Exchange {
 pub(super) async fn open(
     store: &Store,
     locks: &SessionLocks,
+    tenant: &str,
     session: &str,
     message: String,
 ) -> Result<Exchange, ChatError> {
     let guard = locks.lock(session).await;
     let user = user_message(message);
     let history = store
-        .open_exchange(session, user.clone())
+        .open_exchange(tenant, session, user.clone())
         .await
         .map_err(ChatError::Store)?
         .ok_or(ChatError::SessionNotFound)?;

@@ -1,19 +1,24 @@
-//! Which tools a chat offers, decided here for every surface: all the
-//! pool's reachable servers, an org's (the pool's and its connections'),
-//! the servers a request names, or the server the caller connected.
+//! Which tools a chat offers, decided here for every surface: the servers
+//! the caller's tenant sees (and its org's connections), the servers a
+//! request names, or the server the caller connected.
+//!
+//! Configured servers are named first, then connections, then the
+//! tenant's registered servers, so a name a tenant registers never takes
+//! a configured server's or a connection's tool names.
 
 use std::collections::BTreeMap;
 
 use super::{ChatError, ChatService};
+use crate::auth::Caller;
 use crate::mcp::{self, McpError, Selection, ToolSet};
 
 /// The tools a chat offers the model.
 pub enum ToolChoice {
-    /// Every server of the pool that can be reached; one that cannot is
-    /// left out with a warning.
+    /// Every server the caller's tenant sees that can be reached; one that
+    /// cannot, or is still starting, is left out with a warning.
     Reachable,
-    /// The pool's reachable servers and the org's enabled connection tools.
-    Org(String),
+    /// Those, and the enabled tools of the caller's org's connections.
+    WithConnections,
     /// The servers a request names, each connected before the chat starts
     /// so an unknown server or tool is refused up front.
     Servers(Vec<ServerChoice>),
@@ -29,7 +34,7 @@ pub struct ServerChoice {
 }
 
 pub enum ServerRef {
-    /// A server of the pool, by id.
+    /// A server of the pool the caller's tenant sees, by id.
     Configured(String),
     /// A streamable-HTTP server named by URL, for this request only; it
     /// must pass the URL policy.
@@ -45,14 +50,23 @@ impl ChatService {
     pub(super) async fn tool_set(
         &self,
         choice: ToolChoice,
+        caller: &Caller,
         connected: Option<&str>,
     ) -> Result<ToolSet, ChatError> {
+        let tenant = caller.tenant();
         match choice {
-            ToolChoice::Reachable => Ok(self.pool.reachable_tool_set().await),
-            ToolChoice::Org(org) => Ok(self.connections.org_tool_set(&org).await),
+            ToolChoice::Reachable | ToolChoice::WithConnections => {
+                let reachable = self.pool.reachable(tenant, self.tools_wait).await;
+                let mut selections = reachable.shared;
+                if let (ToolChoice::WithConnections, Some(org)) = (choice, tenant) {
+                    selections.extend(self.connections.selections(org).await);
+                }
+                selections.extend(reachable.owned);
+                Ok(mcp::tool_set(&selections).await.unwrap_or_default())
+            }
             ToolChoice::Connected => {
                 let id = connected.ok_or(ChatError::NotConnected)?;
-                let server = self.pool.server(id).map_err(ChatError::tools)?;
+                let server = self.pool.server(tenant, id).map_err(ChatError::tools)?;
                 mcp::tool_set(&[Selection::all(server)])
                     .await
                     .map_err(ChatError::tools)
@@ -61,7 +75,7 @@ impl ChatService {
                 let mut selections = Vec::with_capacity(choices.len());
                 for choice in choices {
                     let server = match choice.server {
-                        ServerRef::Configured(id) => self.pool.server(&id),
+                        ServerRef::Configured(id) => self.pool.server(tenant, &id),
                         ServerRef::Url { url, headers } => self.pool.ad_hoc(&url, headers).await,
                     }
                     .map_err(ChatError::tools)?;
@@ -82,6 +96,7 @@ impl ChatError {
     pub(super) fn tools(error: McpError) -> ChatError {
         match error {
             McpError::Connect { .. }
+            | McpError::Starting { .. }
             | McpError::Timeout { .. }
             | McpError::Call { .. }
             | McpError::Removed(_)

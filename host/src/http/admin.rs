@@ -5,9 +5,8 @@
 //! does) and reports what was loaded and what was refused.
 //!
 //! `GET /admin/stats` reports live tasks and MCP sessions, so leaks show
-//! up as numbers that do not return to their baseline. Once API keys are
-//! configured it takes an admin key; without keys the server is in open
-//! development mode, like its other surfaces.
+//! up as numbers that do not return to their baseline. Each takes an admin
+//! key in keyed mode; in local mode the local user may.
 
 use std::sync::Arc;
 
@@ -30,14 +29,12 @@ pub fn routes() -> Router<Arc<AppState>> {
 
 type Refusal = (StatusCode, Json<Value>);
 
-fn require_admin(state: &AppState, identity: Identity) -> Result<(), Refusal> {
-    if state.keys.is_empty() {
-        return Ok(());
-    }
+/// Admins, and the local user.
+fn require_admin(identity: Identity) -> Result<(), Refusal> {
     let refuse = |status, detail: &str| Err((status, Json(json!({ "detail": detail }))));
-    match identity.principal() {
+    match identity.user() {
         Err(_) => refuse(StatusCode::UNAUTHORIZED, "an admin API key is required"),
-        Ok(caller) if caller.role != Role::Admin => {
+        Ok(Some(caller)) if caller.role != Role::Admin => {
             refuse(StatusCode::FORBIDDEN, "this API key is not an admin key")
         }
         Ok(_) => Ok(()),
@@ -49,7 +46,7 @@ async fn plugins(
     State(state): State<Arc<AppState>>,
     identity: Identity,
 ) -> Result<Json<Value>, Refusal> {
-    require_admin(&state, identity)?;
+    require_admin(identity)?;
     let plugins: Vec<Value> = state
         .plugins
         .list()
@@ -67,7 +64,7 @@ async fn reload(
     State(state): State<Arc<AppState>>,
     identity: Identity,
 ) -> Result<Json<Value>, Refusal> {
-    require_admin(&state, identity)?;
+    require_admin(identity)?;
     let plugins = state.plugins.clone();
     let report = plugins.reload_off_workers().await;
     let (loaded, refused): (Vec<_>, Vec<_>) = report.into_iter().partition(|(_, r)| r.is_ok());
@@ -81,7 +78,7 @@ async fn stats(
     State(state): State<Arc<AppState>>,
     identity: Identity,
 ) -> Result<Json<Value>, Refusal> {
-    require_admin(&state, identity)?;
+    require_admin(identity)?;
     let connected = state.registry.connected().await;
     let tasks = tokio::runtime::Handle::current()
         .metrics()

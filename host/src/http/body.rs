@@ -1,7 +1,5 @@
-//! Parsing JSON request bodies with errors that name what to fix.
-//!
-//! Bodies are parsed whatever the `Content-Type` says: `curl -d` sends
-//! form encoding by default, and refusing that would only confuse. Each
+//! Parsing JSON request bodies with errors that name what to fix. The
+//! guard has already refused bodies not sent as `application/json`. Each
 //! surface turns a [`BodyError`] into its own contract's error shape.
 
 use serde::de::DeserializeOwned;
@@ -74,10 +72,8 @@ fn parse<T: DeserializeOwned>(bytes: &[u8], container: Container) -> Result<T, B
         let path = e.path().to_string();
         let inner = e.into_inner();
         if inner.is_data() {
-            BodyError::Shape {
-                path,
-                message: strip_position(&inner),
-            }
+            let message = unquoted(&path, strip_position(&inner));
+            BodyError::Shape { path, message }
         } else {
             BodyError::Syntax(inner.to_string())
         }
@@ -86,6 +82,28 @@ fn parse<T: DeserializeOwned>(bytes: &[u8], container: Container) -> Result<T, B
         .end()
         .map_err(|e| BodyError::Syntax(e.to_string()))?;
     Ok(value)
+}
+
+/// Fields whose values are secrets: an error about one does not repeat the
+/// value (serde's messages quote what they got).
+const SECRET_FIELDS: &[&str] = &["bearer_token", "headers", "env"];
+
+/// `message` about the field at `path`, without the value when the field
+/// holds secrets: `expected a map` stays, `string "sk-..."` goes.
+fn unquoted(path: &str, message: String) -> String {
+    let secret = path
+        .split(['.', '['])
+        .any(|part| SECRET_FIELDS.contains(&part));
+    if !secret {
+        return message;
+    }
+    match message.find("expected ") {
+        Some(at) => format!(
+            "invalid value (not repeated: the field holds secrets), {}",
+            &message[at..]
+        ),
+        None => "invalid value (not repeated: the field holds secrets)".into(),
+    }
 }
 
 /// serde's data errors end in " at line 1 column 12", which says nothing
@@ -142,6 +160,16 @@ mod tests {
             parse_json::<Body>(b"nope"),
             Err(BodyError::Syntax(_))
         ));
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Server {
+            headers: std::collections::BTreeMap<String, String>,
+        }
+        let secret = parse_json::<Server>(br#"{"headers": "Bearer sk-secret"}"#).unwrap_err();
+        assert_eq!(
+            secret.message(),
+            "invalid field `headers`: invalid value (not repeated: the field holds secrets), expected a map"
+        );
         let deep = "[".repeat(10_000);
         assert!(matches!(
             parse_json::<Body>(deep.as_bytes()),

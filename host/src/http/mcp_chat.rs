@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use super::body::{parse_json, parse_json_list};
 use super::{AppState, Detail, servers};
-use crate::auth::{Caller, Identity};
+use crate::auth::{Caller, Identity, Principal};
 use crate::chat::{ChatInput, ChatLog, ChatOptions, ChatStream, Format, History, ToolChoice};
 use crate::config::{McpServerConfig, Transport};
 use crate::registry::RegistryError;
@@ -66,6 +66,7 @@ impl ServerSpec {
             command: self.command,
             args: self.args,
             env: self.env,
+            env_passthrough: Vec::new(),
             cwd: self.cwd,
             url: self.url,
             headers: self.headers,
@@ -81,6 +82,7 @@ impl From<RegistryError> for Detail {
         let status = match &error {
             RegistryError::Invalid(_) | RegistryError::Refused(_) => StatusCode::BAD_REQUEST,
             RegistryError::Forbidden(_) => StatusCode::FORBIDDEN,
+            RegistryError::NoKey(_) => StatusCode::SERVICE_UNAVAILABLE,
             RegistryError::NotFound => StatusCode::NOT_FOUND,
             RegistryError::Duplicate(_) | RegistryError::Configured(_) => StatusCode::CONFLICT,
             RegistryError::Connect(_) | RegistryError::Store(_) => {
@@ -96,10 +98,11 @@ async fn add_servers(
     identity: Identity,
     body: Bytes,
 ) -> Result<Json<Vec<Value>>, Detail> {
+    let user = identity.user()?;
     let specs: Vec<ServerSpec> =
         parse_json_list(&body).map_err(|e| Detail(StatusCode::BAD_REQUEST, e.message()))?;
     let configs = specs.into_iter().map(ServerSpec::into_config).collect();
-    let added = state.registry.register(configs, &identity).await?;
+    let added = state.registry.register(configs, &user).await?;
     Ok(Json(added.iter().map(servers::describe).collect()))
 }
 
@@ -108,14 +111,22 @@ async fn remove_server(
     identity: Identity,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, Detail> {
-    state.registry.remove(&name, &identity).await?;
+    state.registry.remove(&name, &identity.user()?).await?;
     Ok(Json(
         json!({ "message": format!("Server '{name}' removed") }),
     ))
 }
 
-async fn tools(State(state): State<Arc<AppState>>) -> Result<Json<Vec<Value>>, Detail> {
-    let tools = state.chat.tools(ToolChoice::Reachable).await?;
+async fn tools(
+    State(state): State<Arc<AppState>>,
+    identity: Identity,
+) -> Result<Json<Vec<Value>>, Detail> {
+    let caller = Caller {
+        principal: identity.user()?,
+        end_user: None,
+        reason: "mcp_chat_api",
+    };
+    let tools = state.chat.tools(&caller, ToolChoice::Reachable).await?;
     Ok(Json(
         tools
             .tools
@@ -125,20 +136,29 @@ async fn tools(State(state): State<Arc<AppState>>) -> Result<Json<Vec<Value>>, D
     ))
 }
 
-async fn create_session(State(state): State<Arc<AppState>>) -> Result<Json<Value>, Detail> {
-    let session = state.chat.create_session().await?;
+async fn create_session(
+    State(state): State<Arc<AppState>>,
+    identity: Identity,
+) -> Result<Json<Value>, Detail> {
+    let session = state.chat.create_session(&identity.user()?).await?;
     Ok(Json(json!({ "session_id": session.id })))
 }
 
-async fn list_sessions(State(state): State<Arc<AppState>>) -> Result<Json<Value>, Detail> {
-    Ok(Json(json!(state.chat.sessions().await?)))
+async fn list_sessions(
+    State(state): State<Arc<AppState>>,
+    identity: Identity,
+) -> Result<Json<Value>, Detail> {
+    Ok(Json(json!(state.chat.sessions(&identity.user()?).await?)))
 }
 
 async fn history(
     State(state): State<Arc<AppState>>,
+    identity: Identity,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Detail> {
-    Ok(Json(json!(state.chat.history(&id).await?)))
+    Ok(Json(json!(
+        state.chat.history(&identity.user()?, &id).await?
+    )))
 }
 
 #[derive(Deserialize)]
@@ -154,7 +174,12 @@ struct StreamQuery {
 }
 
 /// A chat on the session with every reachable server's tools.
-fn input(session: String, message: String, format: Option<String>) -> Result<ChatInput, Detail> {
+fn input(
+    user: Option<Principal>,
+    session: String,
+    message: String,
+    format: Option<String>,
+) -> Result<ChatInput, Detail> {
     if message.trim().is_empty() {
         return Err(Detail(
             StatusCode::BAD_REQUEST,
@@ -162,7 +187,11 @@ fn input(session: String, message: String, format: Option<String>) -> Result<Cha
         ));
     }
     Ok(ChatInput {
-        caller: Caller::anonymous("mcp_chat_api"),
+        caller: Caller {
+            principal: user,
+            end_user: None,
+            reason: "mcp_chat_api",
+        },
         history: History::Session {
             id: session,
             message,
@@ -180,12 +209,15 @@ fn input(session: String, message: String, format: Option<String>) -> Result<Cha
 
 async fn chat(
     State(state): State<Arc<AppState>>,
+    identity: Identity,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, Detail> {
+    let user = identity.user()?;
     let body: ChatBody =
         parse_json(&body).map_err(|e| Detail(StatusCode::BAD_REQUEST, e.message()))?;
-    let outcome = state.chat.complete(input(id, body.message, None)?).await?;
+    let input = input(user, id, body.message, None)?;
+    let outcome = state.chat.complete(input).await?;
     if let Some(error) = outcome.error {
         return Err(Detail(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -201,14 +233,19 @@ async fn chat(
 
 async fn chat_stream(
     State(state): State<Arc<AppState>>,
+    identity: Identity,
     Path(id): Path<String>,
     Query(query): Query<StreamQuery>,
 ) -> Result<ChatStream, Detail> {
+    let user = identity.user()?;
     let message = query.message.ok_or_else(|| {
         Detail(
             StatusCode::BAD_REQUEST,
             "the `message` query parameter is required".into(),
         )
     })?;
-    Ok(state.chat.stream(input(id, message, query.format)?).await?)
+    Ok(state
+        .chat
+        .stream(input(user, id, message, query.format)?)
+        .await?)
 }

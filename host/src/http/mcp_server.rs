@@ -8,7 +8,6 @@
 //! Viewers are listed only read-only tools; calls go through the same
 //! dispatcher as chat tool calls, with `x-end-user-id` pinning them.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -39,15 +38,12 @@ use crate::chat::{ToolBinding, ToolChoice, ToolSet};
 /// The `/mcp` and `/mcp/` routes.
 pub fn routes(
     state: Arc<AppState>,
-    listen: SocketAddr,
     max_body_bytes: usize,
     shutdown: CancellationToken,
 ) -> Router<Arc<AppState>> {
-    // DNS-rebinding protection: loopback names plus the address we listen on.
-    let mut hosts = vec!["localhost".to_owned(), "127.0.0.1".into(), "::1".into()];
-    hosts.push(listen.ip().to_string());
+    // The guard in front of every surface checks `Host` already.
     let config = StreamableHttpServerConfig::default()
-        .with_allowed_hosts(hosts)
+        .disable_allowed_hosts()
         .with_max_request_body_bytes(max_body_bytes)
         .with_cancellation_token(shutdown);
     let handler_state = state.clone();
@@ -104,12 +100,9 @@ async fn authorize(
         .await
 }
 
-/// An over-limit body, as JSON-RPC's invalid request.
-pub fn too_large(message: String) -> (StatusCode, Json<Value>) {
-    (
-        StatusCode::PAYLOAD_TOO_LARGE,
-        Json(rpc_error(-32600, &message)),
-    )
+/// A request refused before its route, as JSON-RPC's invalid request.
+pub fn refusal(status: StatusCode, message: String) -> (StatusCode, Json<Value>) {
+    (status, Json(rpc_error(-32600, &message)))
 }
 
 /// A JSON-RPC error object with no id, for requests that never got one.
@@ -180,14 +173,9 @@ impl Aggregate {
     }
 
     async fn tools_for(&self, caller: &Caller) -> Result<ToolSet, ErrorData> {
-        let org = caller
-            .principal
-            .as_ref()
-            .map(|p| p.org.clone())
-            .unwrap_or_default();
         self.state
             .chat
-            .tools(ToolChoice::Org(org))
+            .tools(caller, ToolChoice::WithConnections)
             .await
             .map_err(|e| ErrorData::internal_error(e.to_string(), None))
     }

@@ -7,6 +7,7 @@ mod admin;
 mod body;
 mod caller;
 mod feather;
+mod guard;
 mod mcp_chat;
 mod mcp_server;
 mod servers;
@@ -17,20 +18,20 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
 
-use crate::auth::ApiKeys;
+use crate::auth::{ApiKeys, KeyRefusal};
 use crate::chat::{ChatError, ChatService, ChatStream};
 use crate::connections::Connections;
 use crate::plugins::PluginRuntime;
 use crate::registry::Registry;
+use guard::{Guard, guarded};
 
 /// What every surface shares: the services below them, and who may call.
 pub struct AppState {
@@ -46,14 +47,21 @@ pub struct AppState {
 #[error("invalid CORS origin `{0}` in the config")]
 pub struct InvalidOrigin(String);
 
+/// What the router needs from the configuration.
+pub struct HttpConfig<'a> {
+    pub listen: SocketAddr,
+    pub cors_origins: &'a [String],
+    pub allowed_hosts: &'a [String],
+    pub max_body_bytes: usize,
+}
+
 pub fn router(
     state: Arc<AppState>,
-    cors_origins: &[String],
-    max_body_bytes: usize,
-    listen: SocketAddr,
+    config: HttpConfig<'_>,
     shutdown: CancellationToken,
 ) -> Result<Router, InvalidOrigin> {
-    let origins = cors_origins
+    let origins = config
+        .cors_origins
         .iter()
         .map(|o| HeaderValue::try_from(o.as_str()).map_err(|_| InvalidOrigin(o.clone())))
         .collect::<Result<Vec<_>, _>>()?;
@@ -63,44 +71,24 @@ pub fn router(
         .allow_credentials(true)
         .allow_methods(AllowMethods::mirror_request())
         .allow_headers(AllowHeaders::mirror_request());
-    let limit = max_body_bytes;
-    let mcp = mcp_server::routes(state.clone(), listen, max_body_bytes, shutdown);
+    let guard = Arc::new(Guard::new(
+        config.listen,
+        config.allowed_hosts,
+        config.cors_origins,
+        config.max_body_bytes,
+    ));
+    let mcp = mcp_server::routes(state.clone(), config.max_body_bytes, shutdown);
     Ok(Router::new()
-        .merge(too_large_as(simple::routes(), limit, Detail::too_large))
-        .merge(too_large_as(admin::routes(), limit, Detail::too_large))
-        .merge(too_large_as(mcp_chat::routes(), limit, Detail::too_large))
-        .merge(too_large_as(servers::routes(), limit, Detail::too_large))
-        .merge(too_large_as(
-            truefoundry::routes(),
-            limit,
-            truefoundry::too_large,
-        ))
-        .merge(too_large_as(feather::routes(), limit, feather::too_large))
-        .merge(too_large_as(mcp, limit, mcp_server::too_large))
+        .merge(guarded(simple::routes(), &guard, Detail))
+        .merge(guarded(admin::routes(), &guard, Detail))
+        .merge(guarded(mcp_chat::routes(), &guard, Detail))
+        .merge(guarded(servers::routes(), &guard, Detail))
+        .merge(guarded(truefoundry::routes(), &guard, truefoundry::refusal))
+        .merge(guarded(feather::routes(), &guard, feather::refusal))
+        .merge(guarded(mcp, &guard, mcp_server::refusal))
         .with_state(state)
-        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(cors))
-}
-
-/// Answers an over-limit body in the error shape of the surface's
-/// contract, naming the limit; axum and rmcp answer in plain text.
-fn too_large_as<R: IntoResponse + 'static>(
-    routes: Router<Arc<AppState>>,
-    limit: usize,
-    shape: fn(String) -> R,
-) -> Router<Arc<AppState>> {
-    routes.route_layer(middleware::from_fn(
-        move |request: Request, next: Next| async move {
-            let response = next.run(request).await;
-            if response.status() != StatusCode::PAYLOAD_TOO_LARGE {
-                return response;
-            }
-            shape(format!(
-                "request body is too large: the limit is {limit} bytes (limits.max_body_bytes)"
-            ))
-            .into_response()
-        },
-    ))
 }
 
 impl IntoResponse for ChatStream {
@@ -127,9 +115,9 @@ impl IntoResponse for ChatStream {
 /// API contracts (seeds 003 and 004).
 struct Detail(StatusCode, String);
 
-impl Detail {
-    fn too_large(message: String) -> Detail {
-        Detail(StatusCode::PAYLOAD_TOO_LARGE, message)
+impl From<KeyRefusal> for Detail {
+    fn from(refusal: KeyRefusal) -> Detail {
+        Detail(StatusCode::UNAUTHORIZED, refusal.message().into())
     }
 }
 

@@ -14,7 +14,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use super::AppState;
+use super::{AppState, Detail};
+use crate::auth::Identity;
 use crate::chat::ToolSummary;
 use crate::registry::ServerView;
 
@@ -22,8 +23,12 @@ pub fn routes() -> Router<Arc<AppState>> {
     Router::new().route("/servers", get(list))
 }
 
-async fn list(State(state): State<Arc<AppState>>) -> Json<Vec<Value>> {
-    Json(state.registry.list().await.iter().map(describe).collect())
+async fn list(
+    State(state): State<Arc<AppState>>,
+    identity: Identity,
+) -> Result<Json<Vec<Value>>, Detail> {
+    let servers = state.registry.list(&identity.user()?).await;
+    Ok(Json(servers.iter().map(describe).collect()))
 }
 
 /// One server as both contracts show it.

@@ -2,7 +2,8 @@
 //!
 //! One MCP server is connected at a time, and the chat service keeps the
 //! conversation with it until the client disconnects or connects
-//! elsewhere. Errors are `{"detail": "..."}`.
+//! elsewhere: one conversation per API key, one in local mode. Errors are
+//! `{"detail": "..."}`.
 
 use std::sync::Arc;
 
@@ -17,7 +18,7 @@ use serde_json::{Value, json};
 use super::body::{BodyError, parse_json};
 use super::servers::tool_summaries;
 use super::{AppState, Detail};
-use crate::auth::Caller;
+use crate::auth::{Caller, Identity, Principal};
 use crate::chat::{ChatInput, ChatLog, ChatOptions, ChatStream, Format, History, ToolChoice};
 
 /// The built-in format of this surface, also used for its error events.
@@ -34,9 +35,11 @@ pub fn routes() -> Router<Arc<AppState>> {
 
 async fn connect(
     State(state): State<Arc<AppState>>,
+    identity: Identity,
     Path(server_id): Path<String>,
 ) -> Result<Json<Value>, Detail> {
-    let (name, tools) = state.chat.connect(&server_id).await?;
+    let user = identity.user()?;
+    let (name, tools) = state.chat.connect(&user, &server_id).await?;
     Ok(Json(json!({
         "success": true,
         "server_id": server_id,
@@ -45,16 +48,22 @@ async fn connect(
     })))
 }
 
-async fn status(State(state): State<Arc<AppState>>) -> Json<Value> {
-    let (server, tools) = state.chat.connected().await;
-    Json(
+async fn status(
+    State(state): State<Arc<AppState>>,
+    identity: Identity,
+) -> Result<Json<Value>, Detail> {
+    let (server, tools) = state.chat.connected(&identity.user()?).await;
+    Ok(Json(
         json!({ "connected": server.is_some(), "server_id": server, "tools": tool_summaries(&tools) }),
-    )
+    ))
 }
 
-async fn disconnect(State(state): State<Arc<AppState>>) -> Json<Value> {
-    state.chat.disconnect().await;
-    Json(json!({ "success": true }))
+async fn disconnect(
+    State(state): State<Arc<AppState>>,
+    identity: Identity,
+) -> Result<Json<Value>, Detail> {
+    state.chat.disconnect(&identity.user()?).await;
+    Ok(Json(json!({ "success": true })))
 }
 
 #[derive(Deserialize)]
@@ -71,7 +80,11 @@ struct StreamQuery {
 }
 
 /// The chat against the connected server, continuing its conversation.
-fn input(body: &[u8], format: Option<String>) -> Result<ChatInput, Detail> {
+fn input(
+    user: Option<Principal>,
+    body: &[u8],
+    format: Option<String>,
+) -> Result<ChatInput, Detail> {
     let body: ChatBody = parse_json(body).map_err(|e| {
         let status = match e {
             BodyError::Syntax(_) => StatusCode::BAD_REQUEST,
@@ -86,7 +99,11 @@ fn input(body: &[u8], format: Option<String>) -> Result<ChatInput, Detail> {
         ));
     }
     Ok(ChatInput {
-        caller: Caller::anonymous("simple_chat"),
+        caller: Caller {
+            principal: user,
+            end_user: None,
+            reason: "simple_chat",
+        },
         history: History::Connected {
             message: body.message,
         },
@@ -103,14 +120,21 @@ fn input(body: &[u8], format: Option<String>) -> Result<ChatInput, Detail> {
 
 async fn chat_stream(
     State(state): State<Arc<AppState>>,
+    identity: Identity,
     Query(query): Query<StreamQuery>,
     body: Bytes,
 ) -> Result<ChatStream, Detail> {
-    Ok(state.chat.stream(input(&body, query.format)?).await?)
+    let input = input(identity.user()?, &body, query.format)?;
+    Ok(state.chat.stream(input).await?)
 }
 
-async fn chat(State(state): State<Arc<AppState>>, body: Bytes) -> Result<Json<Value>, Detail> {
-    let outcome = state.chat.complete(input(&body, None)?).await?;
+async fn chat(
+    State(state): State<Arc<AppState>>,
+    identity: Identity,
+    body: Bytes,
+) -> Result<Json<Value>, Detail> {
+    let input = input(identity.user()?, &body, None)?;
+    let outcome = state.chat.complete(input).await?;
     if let Some(error) = outcome.error {
         return Err(Detail(StatusCode::BAD_GATEWAY, error));
     }

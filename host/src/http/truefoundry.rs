@@ -62,12 +62,13 @@ impl ApiError {
     }
 }
 
-pub fn too_large(message: String) -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "invalid_request_error",
-        message,
-    )
+/// A request refused before its route, OpenAI-shaped.
+pub fn refusal(status: StatusCode, message: String) -> ApiError {
+    let kind = match status {
+        StatusCode::FORBIDDEN => "permission_error",
+        _ => "invalid_request_error",
+    };
+    ApiError::new(status, kind, message)
 }
 
 impl IntoResponse for ApiError {
@@ -153,11 +154,10 @@ fn enabled() -> bool {
 }
 
 fn authenticate(identity: Identity) -> Result<Principal, ApiError> {
-    identity.principal().map_err(|why| {
+    identity.key().map_err(|why| {
         let message = match why {
             KeyRefusal::Missing => "missing `Authorization: Bearer <api key>` header",
-            KeyRefusal::NotBearer => "the Authorization header must be `Bearer <api key>`",
-            KeyRefusal::Unknown => "invalid API key",
+            other => other.message(),
         };
         ApiError::new(StatusCode::UNAUTHORIZED, "authentication_error", message)
     })

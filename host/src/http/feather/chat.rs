@@ -109,7 +109,7 @@ async fn chat_stream(
     let principal = authenticate(identity)?;
     let request = ChatStreamRequest::parse(&body)?;
     let input = ChatInput {
-        tools: ToolChoice::Org(principal.org.clone()),
+        tools: ToolChoice::WithConnections,
         caller: Caller {
             principal: Some(principal),
             end_user: request.end_user_id,

@@ -24,20 +24,23 @@ pub fn routes() -> Router<Arc<AppState>> {
     chat::routes().merge(integrations::routes())
 }
 
-pub fn too_large(message: String) -> FeatherError {
-    FeatherError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "PayloadTooLargeError",
-        message,
-    )
+/// A request refused before its route, as an `ErrorResponse`.
+pub fn refusal(status: StatusCode, message: String) -> FeatherError {
+    let error = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "PayloadTooLargeError",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "UnsupportedMediaTypeError",
+        _ => "PermissionDeniedError",
+    };
+    FeatherError::new(status, error, message)
 }
 
 /// The caller, or the seed's 401 `ErrorResponse`.
 pub fn authenticate(identity: Identity) -> Result<Principal, FeatherError> {
-    identity.principal().map_err(|why| {
+    identity.key().map_err(|why| {
         let message = match why {
             KeyRefusal::Missing => "missing API key: send it in the x-api-key header",
             KeyRefusal::NotBearer | KeyRefusal::Unknown => "invalid API key",
+            KeyRefusal::NoKeys => why.message(),
         };
         FeatherError::new(StatusCode::UNAUTHORIZED, "AuthenticationError", message)
     })

@@ -85,6 +85,35 @@ pub fn at(mut base: Loc, part: impl Into<Value>) -> Loc {
     base
 }
 
+/// Fields whose values are secrets: an error shows them masked, as
+/// pydantic shows a `SecretStr`.
+const SECRET_FIELDS: &[&str] = &["bearer_token", "headers", "env"];
+const MASK: &str = "**********";
+
+/// `input` as an error may show it: a secret field's value masked, and so
+/// are those inside an object that holds secret fields.
+fn shown(loc: &Loc, input: &Value) -> Value {
+    let secret = |name: &str| SECRET_FIELDS.contains(&name);
+    if loc.iter().any(|part| part.as_str().is_some_and(secret)) {
+        return Value::from(MASK);
+    }
+    match input {
+        Value::Object(object) => Value::Object(
+            object
+                .iter()
+                .map(|(name, value)| {
+                    let value = match secret(name) {
+                        true => Value::from(MASK),
+                        false => shown(&Vec::new(), value),
+                    };
+                    (name.clone(), value)
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
 impl Validator {
     pub fn error(
         &mut self,
@@ -96,9 +125,9 @@ impl Validator {
     ) {
         self.errors.push(ValidationError {
             kind: kind.to_owned(),
+            input: shown(&loc, input),
             loc,
             msg: msg.into(),
-            input: input.clone(),
             ctx,
         });
     }
@@ -422,6 +451,22 @@ mod tests {
         );
         assert_eq!(errors[1]["ctx"], json!({ "le": 16384 }));
         assert_eq!(errors[4]["msg"], "Input should be 'user' or 'assistant'");
+    }
+
+    #[test]
+    fn secret_fields_are_masked_wherever_an_error_shows_them() {
+        let body = json!({ "url": 5, "bearer_token": "sk-secret", "headers": { "a": "b" } });
+        let mut v = Validator::default();
+        let object = v.model(loc(&["body"]), &body).unwrap();
+        v.required(object, loc(&["body"]), "name");
+        v.string(loc(&["body", "bearer_token"]), &json!(7));
+        let text = serde_json::to_string(&detail(v.finish())).unwrap();
+        assert!(
+            !text.contains("sk-secret") && !text.contains("\"b\""),
+            "{text}"
+        );
+        assert!(text.contains("\"bearer_token\":\"**********\""), "{text}");
+        assert!(text.contains("\"input\":\"**********\""), "{text}");
     }
 
     #[test]
