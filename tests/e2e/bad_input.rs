@@ -175,6 +175,7 @@ fn cases(endpoint: &Endpoint) -> Vec<(&'static str, Vec<u8>, &'static [&'static 
 async fn send(host: &Agenthost, endpoint: &Endpoint, body: Vec<u8>) -> (StatusCode, String) {
     let mut request = client()
         .request(endpoint.method.clone(), host.url(&endpoint.path))
+        .header("x-api-key", KEY)
         .header("content-type", "application/json")
         .header("accept", "application/json, text/event-stream")
         .body(body);
@@ -202,7 +203,8 @@ async fn every_endpoint_answers_bad_input_with_its_own_4xx() {
             ("AGENTHOST_TEST_KEY", "sk-test"),
             ("AGENTHOST_CONNECTION_KEY", CONNECTION_KEY),
         ],
-    );
+    )
+    .with_key(KEY);
     host.post("/connect/demo", "").await;
     let (_, session) = host.post_json("/sessions", "").await;
     let session = session["session_id"].as_str().unwrap().to_owned();

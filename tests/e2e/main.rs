@@ -7,6 +7,7 @@
 mod bad_input;
 mod crash_safety;
 mod feather;
+mod hostile;
 mod load;
 mod mcp_chat;
 mod mcp_failures;
@@ -17,3 +18,4 @@ mod providers;
 mod secrets;
 mod simple_frontend;
 mod truefoundry;
+mod trust;

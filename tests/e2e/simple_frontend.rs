@@ -171,7 +171,9 @@ async fn newcomer_path_works_offline_with_the_mock_provider() {
         ]
     );
 
-    // `curl -d` sends a form content type; the body is JSON all the same.
+    // `curl -d` without `-H 'content-type: application/json'` sends a form
+    // content type, as a page elsewhere can without a CORS preflight: it is
+    // refused, saying what to send.
     let response = client()
         .post(host.url("/chat/stream"))
         .header("content-type", "application/x-www-form-urlencoded")
@@ -179,10 +181,10 @@ async fn newcomer_path_works_offline_with_the_mock_provider() {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    assert_golden(
-        "simple/form_encoded_body.sse",
-        &response.text().await.unwrap(),
+    assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(
+        response.json::<serde_json::Value>().await.unwrap(),
+        json!({ "detail": "send the request body as JSON, with `Content-Type: application/json`" })
     );
 }
 

@@ -163,7 +163,7 @@ mod tests {
                 description: String::new(),
                 input_schema: "{}".into(),
                 read_only: true,
-                entry: pool.server("demo").unwrap(),
+                entry: pool.server(None, "demo").unwrap(),
             }],
         }
     }

@@ -80,6 +80,8 @@ pub struct Agenthost {
     child: Child,
     pub base: String,
     logs: Arc<Mutex<String>>,
+    /// Sent as `x-api-key` by the request helpers below.
+    key: Option<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -175,7 +177,24 @@ impl Agenthost {
             child,
             base: format!("http://{addr}"),
             logs,
+            key: None,
             _dir: dir,
+        }
+    }
+
+    /// Makes the request helpers send `key`, for tests of keyed mode whose
+    /// subject is not who is calling.
+    pub fn with_key(mut self, key: &str) -> Agenthost {
+        self.key = Some(key.to_owned());
+        self
+    }
+
+    /// A request to `path` with this host's key, if it has one.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = client().request(method, self.url(path));
+        match &self.key {
+            Some(key) => request.header("x-api-key", key),
+            None => request,
         }
     }
 
@@ -203,8 +222,8 @@ impl Agenthost {
     }
 
     pub async fn post(&self, path: &str, body: &str) -> (StatusCode, String) {
-        let response = client()
-            .post(self.url(path))
+        let response = self
+            .request(reqwest::Method::POST, path)
             .body(body.to_owned())
             .send()
             .await
@@ -213,17 +232,22 @@ impl Agenthost {
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
-        let response = client().get(self.url(path)).send().await.unwrap();
+        let response = self
+            .request(reqwest::Method::GET, path)
+            .send()
+            .await
+            .unwrap();
         let status = response.status();
         (status, response.json().await.unwrap())
     }
 
-    /// `DELETE path`, with an `x-api-key` when given; the body as JSON.
+    /// `DELETE path`, with `key` (else this host's) as `x-api-key`; the
+    /// body as JSON.
     pub async fn delete(&self, path: &str, key: Option<&str>) -> (StatusCode, Value) {
-        let mut request = client().delete(self.url(path));
-        if let Some(key) = key {
-            request = request.header("x-api-key", key);
-        }
+        let request = match key {
+            Some(key) => client().delete(self.url(path)).header("x-api-key", key),
+            None => self.request(reqwest::Method::DELETE, path),
+        };
         let response = request.send().await.unwrap();
         (
             response.status(),
@@ -254,11 +278,19 @@ fn unsafe_kill(pid: u32, signal: &str) {
         .status();
 }
 
+/// An HTTP client that sends its bodies as JSON, as the seed contracts
+/// ask; a test that means to send something else says so.
 pub fn client() -> reqwest::Client {
     // reqwest is built without a default TLS crypto provider.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    let json = reqwest::header::HeaderValue::from_static("application/json");
     reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
+        .default_headers(
+            [(reqwest::header::CONTENT_TYPE, json)]
+                .into_iter()
+                .collect(),
+        )
         .build()
         .unwrap()
 }
