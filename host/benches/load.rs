@@ -77,6 +77,7 @@ async fn start_agenthost(llm: &MockLlm, binary: &Path) -> Agenthost {
     let host = Agenthost::start_binary(binary, &config(llm), &[("AGENTHOST_TEST_KEY", "sk-bench")]);
     let response = client()
         .post(host.url("/connect/demo"))
+        .header("x-api-key", ADMIN_KEY)
         .send()
         .await
         .unwrap();
@@ -140,10 +141,10 @@ async fn demo_tools() -> Value {
     ]))
     .unwrap();
     let pool = McpPool::new(servers, UrlPolicy::default(), 1 << 20);
-    pool.server("demo").unwrap().tools().await.unwrap();
-    let tools = pool
-        .reachable_tool_set()
+    let reachable = pool.reachable(None, Duration::from_secs(30)).await;
+    let tools = agenthost::mcp::tool_set(&reachable.shared)
         .await
+        .unwrap()
         .tools
         .iter()
         .map(|t| {
@@ -171,7 +172,7 @@ async fn targets(
         name: name.into(),
         url: host.url("/chat/{session}/stream?message=Say%20twenty%20words."),
         body: None,
-        headers: Vec::new(),
+        headers: vec![("x-api-key", ADMIN_KEY.to_owned())],
         sessions: Some((host.url("/sessions"), chats_per_session)),
         server: Some(host.pid()),
     };
@@ -206,6 +207,7 @@ async fn targets(
             host.url("/chat/stream"),
             json!({ "message": ask }),
         )
+        .header("x-api-key", ADMIN_KEY)
         .served_by(host),
         mcp_chat("agenthost: MCP Chat API, new session per chat", 1),
         mcp_chat("agenthost: MCP Chat API, 4 chats per session", 4),
@@ -214,6 +216,7 @@ async fn targets(
             tools_host.url("/chat/stream"),
             json!({ "message": "What is 6*7?" }),
         )
+        .header("x-api-key", ADMIN_KEY)
         .served_by(tools_host),
     ]
 }
@@ -239,11 +242,11 @@ async fn send(
     let url = match &target.sessions {
         Some((sessions, chats_per_session)) => {
             if conversation.chats.is_multiple_of(*chats_per_session) {
-                let response = client
-                    .post(sessions)
-                    .send()
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let mut create = client.post(sessions);
+                for (name, value) in &target.headers {
+                    create = create.header(*name, value);
+                }
+                let response = create.send().await.map_err(|e| e.to_string())?;
                 let session: Value = response.json().await.map_err(|e| e.to_string())?;
                 let id = session["session_id"].as_str().ok_or("no session id")?;
                 conversation.session = Some(id.to_owned());
@@ -667,6 +670,8 @@ async fn open_streams() {
             streams.spawn(async move {
                 let response = client
                     .post(url)
+                    .header("content-type", "application/json")
+                    .header("x-api-key", ADMIN_KEY)
                     .body(r#"{"message": "Take your time."}"#)
                     .send()
                     .await;
@@ -731,7 +736,7 @@ async fn mcp_round_trips() {
     println!("| transport | callers | calls | calls/s | p50 µs | p99 µs |");
     println!("|---|---|---|---|---|---|");
     for id in ["stdio", "http"] {
-        let server = pool.server(id).unwrap();
+        let server = pool.server(None, id).unwrap();
         server.tools().await.unwrap();
         for (callers, calls_each) in [(1, 4_000), (64, 100)] {
             let start = Instant::now();
