@@ -260,27 +260,32 @@ impl ServerEntry {
         self.session(|s| s.tools.clone()).await
     }
 
-    /// [`tools`](Self::tools), waiting at most `wait` for a session that is
-    /// not open yet. The start goes on in a task of its own after the wait,
-    /// so a slow server is ready for a later chat.
+    /// Whether the server is ready, waiting at most `wait` for a session
+    /// that is not open yet. A start goes on in a task of its own after
+    /// the wait, so a slow server is ready for a later chat; chats that
+    /// find a start under way wait for it rather than start another.
     pub async fn tools_within(self: &Arc<Self>, wait: Duration) -> Result<(), McpError> {
-        if let Ok(slot) = self.slot.try_lock()
-            && slot.session.as_ref().is_some_and(Session::is_alive)
-        {
+        let deadline = tokio::time::Instant::now() + wait;
+        let starting = || McpError::Starting {
+            id: self.config.id.clone(),
+            secs: wait.as_secs_f64(),
+        };
+        let live = match tokio::time::timeout_at(deadline, self.slot.lock()).await {
+            Ok(slot) => slot.session.as_ref().is_some_and(Session::is_alive),
+            Err(_) => return Err(starting()),
+        };
+        if live {
             return Ok(());
         }
         let server = self.clone();
         let start = tokio::spawn(async move { server.tools().await.map(drop) });
-        match tokio::time::timeout(wait, start).await {
+        match tokio::time::timeout_at(deadline, start).await {
             Ok(Ok(started)) => started,
             Ok(Err(_)) => Err(McpError::Connect {
                 id: self.config.id.clone(),
                 reason: "its start-up task failed".into(),
             }),
-            Err(_) => Err(McpError::Starting {
-                id: self.config.id.clone(),
-                secs: wait.as_secs_f64(),
-            }),
+            Err(_) => Err(starting()),
         }
     }
 
