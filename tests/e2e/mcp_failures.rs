@@ -73,15 +73,10 @@ async fn failing_server_calls_become_error_results_and_the_server_restarts() {
     let first = pid_in(&echo);
     assert_eq!(echo, format!("echo: hi (pid {first})"));
 
-    // Exits mid-call: the model reads the error at once, the chat ends
-    // normally, and the next use starts a new process.
-    let started = Instant::now();
+    // Exits mid-call: the model reads why (not the timeout's message, so
+    // it did not wait the timeout out), the chat ends normally, and the
+    // next use starts a new process.
     let (crash, text) = call_tool(&llm, &host, "crash", json!({})).await;
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "crash took {:?}",
-        started.elapsed()
-    );
     assert_eq!(
         crash,
         "tool `crash` of MCP server `flaky` failed: the server went away mid-call (its process exited or its connection closed)"
@@ -93,13 +88,7 @@ async fn failing_server_calls_become_error_results_and_the_server_restarts() {
     assert!(wait_until_gone(first));
 
     // Hangs: waits out the 2 s timeout, and the stuck process is replaced.
-    let started = Instant::now();
     let (hang, text) = call_tool(&llm, &host, "hang", json!({})).await;
-    assert!(
-        started.elapsed() < Duration::from_secs(4),
-        "hang took {:?}",
-        started.elapsed()
-    );
     assert_eq!(
         hang,
         "tool `hang` of MCP server `flaky` did not answer within 2 s"
@@ -110,10 +99,9 @@ async fn failing_server_calls_become_error_results_and_the_server_restarts() {
     assert!(wait_until_gone(second), "the stuck server was stopped");
 
     // Malformed JSON-RPC (a line that is not JSON, then a response of the
-    // wrong shape): an error at once, and the server serves on.
-    let started = Instant::now();
+    // wrong shape): an error naming that, not the timeout, and the server
+    // serves on.
     let (malformed, text) = call_tool(&llm, &host, "malformed", json!({})).await;
-    assert!(started.elapsed() < Duration::from_secs(2));
     assert_eq!(
         malformed,
         "tool `malformed` of MCP server `flaky` failed: the server answered with something that is not a tool result (malformed JSON-RPC)"
@@ -143,11 +131,21 @@ async fn failing_server_calls_become_error_results_and_the_server_restarts() {
         sent.len()
     );
 
-    // A flood of notifications before the answer: the answer gets through.
-    let (flood, _) = call_tool(&llm, &host, "flood", json!({"count": 20000})).await;
-    assert_eq!(flood, "flooded after 20000 notifications");
-
     settle_children(&host, 1);
+}
+
+/// The answer comes after 20,000 notifications. The timeout is generous
+/// because what is proven is that the answer is not lost among them, not
+/// how fast a busy machine reads them.
+#[tokio::test]
+async fn an_answer_behind_a_flood_of_notifications_gets_through() {
+    let servers = failing_server_toml("flaky", "", "timeout = 120\n");
+    let (llm, host) = host_with(&servers).await;
+    let (status, body) = host.post_json("/connect/flaky", "").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (flood, text) = call_tool(&llm, &host, "flood", json!({"count": 20000})).await;
+    assert_eq!(flood, "flooded after 20000 notifications");
+    assert_eq!(text, "Done.");
 }
 
 #[tokio::test]
@@ -174,18 +172,19 @@ async fn slow_starting_servers_get_a_bounded_wait_then_backoff() {
     let (status, body) = host.post_json("/connect/glacial", "").await;
     let waited = started.elapsed();
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
-    assert!(waited < Duration::from_secs(3), "waited {waited:?}");
+    assert!(
+        waited < Duration::from_secs(30),
+        "waited {waited:?}, not the 1 s startup timeout"
+    );
     assert_eq!(
         body["detail"],
         "failed to connect to MCP server `glacial`: it did not start and list its tools within 1 s"
     );
 
-    // Asked again at once: no new process, the last error and when the
-    // next attempt may be made.
-    let started = Instant::now();
+    // Asked again at once: no new attempt (still one failure in a row),
+    // the last error and when the next attempt may be made.
     let (status, body) = host.post_json("/connect/glacial", "").await;
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
-    assert!(started.elapsed() < Duration::from_millis(500));
     let detail = body["detail"].as_str().unwrap();
     assert!(
         detail.starts_with("failed to connect to MCP server `glacial`: it did not start and list its tools within 1 s (failed to start 1 time in a row; next attempt in "),
