@@ -11,7 +11,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("sealing", &[]),
     ("demo_mcp", &[]),
     ("auth", &["config"]),
-    ("store", &["timestamp"]),
+    ("store", &["config", "timestamp"]),
     ("plugins", &["config"]),
     ("devtools", &["config", "plugins"]),
     ("mcp", &["config", "timestamp"]),

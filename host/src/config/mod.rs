@@ -10,9 +10,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod database;
 mod keys;
 mod providers;
 
+pub use database::{Database, PoolLimits};
 pub use keys::{ApiKeyConfig, Role};
 
 pub use providers::{
@@ -20,6 +22,8 @@ pub use providers::{
 };
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
+/// The variable that names the database, over the config file.
+pub const DATABASE_URL_ENV: &str = "AGENTHOST_DATABASE_URL";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -42,9 +46,13 @@ pub enum ConfigError {
 pub struct Config {
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
-    /// The database, and by default the compiled-plugin cache.
+    /// The SQLite database, and by default the compiled-plugin cache.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
+    /// A PostgreSQL URL, for several replicas sharing one store; absent:
+    /// SQLite in `data_dir`. `AGENTHOST_DATABASE_URL` takes precedence.
+    #[serde(default)]
+    pub database_url: Option<String>,
     /// Compiled-plugin cache; `data_dir/plugin-cache` when absent.
     #[serde(default)]
     pub cache_dir: Option<PathBuf>,
@@ -296,6 +304,10 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Largest tool result, serialized, passed on to the model and client.
     pub tool_result_max_bytes: usize,
+    /// Longest a database operation may wait or run (PostgreSQL).
+    pub database_timeout_secs: f64,
+    /// Connections to PostgreSQL one replica keeps at most.
+    pub database_connections: usize,
 }
 
 impl Default for Limits {
@@ -307,6 +319,8 @@ impl Default for Limits {
             plugin_streams_per_instance: 32,
             max_body_bytes: 1 << 20,
             tool_result_max_bytes: 1 << 20,
+            database_timeout_secs: 10.0,
+            database_connections: 32,
         }
     }
 }
@@ -400,6 +414,11 @@ impl Config {
                 )));
             }
         }
+        if self.limits.database_connections == 0 {
+            return Err(ConfigError::Invalid(
+                "limits.database_connections must be at least 1".into(),
+            ));
+        }
         if self.limits.plugin_streams_per_instance == 0 {
             return Err(ConfigError::Invalid(
                 "limits.plugin_streams_per_instance must be at least 1".into(),
@@ -423,6 +442,10 @@ impl Config {
             ),
             ("agent.retry_budget_secs", agent.retry_budget_secs),
             ("agent.tools_wait_secs", agent.tools_wait_secs),
+            (
+                "limits.database_timeout_secs",
+                self.limits.database_timeout_secs,
+            ),
         ] {
             positive_secs(key, value)?;
         }
@@ -440,6 +463,32 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// Where the data lives: `AGENTHOST_DATABASE_URL`, else `database_url`,
+    /// else SQLite in `data_dir`.
+    pub fn database(&self, env: &dyn Env) -> Result<Database, ConfigError> {
+        let url = env
+            .var(DATABASE_URL_ENV)
+            .filter(|url| !url.trim().is_empty())
+            .or_else(|| self.database_url.clone());
+        match url {
+            None => Ok(Database::Sqlite(self.data_dir.join("agenthost.db"))),
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Ok(Database::Postgres(url))
+            }
+            Some(_) => Err(ConfigError::Invalid(format!(
+                "database_url (or {DATABASE_URL_ENV}) must be a postgres:// URL; leave it out for SQLite in data_dir"
+            ))),
+        }
+    }
+
+    /// The limits of the database's connection pool.
+    pub fn pool_limits(&self) -> PoolLimits {
+        PoolLimits {
+            timeout: seconds(self.limits.database_timeout_secs),
+            connections: self.limits.database_connections,
+        }
     }
 
     /// The MCP servers to offer: the configured ones, or the built-in demo

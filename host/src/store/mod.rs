@@ -1,101 +1,23 @@
-//! Persistence in SQLite under `data_dir`: chat sessions with their
-//! history, MCP servers registered at run time, org connections and the
-//! tool-call log.
+//! Persistence: chat sessions with their history, MCP servers registered
+//! at run time, org connections and the tool-call log.
 //!
-//! WAL mode with `synchronous = FULL`: a write that returned is on disk,
-//! so anything acknowledged to a client survives a crash. Each write is
-//! atomic, so a crash never leaves half of an exchange; concurrent writes
-//! share a commit (see `writer`). rusqlite is blocking: reads run on
-//! tokio's blocking pool, writes on the writer thread.
+//! Two backends with the same behaviour: SQLite in `data_dir`, the
+//! embedded default for one process, and PostgreSQL, shared by several
+//! replicas (see `postgres`). An acknowledged write is committed in both.
+//! Only PostgreSQL has neighbours to tell: its changes to servers and
+//! connections come back to every replica as [`Change`]s, and a session's
+//! chats are serialized across replicas by a lock in the database.
 
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+mod postgres;
+mod rows;
+mod sqlite;
 
-mod connections;
-mod servers;
-mod tool_calls;
-mod writer;
-
-pub use connections::{ConnectionRow, ConnectionToolRow};
-pub use servers::StoredServer;
-pub use tool_calls::ToolCallRecord;
-
-use rusqlite::config::DbConfig;
-use rusqlite::{Connection, OptionalExtension, params};
-use serde::Serialize;
-
-use crate::timestamp::now;
-
-/// Every commit writes each page it touched to the WAL, so the schema
-/// keeps writes to few pages: sessions are keyed by their id alone
-/// (`WITHOUT ROWID`, no second index), and messages and tool-call log
-/// rows, never deleted, take increasing `seq`s without `AUTOINCREMENT`'s
-/// counter row. Databases made with the first schema keep it and work the
-/// same.
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS sessions (
-    id TEXT PRIMARY KEY,
-    created_at TEXT NOT NULL,
-    org TEXT NOT NULL DEFAULT ''
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS messages (
-    seq INTEGER PRIMARY KEY,
-    session_id TEXT NOT NULL REFERENCES sessions(id),
-    role TEXT NOT NULL,
-    content TEXT NOT NULL,
-    name TEXT,
-    tool_call_id TEXT,
-    tool_calls TEXT,
-    timestamp TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS messages_by_session ON messages(session_id, seq);
-CREATE TABLE IF NOT EXISTS registered_servers (
-    org TEXT NOT NULL,
-    name TEXT NOT NULL,
-    config TEXT NOT NULL,
-    secrets BLOB,
-    reach_any INTEGER NOT NULL,
-    registered_at TEXT NOT NULL,
-    PRIMARY KEY (org, name)
-);
-CREATE TABLE IF NOT EXISTS connections (
-    id TEXT PRIMARY KEY,
-    org TEXT NOT NULL,
-    name TEXT NOT NULL,
-    server_id TEXT NOT NULL,
-    url TEXT NOT NULL,
-    auth_type TEXT NOT NULL,
-    header_names TEXT NOT NULL,
-    credentials BLOB NOT NULL,
-    created_at TEXT NOT NULL,
-    UNIQUE (org, server_id)
-);
-CREATE TABLE IF NOT EXISTS connection_tools (
-    connection_id TEXT NOT NULL REFERENCES connections(id) ON DELETE CASCADE,
-    slug TEXT NOT NULL,
-    name TEXT NOT NULL,
-    description TEXT NOT NULL,
-    read_only INTEGER NOT NULL,
-    enabled INTEGER NOT NULL,
-    PRIMARY KEY (connection_id, slug)
-);
-CREATE TABLE IF NOT EXISTS tool_calls (
-    seq INTEGER PRIMARY KEY,
-    at TEXT NOT NULL,
-    org TEXT,
-    api_key TEXT,
-    end_user_id TEXT,
-    connection_id TEXT,
-    server TEXT NOT NULL,
-    tool TEXT NOT NULL,
-    mode TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    duration_ms REAL NOT NULL,
-    success INTEGER NOT NULL,
-    error TEXT
-);
-CREATE INDEX IF NOT EXISTS tool_calls_by_org ON tool_calls(org, seq);
-";
+pub use crate::config::{Database, PoolLimits};
+pub use postgres::{PgStore, SessionLease, describe};
+pub use rows::{
+    ConnectionRow, ConnectionToolRow, SessionSummary, StoredMessage, StoredServer, ToolCallRecord,
+};
+pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -103,138 +25,91 @@ pub enum StoreError {
     Open { path: String, reason: String },
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("database error: {0}")]
+    Postgres(String),
+    /// The database cannot be reached now; it may be back later.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
     #[error("the database task stopped unexpectedly")]
     Task,
     #[error("cannot commit to the database: {0}")]
     Commit(String),
+    #[error("cannot bring the database schema up to date: {0}")]
+    Migrate(String),
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct SessionSummary {
-    pub id: String,
-    pub created_at: String,
-    pub message_count: i64,
+impl StoreError {
+    /// Whether the database itself is away, rather than the request wrong.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
 }
 
-/// One message of a session's history.
-#[derive(Debug, Clone, Serialize)]
-pub struct StoredMessage {
-    pub role: String,
-    pub content: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tool_call_id: Option<String>,
-    /// JSON array of `{id, name, arguments}` for assistant tool calls.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tool_calls: Option<serde_json::Value>,
-    pub timestamp: String,
+/// A change another replica (or this one) made, for caches to follow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Run-time servers were registered or removed.
+    Servers,
+    /// An org's connections or their tools changed.
+    Connections { org: String },
+    /// Notifications may have been missed: reload everything.
+    Everything,
 }
 
 #[derive(Clone)]
-pub struct Store {
-    conn: Arc<Mutex<Connection>>,
-    writer: writer::Writer,
+pub enum Store {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
 }
 
 impl Store {
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let failed = |reason: String| StoreError::Open {
-            path: path.display().to_string(),
-            reason,
-        };
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| failed(e.to_string()))?;
+    /// Opens the database and brings its schema up to date.
+    pub async fn open(database: &Database, limits: PoolLimits) -> Result<Store, StoreError> {
+        match database {
+            Database::Sqlite(path) => SqliteStore::open(path).map(Store::Sqlite),
+            Database::Postgres(url) => PgStore::open(url, limits).await.map(Store::Postgres),
         }
-        let conn = Connection::open(path).map_err(|e| failed(e.to_string()))?;
-        restrict_permissions(path);
-        Self::init(conn).map_err(|e| failed(e.to_string()))
     }
 
-    pub fn in_memory() -> Result<Store, StoreError> {
-        Self::init(Connection::open_in_memory()?)
+    /// Changes made to shared state, when other replicas may make them.
+    pub fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
+        match self {
+            Store::Sqlite(_) => None,
+            Store::Postgres(pg) => Some(pg.changes()),
+        }
     }
 
-    fn init(conn: Connection) -> Result<Store, StoreError> {
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        // Without it, SQLite re-plans a cached statement whenever a newly
-        // bound value might change the plan: every history read did.
-        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
-        conn.execute_batch(SCHEMA)?;
-        migrate(&conn)?;
-        let conn = Arc::new(Mutex::new(conn));
-        let writer = writer::Writer::start(conn.clone()).map_err(|e| StoreError::Open {
-            path: "the database".into(),
-            reason: format!("cannot start its writer thread: {e}"),
-        })?;
-        Ok(Store { conn, writer })
+    /// Holds a session for one chat across replicas; the returned lease
+    /// lets the next chat in when dropped. A no-op with SQLite, which one
+    /// process owns.
+    pub async fn lock_session(&self, session: &str) -> Result<Option<SessionLease>, StoreError> {
+        match self {
+            Store::Sqlite(_) => Ok(None),
+            Store::Postgres(pg) => pg.lock_session(session).await.map(Some),
+        }
     }
 
-    /// Runs a write in the writer's next group: atomic, and on disk when
-    /// it returns.
-    async fn write<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        self.writer.write(work).await
+    /// Whether the database answers, for readiness.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(db) => db.ping().await,
+            Store::Postgres(pg) => pg.ping().await,
+        }
     }
 
-    /// Runs a read on the blocking pool; it waits while a group commits.
-    async fn read<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            work(&conn)
-        })
-        .await
-        .map_err(|_| StoreError::Task)?
-        .map_err(StoreError::from)
-    }
-
-    /// A new session of `tenant` (an org, or `""` for the local user).
     pub async fn create_session(&self, tenant: &str) -> Result<SessionSummary, StoreError> {
-        let id = uuid::Uuid::new_v4().to_string();
-        let created_at = now();
-        let summary = SessionSummary {
-            id: id.clone(),
-            created_at: created_at.clone(),
-            message_count: 0,
-        };
-        let tenant = tenant.to_owned();
-        self.write(move |c| {
-            c.prepare_cached("INSERT INTO sessions (id, created_at, org) VALUES (?1, ?2, ?3)")?
-                .execute(params![id, created_at, tenant])
-        })
-        .await?;
-        Ok(summary)
+        match self {
+            Store::Sqlite(db) => db.create_session(tenant).await,
+            Store::Postgres(pg) => pg.create_session(tenant).await,
+        }
     }
 
     /// `tenant`'s sessions.
     pub async fn sessions(&self, tenant: &str) -> Result<Vec<SessionSummary>, StoreError> {
-        let tenant = tenant.to_owned();
-        self.read(move |c| {
-            let mut query = c.prepare(
-                "SELECT s.id, s.created_at, COUNT(m.seq) FROM sessions s
-                 LEFT JOIN messages m ON m.session_id = s.id
-                 WHERE s.org = ?1
-                 GROUP BY s.id ORDER BY s.created_at, s.id",
-            )?;
-            let rows = query.query_map([tenant], |row| {
-                Ok(SessionSummary {
-                    id: row.get(0)?,
-                    created_at: row.get(1)?,
-                    message_count: row.get(2)?,
-                })
-            })?;
-            rows.collect()
-        })
-        .await
+        match self {
+            Store::Sqlite(db) => db.sessions(tenant).await,
+            Store::Postgres(pg) => pg.sessions(tenant).await,
+        }
     }
 
     /// The session's messages in order, or `None` for a session that is
@@ -244,14 +119,10 @@ impl Store {
         tenant: &str,
         id: &str,
     ) -> Result<Option<Vec<StoredMessage>>, StoreError> {
-        let (tenant, id) = (tenant.to_owned(), id.to_owned());
-        self.read(move |c| {
-            if session_row(c, &tenant, &id)?.is_none() {
-                return Ok(None);
-            }
-            read_messages(c, &id).map(Some)
-        })
-        .await
+        match self {
+            Store::Sqlite(db) => db.history(tenant, id).await,
+            Store::Postgres(pg) => pg.history(tenant, id).await,
+        }
     }
 
     /// Starts an exchange: appends the user's message and returns the
@@ -263,16 +134,10 @@ impl Store {
         id: &str,
         user: StoredMessage,
     ) -> Result<Option<Vec<StoredMessage>>, StoreError> {
-        let (tenant, id) = (tenant.to_owned(), id.to_owned());
-        self.write(move |c| {
-            if session_row(c, &tenant, &id)?.is_none() {
-                return Ok(None);
-            }
-            let history = read_messages(c, &id)?;
-            insert_messages(c, &id, &[user])?;
-            Ok(Some(history))
-        })
-        .await
+        match self {
+            Store::Sqlite(db) => db.open_exchange(tenant, id, user).await,
+            Store::Postgres(pg) => pg.open_exchange(tenant, id, user).await,
+        }
     }
 
     /// Appends messages to a session in one transaction.
@@ -281,100 +146,109 @@ impl Store {
         session: &str,
         messages: Vec<StoredMessage>,
     ) -> Result<(), StoreError> {
-        let session = session.to_owned();
-        self.write(move |c| insert_messages(c, &session, &messages))
-            .await
+        match self {
+            Store::Sqlite(db) => db.append(session, messages).await,
+            Store::Postgres(pg) => pg.append(session, messages).await,
+        }
     }
-}
 
-fn read_messages(c: &Connection, session: &str) -> rusqlite::Result<Vec<StoredMessage>> {
-    let mut query = c.prepare_cached(
-        "SELECT role, content, name, tool_call_id, tool_calls, timestamp
-         FROM messages WHERE session_id = ?1 ORDER BY seq",
-    )?;
-    let rows = query.query_map([session], |row| {
-        let tool_calls: Option<String> = row.get(4)?;
-        Ok(StoredMessage {
-            role: row.get(0)?,
-            content: row.get(1)?,
-            name: row.get(2)?,
-            tool_call_id: row.get(3)?,
-            tool_calls: tool_calls.and_then(|t| serde_json::from_str(&t).ok()),
-            timestamp: row.get(5)?,
-        })
-    })?;
-    rows.collect()
-}
-
-fn insert_messages(
-    c: &Connection,
-    session: &str,
-    messages: &[StoredMessage],
-) -> rusqlite::Result<()> {
-    let mut insert = c.prepare_cached(
-        "INSERT INTO messages (session_id, role, content, name, tool_call_id, tool_calls, timestamp)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?;
-    for m in messages {
-        let tool_calls = m.tool_calls.as_ref().map(|t| t.to_string());
-        insert.execute(params![
-            session,
-            m.role,
-            m.content,
-            m.name,
-            m.tool_call_id,
-            tool_calls,
-            m.timestamp
-        ])?;
+    pub async fn servers(&self) -> Result<Vec<StoredServer>, StoreError> {
+        match self {
+            Store::Sqlite(db) => db.servers().await,
+            Store::Postgres(pg) => pg.servers().await,
+        }
     }
-    Ok(())
-}
 
-fn session_row(c: &Connection, tenant: &str, id: &str) -> rusqlite::Result<Option<()>> {
-    c.prepare_cached("SELECT 1 FROM sessions WHERE id = ?1 AND org = ?2")?
-        .query_row([id, tenant], |_| Ok(()))
-        .optional()
-}
-
-/// Brings a database made by an earlier version up to the schema: sessions
-/// gain their tenant, and run-time servers move to the table that keys
-/// them by tenant (those of the local user, `""`, as before keys).
-fn migrate(c: &Connection) -> rusqlite::Result<()> {
-    let has_org = c
-        .prepare("SELECT 1 FROM pragma_table_info('sessions') WHERE name = 'org'")?
-        .exists([])?;
-    if !has_org {
-        c.execute_batch("ALTER TABLE sessions ADD COLUMN org TEXT NOT NULL DEFAULT ''")?;
+    pub async fn save_server(&self, server: StoredServer) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(db) => db.save_server(server).await,
+            Store::Postgres(pg) => pg.save_server(server).await,
+        }
     }
-    let old_servers = c
-        .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'mcp_servers'")?
-        .exists([])?;
-    if old_servers {
-        c.execute_batch(
-            "BEGIN;
-             INSERT OR IGNORE INTO registered_servers (org, name, config, secrets, reach_any, registered_at)
-                 SELECT '', name, config, NULL, 1, registered_at FROM mcp_servers;
-             DROP TABLE mcp_servers;
-             COMMIT;",
-        )?;
-    }
-    Ok(())
-}
 
-/// The database holds conversations and server configurations (which may
-/// carry credentials): readable by the owner only.
-fn restrict_permissions(path: &Path) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
-            tracing::warn!("cannot restrict permissions of {}: {e}", path.display());
+    pub async fn remove_server(&self, tenant: &str, name: &str) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(db) => db.remove_server(tenant, name).await,
+            Store::Postgres(pg) => pg.remove_server(tenant, name).await,
+        }
+    }
+
+    /// Inserts a connection with its tools; false if the org already has
+    /// one with the same server id.
+    pub async fn insert_connection(&self, row: ConnectionRow) -> Result<bool, StoreError> {
+        match self {
+            Store::Sqlite(db) => db.insert_connection(row).await,
+            Store::Postgres(pg) => pg.insert_connection(row).await,
+        }
+    }
+
+    /// The org's connections (every org's with `None`), oldest first.
+    pub async fn connections(&self, org: Option<&str>) -> Result<Vec<ConnectionRow>, StoreError> {
+        match self {
+            Store::Sqlite(db) => db.connections(org).await,
+            Store::Postgres(pg) => pg.connections(org).await,
+        }
+    }
+
+    pub async fn connection(
+        &self,
+        org: &str,
+        id: &str,
+    ) -> Result<Option<ConnectionRow>, StoreError> {
+        match self {
+            Store::Sqlite(db) => db.connection(org, id).await,
+            Store::Postgres(pg) => pg.connection(org, id).await,
+        }
+    }
+
+    /// Whether the org had the connection.
+    pub async fn delete_connection(&self, org: &str, id: &str) -> Result<bool, StoreError> {
+        match self {
+            Store::Sqlite(db) => db.delete_connection(org, id).await,
+            Store::Postgres(pg) => pg.delete_connection(org, id).await,
+        }
+    }
+
+    /// Whether the connection has a tool with that slug.
+    pub async fn set_tool_enabled(
+        &self,
+        org: &str,
+        id: &str,
+        slug: &str,
+        enabled: bool,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Store::Sqlite(db) => db.set_tool_enabled(org, id, slug, enabled).await,
+            Store::Postgres(pg) => pg.set_tool_enabled(org, id, slug, enabled).await,
+        }
+    }
+
+    pub async fn log_tool_call(&self, record: ToolCallRecord) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(db) => db.log_tool_call(record).await,
+            Store::Postgres(pg) => pg.log_tool_call(record).await,
+        }
+    }
+
+    /// An org's most recent calls, newest first, optionally of one
+    /// connection.
+    pub async fn tool_calls(
+        &self,
+        org: &str,
+        connection: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<ToolCallRecord>, StoreError> {
+        match self {
+            Store::Sqlite(db) => db.tool_calls(org, connection, limit).await,
+            Store::Postgres(pg) => pg.tool_calls(org, connection, limit).await,
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn message(role: &str, content: &str) -> StoredMessage {
@@ -384,117 +258,215 @@ mod tests {
             name: None,
             tool_call_id: None,
             tool_calls: None,
-            timestamp: now(),
+            timestamp: "2026-01-01T00:00:00Z".into(),
         }
     }
 
-    fn server() -> StoredServer {
-        StoredServer {
-            tenant: "acme".into(),
-            name: "py".into(),
-            config: "{\"transport\":\"sse\"}".into(),
-            secrets: Some(vec![1, 2, 3]),
-            reach_any: false,
-        }
-    }
-
-    #[tokio::test]
-    async fn sessions_history_and_servers_persist_across_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db/agenthost.db");
-        let id = {
-            let store = Store::open(&path).unwrap();
-            let session = store.create_session("acme").await.unwrap();
-            let mut tool = message("tool", "{}");
-            tool.name = Some("demo__calculate".into());
-            tool.tool_call_id = Some("call_1".into());
-            store
-                .append(&session.id, vec![message("user", "hi"), tool])
-                .await
-                .unwrap();
-            store.save_server(server()).await.unwrap();
-            session.id
+    fn connection(id: &str, org: &str, server_id: &str) -> ConnectionRow {
+        let tool = |slug: &str| ConnectionToolRow {
+            slug: slug.into(),
+            name: slug.into(),
+            description: "d".into(),
+            read_only: true,
+            enabled: true,
         };
-        let store = Store::open(&path).unwrap();
-        let sessions = store.sessions("acme").await.unwrap();
-        assert_eq!(
-            (sessions[0].id.as_str(), sessions[0].message_count),
-            (id.as_str(), 2)
+        ConnectionRow {
+            id: id.into(),
+            org: org.into(),
+            name: server_id.into(),
+            server_id: server_id.into(),
+            url: "http://x".into(),
+            auth_type: "none".into(),
+            header_names: vec!["X-A".into()],
+            credentials: vec![1, 2],
+            created_at: format!("2026-01-01T00:00:0{}Z", id.len() % 10),
+            tools: vec![tool("b"), tool("a")],
+        }
+    }
+
+    fn call(org: &str, tool: &str) -> ToolCallRecord {
+        ToolCallRecord {
+            at: "2026-01-01T00:00:00Z".into(),
+            org: Some(org.into()),
+            api_key: None,
+            end_user_id: None,
+            connection_id: Some("c1".into()),
+            server: "s".into(),
+            tool: tool.into(),
+            mode: "mcp_pool".into(),
+            reason: "simple_chat".into(),
+            duration_ms: 1.5,
+            success: true,
+            error: None,
+        }
+    }
+
+    /// What every backend must do alike.
+    async fn behaves(store: Store) {
+        let session = store.create_session("acme").await.unwrap();
+        assert!(
+            store
+                .history("globex", &session.id)
+                .await
+                .unwrap()
+                .is_none()
         );
-        assert!(store.sessions("globex").await.unwrap().is_empty());
-        let history = store.history("acme", &id).await.unwrap().unwrap();
-        assert_eq!(history[1].tool_call_id.as_deref(), Some("call_1"));
-        assert!(store.history("globex", &id).await.unwrap().is_none());
-        assert!(store.history("acme", "nope").await.unwrap().is_none());
-        assert_eq!(store.servers().await.unwrap(), [server()]);
-        store.remove_server("globex", "py").await.unwrap();
-        assert_eq!(
-            store.servers().await.unwrap().len(),
-            1,
-            "another org's name"
+        let before = store
+            .open_exchange("acme", &session.id, message("user", "hi"))
+            .await
+            .unwrap();
+        assert_eq!(before.unwrap().len(), 0);
+        assert!(
+            store
+                .open_exchange("globex", &session.id, message("user", "x"))
+                .await
+                .unwrap()
+                .is_none(),
+            "another tenant's session is not found"
         );
-        store.remove_server("acme", "py").await.unwrap();
-        assert!(store.servers().await.unwrap().is_empty());
+        store
+            .append(&session.id, vec![message("assistant", "hello")])
+            .await
+            .unwrap();
+        let history = store.history("acme", &session.id).await.unwrap().unwrap();
+        let contents: Vec<&str> = history.iter().map(|m| m.content.as_str()).collect();
+        assert_eq!(contents, ["hi", "hello"]);
+        assert_eq!(store.sessions("acme").await.unwrap()[0].message_count, 2);
+        assert!(store.sessions("").await.unwrap().is_empty());
         assert!(
             store
                 .append("nope", vec![message("user", "x")])
                 .await
-                .is_err(),
-            "foreign key enforced"
+                .is_err()
+        );
+
+        let server = StoredServer {
+            tenant: "acme".into(),
+            name: "py".into(),
+            config: "{}".into(),
+            secrets: Some(vec![9]),
+            reach_any: true,
+        };
+        store.save_server(server.clone()).await.unwrap();
+        assert_eq!(store.servers().await.unwrap(), [server]);
+        store.remove_server("acme", "py").await.unwrap();
+        assert!(store.servers().await.unwrap().is_empty());
+
+        assert!(
+            store
+                .insert_connection(connection("c1", "acme", "crm"))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .insert_connection(connection("c2", "acme", "crm"))
+                .await
+                .unwrap(),
+            "the server id is taken in the org"
+        );
+        assert!(
+            store
+                .insert_connection(connection("c3", "globex", "crm"))
+                .await
+                .unwrap()
+        );
+        let row = store.connection("acme", "c1").await.unwrap().unwrap();
+        let slugs: Vec<&str> = row.tools.iter().map(|t| t.slug.as_str()).collect();
+        assert_eq!(slugs, ["b", "a"], "tools keep their order");
+        assert_eq!(row.header_names, ["X-A"]);
+        assert!(store.connection("globex", "c1").await.unwrap().is_none());
+        assert!(
+            store
+                .set_tool_enabled("acme", "c1", "a", false)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .set_tool_enabled("globex", "c1", "a", false)
+                .await
+                .unwrap()
+        );
+        assert!(!store.connection("acme", "c1").await.unwrap().unwrap().tools[1].enabled);
+        assert_eq!(store.connections(None).await.unwrap().len(), 2);
+        assert!(!store.delete_connection("globex", "c1").await.unwrap());
+        assert!(store.delete_connection("acme", "c1").await.unwrap());
+        assert_eq!(store.connections(Some("acme")).await.unwrap().len(), 0);
+
+        store.log_tool_call(call("acme", "first")).await.unwrap();
+        store.log_tool_call(call("acme", "second")).await.unwrap();
+        store.log_tool_call(call("globex", "theirs")).await.unwrap();
+        let calls = store
+            .tool_calls("acme", Some("c1".into()), 10)
+            .await
+            .unwrap();
+        let tools: Vec<&str> = calls.iter().map(|c| c.tool.as_str()).collect();
+        assert_eq!(tools, ["second", "first"], "newest first, one org's");
+        assert_eq!(store.tool_calls("acme", None, 1).await.unwrap().len(), 1);
+        store.ping().await.unwrap();
+    }
+
+    fn limits() -> PoolLimits {
+        PoolLimits {
+            timeout: Duration::from_secs(10),
+            connections: 4,
+        }
+    }
+
+    #[tokio::test]
+    async fn sqlite_keeps_what_every_backend_keeps() {
+        let dir = tempfile::tempdir().unwrap();
+        let database = Database::Sqlite(dir.path().join("agenthost.db"));
+        behaves(Store::open(&database, limits()).await.unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn postgres_keeps_what_every_backend_keeps_and_tells_the_replicas() {
+        let database = Database::Postgres(testkit::postgres::fresh_database());
+        let store = Store::open(&database, limits()).await.unwrap();
+        let mut changes = store.changes().unwrap();
+        let first = tokio::time::timeout(Duration::from_secs(10), changes.recv()).await;
+        assert_eq!(first.unwrap().unwrap(), Change::Everything, "listening");
+        let again = Store::open(&database, limits()).await.unwrap();
+        behaves(store).await;
+        let mut seen = Vec::new();
+        while let Ok(Ok(change)) =
+            tokio::time::timeout(Duration::from_millis(500), changes.recv()).await
+        {
+            seen.push(change);
+        }
+        assert!(seen.contains(&Change::Servers), "{seen:?}");
+        assert!(
+            seen.contains(&Change::Connections {
+                org: "globex".into()
+            }),
+            "{seen:?}"
+        );
+        assert!(
+            again.ping().await.is_ok(),
+            "a second replica migrated nothing twice"
         );
     }
 
     #[tokio::test]
-    async fn a_database_made_with_the_first_schema_keeps_working() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("agenthost.db");
-        {
-            let c = Connection::open(&path).unwrap();
-            c.execute_batch(
-                "CREATE TABLE sessions (id TEXT PRIMARY KEY, created_at TEXT NOT NULL);
-                 CREATE TABLE messages (
-                     seq INTEGER PRIMARY KEY AUTOINCREMENT,
-                     session_id TEXT NOT NULL REFERENCES sessions(id),
-                     role TEXT NOT NULL, content TEXT NOT NULL, name TEXT,
-                     tool_call_id TEXT, tool_calls TEXT, timestamp TEXT NOT NULL);
-                 INSERT INTO sessions VALUES ('old', '2026-01-01T00:00:00Z');
-                 INSERT INTO messages (session_id, role, content, timestamp)
-                     VALUES ('old', 'user', 'first', '2026-01-01T00:00:00Z');
-                 CREATE TABLE mcp_servers (name TEXT PRIMARY KEY, config TEXT NOT NULL,
-                     registered_at TEXT NOT NULL);
-                 INSERT INTO mcp_servers VALUES ('py', '{}', '2026-01-01T00:00:00Z');",
-            )
-            .unwrap();
-        }
-        let store = Store::open(&path).unwrap();
-        store
-            .append("old", vec![message("assistant", "second")])
+    async fn a_session_is_held_by_one_chat_at_a_time_across_replicas() {
+        let database = Database::Postgres(testkit::postgres::fresh_database());
+        let (a, b) = (
+            Store::open(&database, limits()).await.unwrap(),
+            Store::open(&database, limits()).await.unwrap(),
+        );
+        let held = a.lock_session("s").await.unwrap();
+        let waiting = tokio::spawn(async move { b.lock_session("s").await.map(drop) });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!waiting.is_finished(), "the other replica waits");
+        let other = a.lock_session("t").await.unwrap();
+        drop(held);
+        tokio::time::timeout(Duration::from_secs(5), waiting)
             .await
+            .unwrap()
+            .unwrap()
             .unwrap();
-        let history = store.history("", "old").await.unwrap().unwrap();
-        let contents: Vec<&str> = history.iter().map(|m| m.content.as_str()).collect();
-        assert_eq!(contents, ["first", "second"]);
-        let fresh = store.create_session("").await.unwrap();
-        assert_eq!(
-            store.sessions("").await.unwrap().len(),
-            2,
-            "the local user's"
-        );
-        assert!(
-            store
-                .history("", &fresh.id)
-                .await
-                .unwrap()
-                .unwrap()
-                .is_empty()
-        );
-        let servers = store.servers().await.unwrap();
-        assert_eq!(
-            (servers[0].tenant.as_str(), servers[0].name.as_str()),
-            ("", "py"),
-            "the local user's server, moved to the new table"
-        );
-        drop(store);
-        Store::open(&path).unwrap();
+        drop(other);
     }
 }

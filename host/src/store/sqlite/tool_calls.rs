@@ -1,32 +1,11 @@
 //! The durable tool-call log: one row per call, whoever made it.
 
 use rusqlite::params;
-use serde::Serialize;
 
-use super::{Store, StoreError};
+use super::SqliteStore;
+use crate::store::{StoreError, ToolCallRecord};
 
-/// One tool call as the log keeps it. Holds no arguments or results,
-/// which may carry personal data; it says who, what, how and how it went.
-#[derive(Debug, Clone, Serialize)]
-pub struct ToolCallRecord {
-    pub at: String,
-    pub org: Option<String>,
-    /// The caller's key label (a hash prefix), never the key.
-    pub api_key: Option<String>,
-    pub end_user_id: Option<String>,
-    pub connection_id: Option<String>,
-    pub server: String,
-    pub tool: String,
-    /// How the tool was reached, such as `feather_mcp_client`.
-    pub mode: String,
-    /// Why it was called, such as `ui_mcp_test_call`.
-    pub reason: String,
-    pub duration_ms: f64,
-    pub success: bool,
-    pub error: Option<String>,
-}
-
-impl Store {
+impl SqliteStore {
     pub async fn log_tool_call(&self, record: ToolCallRecord) -> Result<(), StoreError> {
         self.write(move |c| {
             c.prepare_cached(

@@ -3,23 +3,11 @@
 
 use rusqlite::params;
 
-use super::{Store, StoreError};
+use super::SqliteStore;
+use crate::store::{StoreError, StoredServer};
 use crate::timestamp::now;
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredServer {
-    /// The org that registered it; `""` for the local user.
-    pub tenant: String,
-    pub name: String,
-    /// The server's definition as JSON, its secrets left out.
-    pub config: String,
-    /// Its `env` and `headers`, sealed, if it has any.
-    pub secrets: Option<Vec<u8>>,
-    /// Whether its URL may point at internal addresses (an admin's).
-    pub reach_any: bool,
-}
-
-impl Store {
+impl SqliteStore {
     pub async fn servers(&self) -> Result<Vec<StoredServer>, StoreError> {
         self.read(|c| {
             let mut query = c.prepare(

@@ -1,40 +1,17 @@
 //! Org connections to customer MCP servers, and their tool catalogues.
 //!
-//! Credentials arrive sealed (see `connections::crypto`); this layer
-//! stores bytes it cannot read.
+//! Credentials arrive sealed (see `sealing`); this layer stores bytes it
+//! cannot read.
 
 use rusqlite::{OptionalExtension, Row, params};
 
-use super::{Store, StoreError};
-
-#[derive(Debug, Clone)]
-pub struct ConnectionRow {
-    pub id: String,
-    pub org: String,
-    pub name: String,
-    /// The name as an MCP server id, unique in the org.
-    pub server_id: String,
-    pub url: String,
-    pub auth_type: String,
-    pub header_names: Vec<String>,
-    pub credentials: Vec<u8>,
-    pub created_at: String,
-    pub tools: Vec<ConnectionToolRow>,
-}
-
-#[derive(Debug, Clone)]
-pub struct ConnectionToolRow {
-    pub slug: String,
-    pub name: String,
-    pub description: String,
-    pub read_only: bool,
-    pub enabled: bool,
-}
+use super::SqliteStore;
+use crate::store::{ConnectionRow, ConnectionToolRow, StoreError};
 
 const COLUMNS: &str =
     "id, org, name, server_id, url, auth_type, header_names, credentials, created_at";
 
-impl Store {
+impl SqliteStore {
     /// Inserts a connection with its tools; false if the org already has
     /// one with the same server id.
     pub async fn insert_connection(&self, row: ConnectionRow) -> Result<bool, StoreError> {

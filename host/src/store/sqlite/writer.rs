@@ -142,7 +142,7 @@ fn exec(c: &Connection, sql: &str) -> rusqlite::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::Store;
+    use super::super::SqliteStore as Store;
 
     #[tokio::test]
     async fn concurrent_writes_share_commits_and_fail_alone() {
