@@ -140,6 +140,59 @@ impl Registry {
         Ok(())
     }
 
+    /// Brings this replica's run-time servers in line with the store,
+    /// where other replicas register and remove them: a new (or changed)
+    /// one is added and connected here too, a removed one stopped.
+    pub async fn sync(&self) -> Result<(), StoreError> {
+        let stored = self.store.servers().await?;
+        let mut fresh = Vec::new();
+        for row in &stored {
+            let owner = (!row.tenant.is_empty()).then_some(row.tenant.as_str());
+            let current = self
+                .pool
+                .server(owner, &row.name)
+                .ok()
+                .filter(|s| matches!(s.origin, Origin::Runtime { .. }));
+            if current
+                .as_ref()
+                .is_some_and(|entry| definition(&entry.config).0 == row.config)
+            {
+                continue;
+            }
+            if current.is_some() {
+                let _ = self.pool.remove(owner, &row.name).await;
+            }
+            match self.unseal(row) {
+                Ok(server) => fresh.push(server),
+                Err(e) => tracing::error!(server = %row.name, "ignoring a stored MCP server: {e}"),
+            }
+        }
+        let runtime = self
+            .pool
+            .all()
+            .into_iter()
+            .filter(|s| matches!(s.origin, Origin::Runtime { .. }));
+        for entry in runtime {
+            let tenant = entry.owner().unwrap_or_default();
+            if !stored
+                .iter()
+                .any(|r| r.tenant == tenant && r.name == entry.config.id)
+            {
+                tracing::info!(server = %entry.config.id, "MCP server removed on another replica");
+                let _ = self.pool.remove(entry.owner(), &entry.config.id).await;
+            }
+        }
+        for entry in self.pool.restore(fresh).await {
+            tracing::info!(server = %entry.config.id, "MCP server registered on another replica");
+            tokio::spawn(async move {
+                if let Err(e) = entry.tools().await {
+                    tracing::warn!("MCP server registered elsewhere not reachable yet: {e}");
+                }
+            });
+        }
+        Ok(())
+    }
+
     /// Connects every server, then registers and stores them all, or
     /// none: one that fails leaves nothing registered.
     pub async fn register(
@@ -248,11 +301,7 @@ impl Registry {
     /// The row to store: the definition without its secrets, and those
     /// sealed to this tenant and name.
     fn seal(&self, entry: &ServerEntry) -> Result<StoredServer, RegistryError> {
-        let mut config = entry.config.clone();
-        let secrets = Secrets {
-            env: std::mem::take(&mut config.env),
-            headers: std::mem::take(&mut config.headers),
-        };
+        let (config, secrets) = definition(&entry.config);
         let tenant = entry.owner().unwrap_or_default().to_owned();
         let sealed = match (
             &self.sealer,
@@ -262,14 +311,13 @@ impl Registry {
             (Some(sealer), false) => {
                 let plain = serde_json::to_vec(&secrets)
                     .map_err(|e| RegistryError::Invalid(e.to_string()))?;
-                Some(sealer.seal(&plain, &bound_to(&tenant, &config.id)))
+                Some(sealer.seal(&plain, &bound_to(&tenant, &entry.config.id)))
             }
             (None, false) => return Err(RegistryError::NoKey(self.key_env.clone())),
         };
         Ok(StoredServer {
-            name: config.id.clone(),
-            config: serde_json::to_string(&config)
-                .map_err(|e| RegistryError::Invalid(e.to_string()))?,
+            name: entry.config.id.clone(),
+            config,
             secrets: sealed,
             reach_any: matches!(
                 entry.origin,
@@ -310,6 +358,18 @@ impl Registry {
             config,
         })
     }
+}
+
+/// A server's definition as stored, its secrets left out, and the secrets.
+fn definition(config: &McpServerConfig) -> (String, Secrets) {
+    let mut public = config.clone();
+    let secrets = Secrets {
+        env: std::mem::take(&mut public.env),
+        headers: std::mem::take(&mut public.headers),
+    };
+    // Configs of plain strings and maps always serialize.
+    let text = serde_json::to_string(&public).unwrap_or_default();
+    (text, secrets)
 }
 
 /// The local user may do what an admin may.

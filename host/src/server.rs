@@ -19,7 +19,8 @@ use crate::mcp::{McpPool, UrlPolicy};
 use crate::plugins::{PluginFailure, PluginRuntime, SandboxLimits};
 use crate::registry::Registry;
 use crate::sealing::Sealer;
-use crate::store::{Store, StoreError};
+use crate::store::{Change, Database, Store, StoreError, describe};
+use tokio::sync::broadcast;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -88,7 +89,8 @@ pub async fn serve(config: Config, own_exe: &Path) -> Result<(), ServeError> {
     announce_mode(&config, &keys)?;
     let key_env = config.security.connection_key_env.clone();
     let sealer = connection_sealer(&key_env)?;
-    let store = Store::open(&config.data_dir.join("agenthost.db"))?;
+    let store = open_store(&config).await?;
+    let changes = store.changes();
     let registry = Registry::new(
         pool.clone(),
         store.clone(),
@@ -129,6 +131,9 @@ pub async fn serve(config: Config, own_exe: &Path) -> Result<(), ServeError> {
         plugins,
         keys,
     });
+    if let Some(changes) = changes {
+        tokio::spawn(follow_changes(changes, state.clone()));
+    }
     let http_config = HttpConfig {
         listen: config.listen,
         cors_origins: &config.cors.allowed_origins,
@@ -160,6 +165,42 @@ pub async fn serve(config: Config, own_exe: &Path) -> Result<(), ServeError> {
     pool.shutdown().await;
     served?;
     Ok(())
+}
+
+/// Opens the store the config names, its schema brought up to date, and
+/// says which it is (never with a password).
+pub async fn open_store(config: &Config) -> Result<Store, ServeError> {
+    let database = config.database(&ProcessEnv)?;
+    let store = Store::open(&database, config.pool_limits()).await?;
+    match &database {
+        Database::Sqlite(path) => tracing::info!("store: SQLite at {}", path.display()),
+        Database::Postgres(url) => tracing::info!("store: PostgreSQL at {}", describe(url)),
+    }
+    Ok(store)
+}
+
+/// Follows what other replicas change in the shared store: registered
+/// servers are connected (or stopped) here too, and an org's cached
+/// connections are read again.
+async fn follow_changes(mut changes: broadcast::Receiver<Change>, state: Arc<AppState>) {
+    loop {
+        let change = match changes.recv().await {
+            Ok(change) => change,
+            // Fell behind: some changes were missed, so reload it all.
+            Err(broadcast::error::RecvError::Lagged(_)) => Change::Everything,
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        if matches!(change, Change::Servers | Change::Everything)
+            && let Err(e) = state.registry.sync().await
+        {
+            tracing::warn!("cannot follow the servers other replicas registered: {e}");
+        }
+        match change {
+            Change::Connections { org } => state.connections.refresh(Some(&org)).await,
+            Change::Everything => state.connections.refresh(None).await,
+            Change::Servers => {}
+        }
+    }
 }
 
 /// Says at start who may call, and refuses to serve every address with no

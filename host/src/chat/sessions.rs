@@ -14,7 +14,7 @@ use tokio::sync::OwnedMutexGuard;
 
 use super::ChatError;
 use crate::plugins::{Message, Role, ToolCall};
-use crate::store::{Store, StoredMessage};
+use crate::store::{SessionLease, Store, StoredMessage};
 use crate::timestamp::now;
 
 /// A session's history for a new chat, and the lock that keeps the
@@ -33,7 +33,12 @@ pub(super) async fn open(
     session: &str,
     message: String,
 ) -> Result<Exchange, ChatError> {
-    let guard = locks.lock(session).await;
+    let mut guard = locks.lock(session).await;
+    // Chats on other replicas wait on the database's lock as well.
+    guard.lease = store
+        .lock_session(session)
+        .await
+        .map_err(ChatError::Store)?;
     let user = user_message(message);
     let history = store
         .open_exchange(tenant, session, user.clone())
@@ -84,6 +89,7 @@ impl SessionLocks {
         // counts itself out.
         let mut guard = SessionGuard {
             held: None,
+            lease: None,
             session: session.to_owned(),
             sessions: self.sessions.clone(),
         };
@@ -95,12 +101,15 @@ impl SessionLocks {
 /// A session's lock, held; dropping it lets the next chat in.
 pub(super) struct SessionGuard {
     held: Option<OwnedMutexGuard<()>>,
+    /// The database's lock, where replicas share the store.
+    lease: Option<SessionLease>,
     session: String,
     sessions: Arc<Mutex<HashMap<String, SessionLock>>>,
 }
 
 impl Drop for SessionGuard {
     fn drop(&mut self) {
+        self.lease = None;
         self.held = None;
         let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(entry) = sessions.get_mut(&self.session) {

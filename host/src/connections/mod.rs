@@ -99,9 +99,15 @@ pub struct Connections {
     sealer: Option<Sealer>,
     key_env: String,
     /// Servers opened so far, by connection id.
-    live: tokio::sync::Mutex<HashMap<String, Arc<ServerEntry>>>,
+    live: tokio::sync::Mutex<HashMap<String, Live>>,
     /// Each org's rows as last read, so a chat need not ask the database.
     catalogue: Mutex<Catalogue>,
+}
+
+/// An opened connection's server, and the org it belongs to.
+struct Live {
+    org: String,
+    entry: Arc<ServerEntry>,
 }
 
 /// Orgs' connection rows. Every change to an org's connections drops its
@@ -197,7 +203,8 @@ impl Connections {
             return Err(ConnectionError::Duplicate(name));
         }
         tracing::info!(%org, connection = %id, tools = view.tools.len(), "connection created");
-        self.live.lock().await.insert(id, entry);
+        let org = org.to_owned();
+        self.live.lock().await.insert(id, Live { org, entry });
         Ok(view)
     }
 
@@ -221,7 +228,7 @@ impl Connections {
         if !deleted? {
             return Err(ConnectionError::NotFound(id.to_owned()));
         }
-        if let Some(entry) = self.live.lock().await.remove(id) {
+        if let Some(Live { entry, .. }) = self.live.lock().await.remove(id) {
             entry.retire().await;
         }
         Ok(())
@@ -318,6 +325,41 @@ impl Connections {
         Ok(rows)
     }
 
+    /// Reads an org's connections again (every org's with `None`) after
+    /// another replica changed them; a connection gone from the store is
+    /// stopped here too.
+    pub async fn refresh(&self, org: Option<&str>) {
+        match org {
+            Some(org) => self.forget(org),
+            None => {
+                let mut catalogue = self.catalogue();
+                catalogue.generation += 1;
+                catalogue.orgs.clear();
+            }
+        }
+        let rows = match self.store.connections(org).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!("cannot read the connections other replicas changed: {e}");
+                return;
+            }
+        };
+        let gone: Vec<Live> = {
+            let mut live = self.live.lock().await;
+            let ids: Vec<String> = live
+                .iter()
+                .filter(|(id, opened)| {
+                    org.is_none_or(|org| opened.org == org) && !rows.iter().any(|r| &r.id == *id)
+                })
+                .map(|(id, _)| id.clone())
+                .collect();
+            ids.iter().filter_map(|id| live.remove(id)).collect()
+        };
+        for opened in gone {
+            opened.entry.retire().await;
+        }
+    }
+
     /// Called after every write to an org's connections, whether or not
     /// it succeeded.
     fn forget(&self, org: &str) {
@@ -371,8 +413,8 @@ impl Connections {
     /// The connection's server, opening its credentials on first use.
     async fn entry(&self, row: &ConnectionRow) -> Result<Arc<ServerEntry>, ConnectionError> {
         let mut live = self.live.lock().await;
-        if let Some(entry) = live.get(&row.id) {
-            return Ok(entry.clone());
+        if let Some(opened) = live.get(&row.id) {
+            return Ok(opened.entry.clone());
         }
         let secret = self.sealer()?.open(&row.credentials, &row.id)?;
         let headers: BTreeMap<String, String> =
@@ -380,7 +422,14 @@ impl Connections {
         let config =
             McpServerConfig::streamable_http(row.server_id.clone(), row.url.clone(), headers);
         let entry = self.pool.connection_entry(config, row.id.clone()).await?;
-        live.insert(row.id.clone(), entry.clone());
+        let org = row.org.clone();
+        live.insert(
+            row.id.clone(),
+            Live {
+                org,
+                entry: entry.clone(),
+            },
+        );
         Ok(entry)
     }
 }
