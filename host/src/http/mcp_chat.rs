@@ -85,6 +85,7 @@ impl From<RegistryError> for Detail {
             RegistryError::NoKey(_) => StatusCode::SERVICE_UNAVAILABLE,
             RegistryError::NotFound => StatusCode::NOT_FOUND,
             RegistryError::Duplicate(_) | RegistryError::Configured(_) => StatusCode::CONFLICT,
+            RegistryError::Store(e) if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
             RegistryError::Connect(_) | RegistryError::Store(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }

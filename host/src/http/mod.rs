@@ -129,6 +129,7 @@ impl From<ChatError> for Detail {
             ChatError::NotConnected => StatusCode::CONFLICT,
             ChatError::ToolsInvalid(_) | ChatError::SessionNotFound => StatusCode::NOT_FOUND,
             ChatError::ToolsUnreachable(_) | ChatError::Plugin(_) => StatusCode::BAD_GATEWAY,
+            ChatError::Store(e) if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
             ChatError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Detail(status, error.to_string())

@@ -235,6 +235,9 @@ impl From<ChatError> for ApiError {
                 "mcp_server_error",
                 error.to_string(),
             ),
+            ChatError::Store(e) if e.is_unavailable() => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "api_error", e.to_string())
+            }
             other => internal(other),
         }
     }

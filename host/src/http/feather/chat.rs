@@ -141,6 +141,11 @@ impl From<ChatError> for FeatherError {
                 );
                 v.into_error()
             }
+            ChatError::Store(e) if e.is_unavailable() => FeatherError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailableError",
+                e.to_string(),
+            ),
             other => FeatherError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "InternalServerError",

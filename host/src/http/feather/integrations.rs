@@ -83,6 +83,9 @@ fn failure(error: ConnectionError) -> FeatherError {
         }
         ConnectionError::NoKey(_) => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailableError"),
         ConnectionError::Mcp(_) => (StatusCode::BAD_GATEWAY, "McpServerError"),
+        ConnectionError::Store(e) if e.is_unavailable() => {
+            (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailableError")
+        }
         ConnectionError::Crypto(_) | ConnectionError::Store(_) => {
             tracing::error!("connections: {error}");
             (StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError")
