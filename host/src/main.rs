@@ -31,6 +31,12 @@ enum Command {
         #[arg(long)]
         listen: Option<SocketAddr>,
     },
+    /// Bring the database's schema up to date (`serve` does too, at start).
+    Migrate {
+        /// TOML configuration file; built-in defaults without one.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Serve the demo tools (time, arithmetic, notes) as an MCP server on stdio.
     DemoMcp,
     /// Write, check and test plugins.
@@ -90,6 +96,12 @@ fn main() -> anyhow::Result<()> {
             }
             let own_exe = std::env::current_exe().context("cannot locate the agenthost binary")?;
             runtime.block_on(agenthost::server::serve(config, &own_exe))?;
+        }
+        Command::Migrate { config } => {
+            init_logging();
+            let config = Config::load(config.as_deref())?;
+            runtime.block_on(agenthost::server::open_store(&config))?;
+            println!("the database schema is up to date");
         }
         Command::DemoMcp => runtime.block_on(agenthost::demo_mcp::serve())?,
         Command::Plugin { action } => print!("{}", plugin(action, &runtime)?),
