@@ -15,6 +15,7 @@ mod plugin_developers;
 mod plugin_sandbox;
 mod process_lifecycle;
 mod providers;
+mod replicas;
 mod secrets;
 mod simple_frontend;
 mod truefoundry;

@@ -10,6 +10,8 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use serde_json::Value;
 
+use crate::postgres;
+
 /// The `agenthost` binary cargo built for this test or bench run, which
 /// lives beside the `deps` directory the running executable is in.
 pub fn bin() -> &'static Path {
@@ -82,7 +84,16 @@ pub struct Agenthost {
     logs: Arc<Mutex<String>>,
     /// Sent as `x-api-key` by the request helpers below.
     key: Option<String>,
+    /// Where it keeps its data: an SQLite directory, or a PostgreSQL URL.
+    data: Data,
     _dir: tempfile::TempDir,
+}
+
+/// Where a host keeps its data.
+#[derive(Clone, Debug)]
+enum Data {
+    Sqlite(PathBuf),
+    Postgres(String),
 }
 
 impl Agenthost {
@@ -111,17 +122,44 @@ impl Agenthost {
                 shared_cache_dir().display().to_string()
             )
         };
-        let config = if config.contains("data_dir") {
+        let data_dir = data_dir_in(config).unwrap_or_else(|| dir.path().join("data"));
+        let mut config = if config.contains("data_dir") {
             format!("{cache}{config}")
         } else {
-            let data = dir.path().join("data").display().to_string();
+            let data = data_dir.display().to_string();
             format!("{cache}data_dir = {data:?}\n{config}")
+        };
+        // A suite run on PostgreSQL: a database per data directory, so a
+        // host restarted on the same data finds it again.
+        let data = match database_url_in(&config) {
+            Some(url) => Data::Postgres(url),
+            None if postgres::postgres_backend() => {
+                let url = postgres::database(&data_dir.display().to_string());
+                config = format!("database_url = {url:?}\n{config}");
+                Data::Postgres(url)
+            }
+            None => Data::Sqlite(data_dir),
         };
         let path = dir.path().join("agenthost.toml");
         std::fs::write(&path, config).unwrap();
         let mut command = Command::new(binary);
         command.arg("serve").arg("--config").arg(&path);
-        Self::spawn(command, dir, env)
+        let mut host = Self::spawn(command, dir, env);
+        host.data = data;
+        host
+    }
+
+    /// What the host keeps at rest, as bytes: its SQLite files, or a dump
+    /// of its PostgreSQL database. For looking for what must not be there
+    /// in the clear.
+    pub fn data_at_rest(&self) -> Vec<u8> {
+        match &self.data {
+            Data::Postgres(url) => postgres::dump(url),
+            Data::Sqlite(dir) => ["agenthost.db", "agenthost.db-wal"]
+                .iter()
+                .flat_map(|file| std::fs::read(dir.join(file)).unwrap_or_default())
+                .collect(),
+        }
     }
 
     /// Starts with no config file at all, as a newcomer would.
@@ -173,11 +211,13 @@ impl Agenthost {
                 panic!("agenthost did not start; logs:\n{}", logs.lock().unwrap());
             }
         };
+        let data = Data::Sqlite(dir.path().join("data"));
         Agenthost {
             child,
             base: format!("http://{addr}"),
             logs,
             key: None,
+            data,
             _dir: dir,
         }
     }
@@ -276,6 +316,24 @@ fn unsafe_kill(pid: u32, signal: &str) {
         .arg(format!("-{signal}"))
         .arg(pid.to_string())
         .status();
+}
+
+/// The `data_dir` a test's config names, if it names one.
+fn data_dir_in(config: &str) -> Option<PathBuf> {
+    top_level_string(config, "data_dir").map(PathBuf::from)
+}
+
+fn database_url_in(config: &str) -> Option<String> {
+    top_level_string(config, "database_url")
+}
+
+/// A quoted top-level value of a test's config, such as
+/// `data_dir = "/tmp/x"`.
+fn top_level_string(config: &str, key: &str) -> Option<String> {
+    config.lines().find_map(|line| {
+        let rest = line.trim().strip_prefix(key)?.trim().strip_prefix('=')?;
+        serde_json::from_str::<String>(rest.trim()).ok()
+    })
 }
 
 /// An HTTP client that sends its bodies as JSON, as the seed contracts

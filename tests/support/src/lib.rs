@@ -7,6 +7,7 @@ mod binary;
 mod frames;
 mod golden;
 mod mock_llm;
+pub mod postgres;
 mod procfs;
 mod python;
 
