@@ -26,6 +26,7 @@ use axum::response::Response;
 use axum::routing::post;
 use futures::StreamExt;
 use serde_json::{Map, Value, json};
+use testkit::postgres::Cluster;
 use testkit::*;
 
 /// Clients sending chats at once in the throughput runs.
@@ -74,7 +75,17 @@ fn config(llm: &MockLlm) -> String {
 }
 
 async fn start_agenthost(llm: &MockLlm, binary: &Path) -> Agenthost {
-    let host = Agenthost::start_binary(binary, &config(llm), &[("AGENTHOST_TEST_KEY", "sk-bench")]);
+    start_agenthost_on(llm, binary, "").await
+}
+
+/// [`start_agenthost`], with top-level config before the rest (a
+/// `database_url`).
+async fn start_agenthost_on(llm: &MockLlm, binary: &Path, first: &str) -> Agenthost {
+    let host = Agenthost::start_binary(
+        binary,
+        &format!("{first}{}", config(llm)),
+        &[("AGENTHOST_TEST_KEY", "sk-bench")],
+    );
     let response = client()
         .post(host.url("/connect/demo"))
         .header("x-api-key", ADMIN_KEY)
@@ -98,8 +109,11 @@ struct Target {
     /// `{session}` in `url`; each client has its own, since a session's
     /// chats run one at a time.
     sessions: Option<(String, usize)>,
-    /// The agenthost process serving the target, whose CPU time is read.
-    server: Option<u32>,
+    /// The agenthost processes serving the target, whose CPU time is read.
+    servers: Vec<u32>,
+    /// Other replicas' base URLs, for the first's: each chat goes to the
+    /// next replica in turn.
+    replicas: Vec<(String, String)>,
 }
 
 impl Target {
@@ -110,13 +124,37 @@ impl Target {
             body: Some(body.to_string()),
             headers: Vec::new(),
             sessions: None,
-            server: None,
+            servers: Vec::new(),
+            replicas: Vec::new(),
         }
     }
 
     fn served_by(mut self, host: &Agenthost) -> Target {
-        self.server = Some(host.pid());
+        self.servers = vec![host.pid()];
         self
+    }
+
+    /// The same target, its chats spread over `hosts` in turn.
+    fn spread_over(mut self, name: &str, hosts: &[&Agenthost]) -> Target {
+        self.name = name.into();
+        let first = hosts[0].base.clone();
+        self.replicas = hosts[1..]
+            .iter()
+            .map(|h| (first.clone(), h.base.clone()))
+            .collect();
+        self.servers = hosts.iter().map(|h| h.pid()).collect();
+        self
+    }
+
+    /// Which replica a client's `chats`-th chat goes to: its URL.
+    fn at(&self, url: &str, chats: usize) -> String {
+        match chats % (self.replicas.len() + 1) {
+            0 => url.to_owned(),
+            n => {
+                let (first, other) = &self.replicas[n - 1];
+                url.replacen(first.as_str(), other, 1)
+            }
+        }
     }
 
     fn header(mut self, name: &'static str, value: &str) -> Target {
@@ -168,14 +206,7 @@ async fn targets(
     let ask = "Say twenty words.";
     let tools = demo_tools().await;
     assert!(tools.as_array().is_some_and(|t| !t.is_empty()), "{tools}");
-    let mcp_chat = |name: &str, chats_per_session| Target {
-        name: name.into(),
-        url: host.url("/chat/{session}/stream?message=Say%20twenty%20words."),
-        body: None,
-        headers: vec![("x-api-key", ADMIN_KEY.to_owned())],
-        sessions: Some((host.url("/sessions"), chats_per_session)),
-        server: Some(host.pid()),
-    };
+    let mcp_chat = |name: &str, chats_per_session| mcp_chat_target(host, name, chats_per_session);
     vec![
         Target::new(
             "mock LLM, direct",
@@ -221,6 +252,60 @@ async fn targets(
     ]
 }
 
+/// MCP Chat streams on `host`, a new session every `chats_per_session`
+/// chats.
+fn mcp_chat_target(host: &Agenthost, name: &str, chats_per_session: usize) -> Target {
+    Target {
+        name: name.into(),
+        url: host.url("/chat/{session}/stream?message=Say%20twenty%20words."),
+        body: None,
+        headers: vec![("x-api-key", ADMIN_KEY.to_owned())],
+        sessions: Some((host.url("/sessions"), chats_per_session)),
+        servers: vec![host.pid()],
+        replicas: Vec::new(),
+    }
+}
+
+/// The MCP Chat targets on PostgreSQL (a cluster of the bench's own, with
+/// durable commits): one replica, and two sharing the database.
+struct OnPostgres {
+    _cluster: Cluster,
+    _hosts: (Agenthost, Agenthost),
+    targets: Vec<Target>,
+}
+
+async fn postgres_targets(llm: &MockLlm) -> Option<OnPostgres> {
+    if !testkit::postgres::installed() {
+        println!("\n(PostgreSQL is not installed: its rows are left out)");
+        return None;
+    }
+    let cluster = Cluster::start(true);
+    let first = format!("database_url = {:?}\n", cluster.database("bench"));
+    let a = start_agenthost_on(llm, bin(), &first).await;
+    let b = start_agenthost_on(llm, bin(), &first).await;
+    let targets = vec![
+        mcp_chat_target(
+            &a,
+            "agenthost on PostgreSQL: MCP Chat API, new session per chat",
+            1,
+        ),
+        mcp_chat_target(
+            &a,
+            "agenthost on PostgreSQL: MCP Chat API, 4 chats per session",
+            4,
+        ),
+        mcp_chat_target(&a, "", 4).spread_over(
+            "two replicas on PostgreSQL: MCP Chat API, 4 chats per session",
+            &[&a, &b],
+        ),
+    ];
+    Some(OnPostgres {
+        _cluster: cluster,
+        _hosts: (a, b),
+        targets,
+    })
+}
+
 /// One chat's timings, or why it failed.
 struct Sample {
     first_byte: Duration,
@@ -242,7 +327,7 @@ async fn send(
     let url = match &target.sessions {
         Some((sessions, chats_per_session)) => {
             if conversation.chats.is_multiple_of(*chats_per_session) {
-                let mut create = client.post(sessions);
+                let mut create = client.post(target.at(sessions, conversation.chats));
                 for (name, value) in &target.headers {
                     create = create.header(*name, value);
                 }
@@ -251,9 +336,12 @@ async fn send(
                 let id = session["session_id"].as_str().ok_or("no session id")?;
                 conversation.session = Some(id.to_owned());
             }
-            conversation.chats += 1;
             let id = conversation.session.as_deref().unwrap_or_default();
-            target.url.replace("{session}", id)
+            let url = target.url.replace("{session}", id);
+            // The chat goes to the next replica: the session was made on
+            // another, as behind a load balancer.
+            conversation.chats += 1;
+            target.at(&url, conversation.chats)
         }
         None => target.url.clone(),
     };
@@ -316,7 +404,11 @@ enum Load {
 async fn measure(target: &Target, load: Load, duration: Duration) -> Measured {
     let client = client();
     let target = Arc::new(target.clone());
-    let cpu_before = (cpu_time(std::process::id()), target.server.map(cpu_time));
+    let servers_cpu = |servers: &[u32]| servers.iter().map(|pid| cpu_time(*pid)).sum::<Duration>();
+    let cpu_before = (
+        cpu_time(std::process::id()),
+        (!target.servers.is_empty()).then(|| servers_cpu(&target.servers)),
+    );
     let start = Instant::now();
     let until = start + duration;
     let results = match load {
@@ -363,10 +455,9 @@ async fn measure(target: &Target, load: Load, duration: Duration) -> Measured {
         latency: Vec::new(),
         first_byte: Vec::new(),
         bench_cpu: cpu_time(std::process::id()) - cpu_before.0,
-        server_cpu: target
-            .server
-            .zip(cpu_before.1)
-            .map(|(pid, before)| cpu_time(pid) - before),
+        server_cpu: cpu_before
+            .1
+            .map(|before| servers_cpu(&target.servers) - before),
     };
     for result in results {
         match result {
@@ -461,6 +552,15 @@ async fn chats() {
     let host = start_agenthost(&llm, bin()).await;
     let tools_host = start_agenthost(&tools_llm, bin()).await;
     let mut chosen: Vec<Target> = targets(&llm, &proxy, &host, &tools_host).await;
+    let on_postgres = postgres_targets(&llm).await;
+    // Beside the SQLite MCP Chat rows, in the same run.
+    if let Some(postgres) = &on_postgres {
+        let after = chosen
+            .iter()
+            .rposition(|t| t.name.contains("MCP Chat"))
+            .map_or(chosen.len(), |i| i + 1);
+        chosen.splice(after..after, postgres.targets.iter().cloned());
+    }
     // Each agenthost target again against the baseline build, measured
     // right after it: before and after a change, in one run.
     let baseline = std::env::var_os("BENCH_BASELINE").map(PathBuf::from);
@@ -473,7 +573,7 @@ async fn chats() {
                 .into_iter()
                 .zip(twins)
                 .flat_map(|(ours, mut twin)| {
-                    let baseline = twin.server.is_some().then(|| {
+                    let baseline = (!twin.servers.is_empty()).then(|| {
                         twin.name.push_str(" [baseline]");
                         twin
                     });
@@ -543,7 +643,7 @@ async fn cpu_against_baseline() {
         );
         println!("|---|---|---|---|---|---|");
         let pairs = ours.iter().zip(&theirs);
-        for (a, b) in pairs.filter(|(a, _)| a.server.is_some() && named_in_env(a)) {
+        for (a, b) in pairs.filter(|(a, _)| !a.servers.is_empty() && named_in_env(a)) {
             measure(a, load, WARM_UP).await;
             measure(b, load, WARM_UP).await;
             let (mut mine, mut base, mut errors) = (Vec::new(), Vec::new(), 0);
