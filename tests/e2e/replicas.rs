@@ -303,7 +303,11 @@ async fn a_replica_killed_mid_chat_loses_nothing_acknowledged() {
 #[tokio::test]
 async fn a_database_restart_gives_clean_errors_then_service_again() {
     let cluster = Cluster::start(false);
-    let database = cluster.database("agenthost");
+    // The cluster trusts loopback; the password is there to be kept out
+    // of every log line.
+    let database = cluster
+        .database("agenthost")
+        .replacen("postgres@", "postgres:pg-secret-pw@", 1);
     let config = format!(
         "database_url = {database:?}\n{}[limits]\ndatabase_timeout_secs = 2\n",
         demo_server_toml()
@@ -335,5 +339,54 @@ async fn a_database_restart_gives_clean_errors_then_service_again() {
     within(Duration::from_secs(30), back).await;
     let seen = history(&host, &session).await;
     assert_eq!(seen.first().map(|(_, c)| c.as_str()), Some("hello"));
-    assert!(!host.logs().contains("panicked"), "{}", host.logs());
+    let logs = host.logs();
+    assert!(!logs.contains("panicked"), "{logs}");
+    assert!(
+        logs.contains("store: PostgreSQL at postgres://postgres@127.0.0.1:"),
+        "{logs}"
+    );
+    assert!(!logs.contains("pg-secret-pw"), "{logs}");
+}
+
+#[tokio::test]
+async fn migrate_brings_the_schema_up_once_and_refuses_a_newer_one() {
+    let database = fresh_database();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("agenthost.toml");
+    std::fs::write(&config, "").unwrap();
+    let migrate = || {
+        std::process::Command::new(bin())
+            .args(["migrate", "--config"])
+            .arg(&config)
+            .env("AGENTHOST_DATABASE_URL", &database)
+            .output()
+            .unwrap()
+    };
+    let (first, second) = (migrate(), migrate());
+    for run in [&first, &second] {
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        assert_eq!(run.stdout, b"the database schema is up to date\n");
+    }
+    assert!(String::from_utf8_lossy(&first.stderr).contains("database schema migrated"));
+    assert!(!String::from_utf8_lossy(&second.stderr).contains("database schema migrated"));
+    let newer = std::process::Command::new("psql")
+        .args([
+            database.as_str(),
+            "-qc",
+            "INSERT INTO schema_migrations VALUES (999, 'later')",
+        ])
+        .status()
+        .unwrap();
+    assert!(newer.success());
+    let refused = migrate();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("schema version 999") && stderr.contains("upgrade agenthost"),
+        "{stderr}"
+    );
 }

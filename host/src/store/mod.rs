@@ -424,11 +424,15 @@ mod tests {
     #[tokio::test]
     async fn postgres_keeps_what_every_backend_keeps_and_tells_the_replicas() {
         let database = Database::Postgres(testkit::postgres::fresh_database());
-        let store = Store::open(&database, limits()).await.unwrap();
+        // Replicas starting together take turns to migrate.
+        let (store, again) = tokio::join!(
+            Store::open(&database, limits()),
+            Store::open(&database, limits())
+        );
+        let (store, again) = (store.unwrap(), again.unwrap());
         let mut changes = store.changes().unwrap();
         let first = tokio::time::timeout(Duration::from_secs(10), changes.recv()).await;
         assert_eq!(first.unwrap().unwrap(), Change::Everything, "listening");
-        let again = Store::open(&database, limits()).await.unwrap();
         behaves(store).await;
         let mut seen = Vec::new();
         while let Ok(Ok(change)) =
