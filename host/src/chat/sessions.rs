@@ -51,9 +51,17 @@ pub(super) async fn open(
 }
 
 /// Stores what the chat added, then releases the session.
-pub(super) async fn close(store: Store, session: String, added: Vec<Message>, guard: SessionGuard) {
+pub(super) async fn close(
+    store: Store,
+    session: String,
+    added: Vec<Message>,
+    mut guard: SessionGuard,
+) {
     if let Err(e) = store.append(&session, from_exchange(&added)).await {
         tracing::error!(session = %session, "cannot store the chat's messages: {e}");
+    }
+    if let Some(lease) = guard.lease.take() {
+        lease.release().await;
     }
     drop(guard);
 }

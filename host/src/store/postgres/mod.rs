@@ -5,7 +5,7 @@
 //! hang, and the pool heals itself when it is back. The schema is brought
 //! up to date at open under an advisory lock, so replicas starting at once
 //! take turns. Writes to servers and connections notify every replica
-//! (`listen`); a session's chats take an advisory lock (`SessionLease`).
+//! (`listen`); a session's chats hold it by a lease (`SessionLease`).
 
 mod connections;
 mod listen;
@@ -17,7 +17,6 @@ use std::time::Duration;
 use deadpool_postgres::{
     GenericClient, Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod,
 };
-use sha2::{Digest, Sha256};
 use tokio::sync::broadcast;
 use tokio_postgres::NoTls;
 
@@ -25,14 +24,25 @@ use super::{Change, PoolLimits, SessionSummary, StoreError, StoredMessage};
 use crate::timestamp::now;
 
 /// The migrations, in order; each runs once, in a transaction.
-const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    include_str!("../../../migrations/postgres/0001_init.sql"),
-)];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        include_str!("../../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        include_str!("../../../migrations/postgres/0002_session_leases.sql"),
+    ),
+];
 /// The advisory lock replicas take turns on while migrating.
 const MIGRATION_LOCK: i64 = 0x6167_656e_7468_6f73;
-/// How often a chat asks again for a session another replica holds.
-const LOCK_RETRY: Duration = Duration::from_millis(25);
+/// How often a chat asks again for a session another chat holds.
+const LEASE_RETRY: Duration = Duration::from_millis(25);
+/// How long a session lease lasts unless renewed: how long a session stays
+/// held after its replica died.
+const LEASE_SECS: f64 = 15.0;
+/// How often a running chat renews its lease.
+const LEASE_RENEWAL: Duration = Duration::from_secs(5);
 /// The channel replicas tell each other of changes on.
 const CHANNEL: &str = "agenthost_changes";
 
@@ -92,24 +102,36 @@ impl PgStore {
         Ok(())
     }
 
-    /// Waits until no other chat, on any replica, holds the session.
+    /// Waits until no other chat, on any replica, holds the session, and
+    /// holds it. The lease is a row, renewed while the chat runs, so no
+    /// connection is held for the chat's length.
     pub async fn lock_session(&self, session: &str) -> Result<SessionLease, StoreError> {
-        let key = lock_key(session);
+        let holder = uuid::Uuid::new_v4().to_string();
         loop {
             let client = self.client().await?;
-            let taken: bool = client
-                .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+            let taken = client
+                .query_opt(
+                    "INSERT INTO session_leases (session_id, holder, expires_at)
+                     VALUES ($1, $2, now() + make_interval(secs => $3))
+                     ON CONFLICT (session_id) DO UPDATE
+                         SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at
+                         WHERE session_leases.expires_at < now()
+                     RETURNING holder",
+                    &[&session, &holder, &LEASE_SECS],
+                )
                 .await
                 .map_err(pg_error)?
-                .get(0);
-            if taken {
-                return Ok(SessionLease {
-                    client: Some(client),
-                    key,
-                });
-            }
+                .is_some();
             drop(client);
-            tokio::time::sleep(LOCK_RETRY).await;
+            if taken {
+                let lease = Lease {
+                    pool: self.pool.clone(),
+                    session: session.to_owned(),
+                    holder,
+                };
+                return Ok(SessionLease::hold(lease));
+            }
+            tokio::time::sleep(LEASE_RETRY).await;
         }
     }
 
@@ -193,43 +215,91 @@ impl PgStore {
     }
 }
 
-/// A session held for one chat: the advisory lock lives on this pooled
-/// connection, and is let go when the lease is dropped.
+/// A session held for one chat, renewed while it runs and given back
+/// when dropped.
 pub struct SessionLease {
-    client: Option<Object>,
-    key: i64,
+    lease: Option<Lease>,
+    renewing: tokio::task::JoinHandle<()>,
 }
 
-impl Drop for SessionLease {
-    fn drop(&mut self) {
-        let Some(client) = self.client.take() else {
-            return;
-        };
-        let key = self.key;
-        let unlock = async move {
-            let unlocked = client
-                .execute("SELECT pg_advisory_unlock($1)", &[&key])
-                .await;
-            if unlocked.is_err() {
-                // Closing the connection lets the lock go; returning it to
-                // the pool would keep the session locked.
-                drop(Object::take(client));
+/// Which lease, and where to renew or delete it.
+#[derive(Clone)]
+struct Lease {
+    pool: Pool,
+    session: String,
+    holder: String,
+}
+
+impl SessionLease {
+    /// Gives the session back now, so the next chat need not wait for it.
+    pub async fn release(mut self) {
+        self.renewing.abort();
+        if let Some(lease) = self.lease.take()
+            && let Err(e) = lease.release().await
+        {
+            tracing::warn!(session = %lease.session, "cannot give the session back: {e}");
+        }
+    }
+
+    fn hold(lease: Lease) -> SessionLease {
+        let renewed = lease.clone();
+        let renewing = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(LEASE_RENEWAL).await;
+                if let Err(e) = renewed.renew().await {
+                    tracing::warn!(session = %renewed.session, "cannot renew the session's lease: {e}");
+                }
             }
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => drop(runtime.spawn(unlock)),
-            Err(_) => drop(unlock),
+        });
+        SessionLease {
+            lease: Some(lease),
+            renewing,
         }
     }
 }
 
-/// The session's advisory lock key: the first 8 bytes of a digest, in a
-/// namespace of its own.
-fn lock_key(session: &str) -> i64 {
-    let digest = Sha256::digest(format!("agenthost-session:{session}"));
-    let mut bytes = [0u8; 8];
-    bytes.copy_from_slice(&digest[..8]);
-    i64::from_be_bytes(bytes)
+impl Lease {
+    async fn renew(&self) -> Result<(), StoreError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        client
+            .execute(
+                "UPDATE session_leases SET expires_at = now() + make_interval(secs => $3)
+                 WHERE session_id = $1 AND holder = $2",
+                &[&self.session, &self.holder, &LEASE_SECS],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(())
+    }
+
+    async fn release(&self) -> Result<(), StoreError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        client
+            .execute(
+                "DELETE FROM session_leases WHERE session_id = $1 AND holder = $2",
+                &[&self.session, &self.holder],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(())
+    }
+}
+
+impl Drop for SessionLease {
+    fn drop(&mut self) {
+        self.renewing.abort();
+        let Some(lease) = self.lease.take() else {
+            return;
+        };
+        // Not given back, the lease expires by itself.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = lease.release().await {
+                    tracing::warn!(session = %lease.session, "cannot give the session back: {e}");
+                }
+            });
+        }
+    }
 }
 
 async fn session_exists(
