@@ -34,18 +34,15 @@ pub(super) async fn open(
     message: String,
 ) -> Result<Exchange, ChatError> {
     let mut guard = locks.lock(session).await;
-    // Chats on other replicas wait on the database's lock as well.
-    guard.lease = store
-        .lock_session(session)
-        .await
-        .map_err(ChatError::Store)?;
     let user = user_message(message);
-    let history = store
+    let opened = store
         .open_exchange(tenant, session, user.clone())
         .await
         .map_err(ChatError::Store)?
         .ok_or(ChatError::SessionNotFound)?;
-    let mut messages: Vec<Message> = history.iter().map(to_message).collect();
+    // Chats on other replicas wait on the database's hold as well.
+    guard.lease = opened.lease;
+    let mut messages: Vec<Message> = opened.history.iter().map(to_message).collect();
     messages.push(to_message(&user));
     Ok(Exchange { messages, guard })
 }
@@ -57,11 +54,9 @@ pub(super) async fn close(
     added: Vec<Message>,
     mut guard: SessionGuard,
 ) {
-    if let Err(e) = store.append(&session, from_exchange(&added)).await {
+    let lease = guard.lease.take();
+    if let Err(e) = store.append(&session, from_exchange(&added), lease).await {
         tracing::error!(session = %session, "cannot store the chat's messages: {e}");
-    }
-    if let Some(lease) = guard.lease.take() {
-        lease.release().await;
     }
     drop(guard);
 }

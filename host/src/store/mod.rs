@@ -56,6 +56,15 @@ pub enum Change {
     Everything,
 }
 
+/// A session's history at the start of a chat, and the hold on the
+/// session that keeps other replicas' chats on it waiting.
+pub struct OpenedExchange {
+    pub history: Vec<StoredMessage>,
+    /// Dropped, the session is given back; [`Store::append`] gives it back
+    /// with the chat's messages.
+    pub lease: Option<SessionLease>,
+}
+
 #[derive(Clone)]
 pub enum Store {
     Sqlite(SqliteStore),
@@ -76,16 +85,6 @@ impl Store {
         match self {
             Store::Sqlite(_) => None,
             Store::Postgres(pg) => Some(pg.changes()),
-        }
-    }
-
-    /// Holds a session for one chat across replicas; the returned lease
-    /// lets the next chat in when dropped. A no-op with SQLite, which one
-    /// process owns.
-    pub async fn lock_session(&self, session: &str) -> Result<Option<SessionLease>, StoreError> {
-        match self {
-            Store::Sqlite(_) => Ok(None),
-            Store::Postgres(pg) => pg.lock_session(session).await.map(Some),
         }
     }
 
@@ -127,28 +126,40 @@ impl Store {
 
     /// Starts an exchange: appends the user's message and returns the
     /// history before it, in one transaction; `None` for a session that is
-    /// not `tenant`'s.
+    /// not `tenant`'s. On PostgreSQL it first waits until no chat on any
+    /// replica holds the session, and holds it; SQLite has one process,
+    /// whose own lock suffices.
     pub async fn open_exchange(
         &self,
         tenant: &str,
         id: &str,
         user: StoredMessage,
-    ) -> Result<Option<Vec<StoredMessage>>, StoreError> {
+    ) -> Result<Option<OpenedExchange>, StoreError> {
         match self {
-            Store::Sqlite(db) => db.open_exchange(tenant, id, user).await,
+            Store::Sqlite(db) => {
+                Ok(db
+                    .open_exchange(tenant, id, user)
+                    .await?
+                    .map(|history| OpenedExchange {
+                        history,
+                        lease: None,
+                    }))
+            }
             Store::Postgres(pg) => pg.open_exchange(tenant, id, user).await,
         }
     }
 
-    /// Appends messages to a session in one transaction.
+    /// Appends messages to a session in one transaction, which also gives
+    /// back the session's `lease` if there is one.
     pub async fn append(
         &self,
         session: &str,
         messages: Vec<StoredMessage>,
+        lease: Option<SessionLease>,
     ) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(db) => db.append(session, messages).await,
-            Store::Postgres(pg) => pg.append(session, messages).await,
+            Store::Postgres(pg) => pg.append(session, messages, lease).await,
         }
     }
 
@@ -314,8 +325,9 @@ mod tests {
         let before = store
             .open_exchange("acme", &session.id, message("user", "hi"))
             .await
+            .unwrap()
             .unwrap();
-        assert_eq!(before.unwrap().len(), 0);
+        assert_eq!(before.history.len(), 0);
         assert!(
             store
                 .open_exchange("globex", &session.id, message("user", "x"))
@@ -325,7 +337,11 @@ mod tests {
             "another tenant's session is not found"
         );
         store
-            .append(&session.id, vec![message("assistant", "hello")])
+            .append(
+                &session.id,
+                vec![message("assistant", "hello")],
+                before.lease,
+            )
             .await
             .unwrap();
         let history = store.history("acme", &session.id).await.unwrap().unwrap();
@@ -335,7 +351,7 @@ mod tests {
         assert!(store.sessions("").await.unwrap().is_empty());
         assert!(
             store
-                .append("nope", vec![message("user", "x")])
+                .append("nope", vec![message("user", "x")], None)
                 .await
                 .is_err()
         );
@@ -460,17 +476,38 @@ mod tests {
             Store::open(&database, limits()).await.unwrap(),
             Store::open(&database, limits()).await.unwrap(),
         );
-        let held = a.lock_session("s").await.unwrap();
-        let waiting = tokio::spawn(async move { b.lock_session("s").await.map(drop) });
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        assert!(!waiting.is_finished(), "the other replica waits");
-        let other = a.lock_session("t").await.unwrap();
-        drop(held);
-        tokio::time::timeout(Duration::from_secs(5), waiting)
+        let (s, t) = (
+            a.create_session("acme").await.unwrap().id,
+            a.create_session("acme").await.unwrap().id,
+        );
+        let held = a
+            .open_exchange("acme", &s, message("user", "first"))
             .await
             .unwrap()
+            .unwrap();
+        let waiting = tokio::spawn({
+            let s = s.clone();
+            async move {
+                let opened = b.open_exchange("acme", &s, message("user", "second"));
+                opened.await.unwrap().unwrap().history
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!waiting.is_finished(), "the other replica waits");
+        let other = a
+            .open_exchange("acme", &t, message("user", "elsewhere"))
+            .await
             .unwrap()
             .unwrap();
+        a.append(&s, vec![message("assistant", "one")], held.lease)
+            .await
+            .unwrap();
+        let history = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .unwrap()
+            .unwrap();
+        let contents: Vec<&str> = history.iter().map(|m| m.content.as_str()).collect();
+        assert_eq!(contents, ["first", "one"], "the whole first exchange");
         drop(other);
     }
 }

@@ -6,10 +6,16 @@ use crate::store::{StoreError, ToolCallRecord};
 impl PgStore {
     pub async fn log_tool_call(&self, record: ToolCallRecord) -> Result<(), StoreError> {
         let client = self.client().await?;
-        client
-            .execute(
+        let insert = client
+            .prepare_cached(
                 "INSERT INTO tool_calls (at, org, api_key, end_user_id, connection_id, server, tool, mode, reason, duration_ms, success, error)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            )
+            .await
+            .map_err(pg_error)?;
+        client
+            .execute(
+                &insert,
                 &[
                     &record.at,
                     &record.org,
