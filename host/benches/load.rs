@@ -3,7 +3,7 @@
 //! Markdown tables for BENCHMARKS.md.
 //!
 //! `cargo bench --bench load` runs everything; name sections to run fewer:
-//! `cargo bench --bench load -- chats cpu streams mcp startup`. To profile
+//! `cargo bench --bench load -- chats cpu streams mcp startup replicas`. To profile
 //! some chat targets alone, name them (case-insensitive substrings, comma
 //! separated) in `BENCH_TARGETS`, e.g. `BENCH_TARGETS=passthrough,feather`.
 //!
@@ -61,6 +61,9 @@ fn main() {
     }
     if wanted("startup") {
         startup();
+    }
+    if wanted("replicas") {
+        rt.block_on(replica_propagation());
     }
 }
 
@@ -913,4 +916,86 @@ fn time_to_ready(cache: &std::path::Path) -> Duration {
     let ready = start.elapsed();
     drop(host);
     ready
+}
+
+/// How soon a server registered on one replica is connected on another,
+/// and how soon one deleted there is gone: what LISTEN/NOTIFY buys over a
+/// restart. Twenty rounds on two replicas of one PostgreSQL.
+async fn replica_propagation() {
+    if !testkit::postgres::installed() {
+        println!("\n(PostgreSQL is not installed: no replica propagation)");
+        return;
+    }
+    const ROUNDS: usize = 20;
+    let llm = MockLlm::answering(text_answer, Duration::ZERO).await;
+    let cluster = Cluster::start(true);
+    let first = format!("database_url = {:?}\n", cluster.database("propagation"));
+    let a = start_agenthost_on(&llm, bin(), &first).await;
+    let b = start_agenthost_on(&llm, bin(), &first).await;
+    let demo = serve_demo_over_http().await;
+    let http = client();
+    let listed_on_b = |id: String| {
+        let request = http.get(b.url("/servers")).header("x-api-key", ADMIN_KEY);
+        async move {
+            let servers: Value = request.send().await.unwrap().json().await.unwrap();
+            let server = servers
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["id"] == id.as_str())
+                .cloned();
+            server.map(|s| s["connected_at"].is_string())
+        }
+    };
+    let mut registered = Vec::new();
+    let mut deleted = Vec::new();
+    for round in 0..ROUNDS {
+        let id = format!("demo{round}");
+        let body = json!([{ "name": id, "transport": "streamable_http", "url": demo }]);
+        let started = Instant::now();
+        let response = http
+            .post(a.url("/servers"))
+            .header("x-api-key", ADMIN_KEY)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "{}",
+            response.text().await.unwrap()
+        );
+        while listed_on_b(id.clone()).await != Some(true) {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        registered.push(started.elapsed());
+
+        let started = Instant::now();
+        let response = http
+            .delete(a.url(&format!("/servers/{id}")))
+            .header("x-api-key", ADMIN_KEY)
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success());
+        while listed_on_b(id.clone()).await.is_some() {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        deleted.push(started.elapsed());
+    }
+    println!("\n### Replica propagation ({ROUNDS} rounds, two replicas on one PostgreSQL)\n");
+    println!("| change on replica A | seen on replica B: p50 ms | p90 ms | max ms |");
+    println!("|---|---:|---:|---:|");
+    for (what, mut times) in [
+        ("server registered (B connected to it)", registered),
+        ("server deleted (gone from B)", deleted),
+    ] {
+        times.sort();
+        println!(
+            "| {what} | {} | {} | {} |",
+            ms(percentile(&times, 0.5)),
+            ms(percentile(&times, 0.9)),
+            ms(times[times.len() - 1]),
+        );
+    }
 }
