@@ -208,7 +208,7 @@ async fn follow_changes(mut changes: broadcast::Receiver<Change>, state: Arc<App
 fn announce_mode(config: &Config, keys: &ApiKeys) -> Result<(), ConfigError> {
     if !keys.is_empty() {
         tracing::info!(
-            "keyed mode: every route but GET / needs one of the [[api_keys]]; each key's org is its tenant"
+            "keyed mode: every route but GET /, /healthz and /readyz needs one of the [[api_keys]]; each key's org is its tenant"
         );
         return Ok(());
     }

@@ -7,6 +7,7 @@
 mod bad_input;
 mod crash_safety;
 mod feather;
+mod health;
 mod hostile;
 mod load;
 mod mcp_chat;

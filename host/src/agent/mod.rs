@@ -113,6 +113,16 @@ impl Agent {
         })
     }
 
+    /// The configured providers' plugins that are not loaded now (a reload
+    /// may have dropped one).
+    pub fn missing_plugins(&self) -> Vec<String> {
+        self.router
+            .all()
+            .filter(|p| self.plugins.provider(&p.plugin).is_err())
+            .map(|p| p.plugin.clone())
+            .collect()
+    }
+
     /// The provider and model for a requested model name.
     pub fn route(&self, model: Option<&str>) -> Result<Route, RoutingError> {
         self.router.route(model)

@@ -41,6 +41,10 @@ impl Router {
         Router { providers, default }
     }
 
+    pub fn all(&self) -> impl Iterator<Item = &ResolvedProvider> {
+        self.providers.iter().map(|p| p.as_ref())
+    }
+
     pub fn get(&self, name: &str) -> Option<Arc<ResolvedProvider>> {
         self.providers.iter().find(|p| p.name == name).cloned()
     }

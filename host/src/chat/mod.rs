@@ -167,6 +167,27 @@ impl ChatService {
         }
     }
 
+    /// Why this process cannot serve chats now: a provider plugin or one of
+    /// `encoders` not loaded, or the store unreachable. Empty when ready.
+    pub async fn unready(&self, encoders: &[&str]) -> Vec<String> {
+        let mut reasons: Vec<String> = self
+            .agent
+            .missing_plugins()
+            .into_iter()
+            .map(|name| format!("provider plugin `{name}` is not loaded"))
+            .collect();
+        reasons.extend(
+            encoders
+                .iter()
+                .filter(|name| self.plugins.encoder(name).is_err())
+                .map(|name| format!("encoder plugin `{name}` is not loaded")),
+        );
+        if let Err(e) = self.store.ping().await {
+            reasons.push(format!("the store cannot be reached: {e}"));
+        }
+        reasons
+    }
+
     /// Starts the chat and returns its answer as an encoded stream; the
     /// chat runs as the stream is read and stops if it is dropped.
     pub async fn stream(&self, input: ChatInput) -> Result<ChatStream, ChatError> {

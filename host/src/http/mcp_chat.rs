@@ -21,7 +21,7 @@ use crate::chat::{ChatInput, ChatLog, ChatOptions, ChatStream, Format, History, 
 use crate::config::{McpServerConfig, Transport};
 use crate::registry::RegistryError;
 
-const FORMAT: &str = "mcp-chat";
+pub(super) const FORMAT: &str = "mcp-chat";
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()

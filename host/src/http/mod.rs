@@ -8,6 +8,7 @@ mod body;
 mod caller;
 mod feather;
 mod guard;
+mod health;
 mod mcp_chat;
 mod mcp_server;
 mod servers;
@@ -79,6 +80,7 @@ pub fn router(
     ));
     let mcp = mcp_server::routes(state.clone(), config.max_body_bytes, shutdown);
     Ok(Router::new()
+        .merge(health::routes())
         .merge(guarded(simple::routes(), &guard, Detail))
         .merge(guarded(admin::routes(), &guard, Detail))
         .merge(guarded(mcp_chat::routes(), &guard, Detail))

@@ -22,7 +22,7 @@ use crate::auth::{Caller, Identity, Principal};
 use crate::chat::{ChatInput, ChatLog, ChatOptions, ChatStream, Format, History, ToolChoice};
 
 /// The built-in format of this surface, also used for its error events.
-const FORMAT: &str = "simple";
+pub(super) const FORMAT: &str = "simple";
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()

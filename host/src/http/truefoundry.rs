@@ -26,7 +26,7 @@ use crate::chat::{
     ServerChoice, ServerRef, ToolCall, ToolChoice,
 };
 
-const FORMAT: &str = "truefoundry";
+pub(super) const FORMAT: &str = "truefoundry";
 const DEFAULT_ITERATION_LIMIT: u32 = 5;
 const MAX_ITERATION_LIMIT: u32 = 20;
 

@@ -22,7 +22,7 @@ use crate::chat::{
     ToolChoice,
 };
 
-const FORMAT: &str = "feather";
+pub(in crate::http) const FORMAT: &str = "feather";
 const DEFAULT_MODEL: &str = "gpt-5.4-mini";
 const DEFAULT_MAX_TOKENS: i64 = 4096;
 const MAX_TOKENS: i64 = 16384;

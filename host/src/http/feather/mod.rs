@@ -17,6 +17,7 @@ use serde_json::Value;
 use super::AppState;
 use crate::auth::{Identity, KeyRefusal, Principal};
 use crate::chat::END_USER_HEADER;
+pub(super) use chat::FORMAT;
 pub use validation::FeatherError;
 use validation::{Validator, loc};
 
