@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use agenthost::config::Config;
+use agenthost::config::{Config, LogFormat};
 use agenthost::devtools::{self, Kind};
 
 #[derive(Parser)]
@@ -87,10 +87,10 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match cli.command {
         Command::Serve { config, listen } => {
-            init_logging();
+            let mut config = Config::load(config.as_deref())?;
+            init_logging(config.log_format);
             // Both ring and aws-lc could serve rustls; choose explicitly.
             let _ = rustls::crypto::ring::default_provider().install_default();
-            let mut config = Config::load(config.as_deref())?;
             if let Some(listen) = listen {
                 config.listen = listen;
             }
@@ -98,8 +98,8 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(agenthost::server::serve(config, &own_exe))?;
         }
         Command::Migrate { config } => {
-            init_logging();
             let config = Config::load(config.as_deref())?;
+            init_logging(config.log_format);
             runtime.block_on(agenthost::server::open_store(&config))?;
             println!("the database schema is up to date");
         }
@@ -167,13 +167,21 @@ async fn list_plugins(url: &str, key: Option<String>) -> anyhow::Result<String> 
     Ok(out)
 }
 
-/// Logs go to stderr; `RUST_LOG` overrides the default `info` level.
-fn init_logging() {
+/// What is logged without `RUST_LOG`: agenthost at `info`, its
+/// dependencies (the compiler, the MCP and HTTP libraries) only when they
+/// warn.
+const DEFAULT_FILTER: &str = "warn,agenthost=info";
+
+/// Logs go to stderr, as text or JSON lines; `RUST_LOG` replaces the
+/// default filter.
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_FILTER));
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().with_current_span(false).init(),
+    }
 }

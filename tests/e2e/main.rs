@@ -10,6 +10,7 @@ mod feather;
 mod health;
 mod hostile;
 mod load;
+mod logs;
 mod mcp_chat;
 mod mcp_failures;
 mod plugin_developers;

@@ -27,15 +27,17 @@ pub const DATABASE_URL_ENV: &str = "AGENTHOST_DATABASE_URL";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
+    // The cause is in the message and not a `source`, so the error is
+    // printed once, not again as its cause.
+    #[error("cannot read config file {path}: {cause}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("invalid config file {path}: {source}")]
+    #[error("invalid config file {path}: {cause}")]
     Parse {
         path: PathBuf,
-        source: toml::de::Error,
+        cause: toml::de::Error,
     },
     #[error("invalid config: {0}")]
     Invalid(String),
@@ -81,6 +83,19 @@ pub struct Config {
     pub limits: Limits,
     #[serde(default)]
     pub agent: AgentConfig,
+    /// How log lines are written to stderr.
+    #[serde(default)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// For people: one line per event, fields as `name=value`.
+    #[default]
+    Text,
+    /// For log collectors: one JSON object per line.
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq)]
@@ -385,18 +400,18 @@ impl Config {
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
         let config: Config = match path {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
                     path: path.into(),
-                    source,
+                    cause,
                 })?;
-                toml::from_str(&text).map_err(|source| ConfigError::Parse {
+                toml::from_str(&text).map_err(|cause| ConfigError::Parse {
                     path: path.into(),
-                    source,
+                    cause,
                 })?
             }
-            None => toml::from_str("").map_err(|source| ConfigError::Parse {
+            None => toml::from_str("").map_err(|cause| ConfigError::Parse {
                 path: PathBuf::from("<defaults>"),
-                source,
+                cause,
             })?,
         };
         config.validate()?;

@@ -21,6 +21,10 @@ impl FromRequestParts<Arc<AppState>> for Identity {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Identity, Infallible> {
+        // The access log identified the caller already.
+        if let Some(identity) = parts.extensions.get::<Identity>() {
+            return Ok(identity.clone());
+        }
         Ok(identify(state, &parts.headers))
     }
 }

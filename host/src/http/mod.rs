@@ -3,6 +3,7 @@
 //! the registry, and answers in its contract's shape; nothing else lives
 //! there.
 
+mod access_log;
 mod admin;
 mod body;
 mod caller;
@@ -88,6 +89,10 @@ pub fn router(
         .merge(guarded(truefoundry::routes(), &guard, truefoundry::refusal))
         .merge(guarded(feather::routes(), &guard, feather::refusal))
         .merge(guarded(mcp, &guard, mcp_server::refusal))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            access_log::log_request,
+        ))
         .with_state(state)
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(cors))

@@ -2,6 +2,8 @@
 
 use std::process::Stdio;
 
+use tokio::io::AsyncBufReadExt;
+
 use rmcp::service::RunningService;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
@@ -58,11 +60,50 @@ async fn connect_stdio(config: &McpServerConfig) -> Result<Client, String> {
         command.current_dir(cwd);
     }
     die_with_parent(&mut command);
-    let (transport, _stderr) = TokioChildProcess::builder(command)
-        .stderr(Stdio::inherit())
+    let (transport, stderr) = TokioChildProcess::builder(command)
+        .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot start `{program}`: {e}"))?;
+    if let Some(stderr) = stderr {
+        tokio::spawn(log_stderr(config.id.clone(), stderr));
+    }
     ().serve(transport).await.map_err(|e| e.to_string())
+}
+
+/// Longest stderr line logged whole; the rest of a longer one is dropped,
+/// so a server cannot make the host buffer without bound.
+const STDERR_LINE_MAX: usize = 4096;
+
+/// Logs a stdio server's stderr line by line under its id, so its
+/// messages can be told from the host's and from other servers'. Reads
+/// until the server closes it, so the server never blocks on a full pipe.
+async fn log_stderr(server: String, stderr: tokio::process::ChildStderr) {
+    let mut reader = tokio::io::BufReader::new(stderr);
+    let mut line = Vec::new();
+    loop {
+        let buf = match reader.fill_buf().await {
+            Ok([]) | Err(_) => break,
+            Ok(buf) => buf,
+        };
+        let end = buf.iter().position(|b| *b == b'\n');
+        let chunk = &buf[..end.unwrap_or(buf.len())];
+        let room = STDERR_LINE_MAX.saturating_sub(line.len());
+        line.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        let consumed = chunk.len() + usize::from(end.is_some());
+        reader.consume(consumed);
+        if end.is_some() {
+            log_stderr_line(&server, &line);
+            line.clear();
+        }
+    }
+    if !line.is_empty() {
+        log_stderr_line(&server, &line);
+    }
+}
+
+fn log_stderr_line(server: &str, line: &[u8]) {
+    let line = String::from_utf8_lossy(line);
+    tracing::info!(target: "agenthost::mcp::stderr", server, "{}", line.trim_end());
 }
 
 /// Asks the kernel to kill the child when this process dies, so even a

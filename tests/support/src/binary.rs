@@ -181,7 +181,7 @@ impl Agenthost {
             .env_remove("ANTHROPIC_API_KEY")
             .env_remove("ANTHROPIC_BASE_URL")
             .envs(env.iter().copied())
-            .env("RUST_LOG", "info")
+            .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -197,7 +197,12 @@ impl Agenthost {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let _ = port_tx.send(rest.trim().to_owned());
+                    // The address ends where the text or JSON line goes on.
+                    let address = rest
+                        .split(|c: char| !(c.is_ascii_alphanumeric() || ".:[]".contains(c)))
+                        .next()
+                        .unwrap_or_default();
+                    let _ = port_tx.send(address.to_owned());
                 }
                 let mut logs = sink.lock().unwrap();
                 logs.push_str(&line);
