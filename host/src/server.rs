@@ -1,9 +1,11 @@
 //! Assembling the server from its configuration and running it until a
 //! shutdown signal, then stopping every MCP child process.
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::serve::ListenerExt;
 use tokio_util::sync::CancellationToken;
@@ -109,6 +111,7 @@ pub async fn serve(config: Config, own_exe: &Path) -> Result<(), ServeError> {
         dispatcher.clone(),
         config.agent.clone(),
     )?);
+    let chats = agent.clone();
     let connections = Arc::new(Connections::new(
         store.clone(),
         pool.clone(),
@@ -156,15 +159,68 @@ pub async fn serve(config: Config, own_exe: &Path) -> Result<(), ServeError> {
             tracing::debug!("TCP_NODELAY on an accepted connection: {e}");
         }
     });
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            shutdown.cancel();
-        })
-        .await;
+    let (stop_accepting, stopped_accepting) = tokio::sync::oneshot::channel();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let _ = stopped_accepting.await;
+    });
+    let grace = Duration::from_secs_f64(config.shutdown_grace_secs.clamp(0.0, 86_400.0));
+    let served = tokio::select! {
+        served = server.into_future() => served,
+        () = on_signals(&chats, grace, shutdown, stop_accepting) => {
+            tracing::warn!("stopping without waiting for open connections");
+            Ok(())
+        }
+    };
     pool.shutdown().await;
     served?;
     Ok(())
+}
+
+/// How often a shutdown says what it still waits for.
+const SHUTDOWN_REPORT: Duration = Duration::from_secs(5);
+
+/// The first signal stops accepting connections and lets open chats go
+/// on for `grace`, then ends them (each stream closes with an error event
+/// in its format); a second signal ends them at once. Returns when the
+/// server should stop waiting for open connections: on a signal after the
+/// chats were ended.
+async fn on_signals(
+    chats: &Agent,
+    grace: Duration,
+    shutdown: CancellationToken,
+    stop_accepting: tokio::sync::oneshot::Sender<()>,
+) {
+    shutdown_signal().await;
+    tracing::info!(
+        chats = chats.running_chats(),
+        "shutting down: no new connections; open chats may go on for {} s",
+        grace.as_secs_f64()
+    );
+    shutdown.cancel();
+    let _ = stop_accepting.send(());
+    let deadline = tokio::time::sleep(grace);
+    tokio::pin!(deadline);
+    let mut report = tokio::time::interval_at(
+        tokio::time::Instant::now() + SHUTDOWN_REPORT,
+        SHUTDOWN_REPORT,
+    );
+    let signalled_again = loop {
+        tokio::select! {
+            () = &mut deadline => break false,
+            () = shutdown_signal() => break true,
+            _ = report.tick() => tracing::info!(chats = chats.running_chats(), "shutting down: waiting for open chats"),
+        }
+    };
+    let running = chats.running_chats();
+    if signalled_again {
+        tracing::warn!(chats = running, "second signal: ending open chats now");
+    } else if running > 0 {
+        tracing::warn!(chats = running, "grace period over: ending open chats");
+    }
+    chats.end_chats();
+    if !signalled_again {
+        shutdown_signal().await;
+    }
 }
 
 /// Opens the store the config names, its schema brought up to date, and
@@ -269,7 +325,6 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     interrupt.await.unwrap_or_default();
-    tracing::info!("shutting down");
 }
 
 /// Raises the soft open-file limit to the hard one: each open stream holds

@@ -12,8 +12,10 @@ mod turn;
 mod upstream;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 pub use crate::plugins::{ChatEvent, Message, Role, ToolCall};
 pub use outcome::{ChatOutcome, ToolCallOutcome, collect};
@@ -47,6 +49,8 @@ pub enum AgentError {
     Provider(String),
     #[error("iteration limit reached: the model still wanted tools after {0} turns")]
     IterationLimit(u32),
+    #[error("the server is shutting down: the chat was ended before its answer was complete")]
+    ShuttingDown,
 }
 
 /// One chat to run.
@@ -84,12 +88,32 @@ impl ChatRequest {
     }
 }
 
+/// One chat counted in [`Agent::running_chats`] while it lives.
+struct Running(Arc<AtomicUsize>);
+
+impl Running {
+    fn enter(count: &Arc<AtomicUsize>) -> Running {
+        count.fetch_add(1, Ordering::Relaxed);
+        Running(count.clone())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 pub struct Agent {
     plugins: Arc<PluginRuntime>,
     upstream: Upstream,
     router: Router,
     dispatcher: Dispatcher,
     config: AgentConfig,
+    /// Cancelled when a shutdown's grace period is over.
+    ending: CancellationToken,
+    /// Chats whose driver has not finished.
+    running: Arc<AtomicUsize>,
 }
 
 impl Agent {
@@ -110,7 +134,20 @@ impl Agent {
             router: Router::new(providers),
             dispatcher,
             config,
+            ending: CancellationToken::new(),
+            running: Arc::default(),
         })
+    }
+
+    /// Chats started and not yet ended.
+    pub fn running_chats(&self) -> usize {
+        self.running.load(Ordering::Relaxed)
+    }
+
+    /// Ends every chat, now and from now on, with an error event saying the
+    /// server is shutting down; what each added so far is kept.
+    pub fn end_chats(&self) {
+        self.ending.cancel();
     }
 
     /// The configured providers' plugins that are not loaded now (a reload
@@ -132,9 +169,16 @@ impl Agent {
     pub fn run(self: &Arc<Self>, request: ChatRequest) -> ChatRun {
         let (events_tx, events) = mpsc::channel(EVENT_BUFFER);
         let agent = self.clone();
+        let running = Running::enter(&self.running);
         let driver = async move {
+            let _running = running;
             let mut added = Vec::new();
-            let ending = match agent.drive(request, &events_tx, &mut added).await {
+            let driven = tokio::select! {
+                biased;
+                driven = agent.drive(request, &events_tx, &mut added) => driven,
+                () = agent.ending.cancelled() => Err(AgentError::ShuttingDown),
+            };
+            let ending = match driven {
                 Ok(()) => ChatEvent::Done,
                 Err(e) => {
                     tracing::warn!("chat failed: {e}");

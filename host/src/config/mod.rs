@@ -86,6 +86,14 @@ pub struct Config {
     /// How log lines are written to stderr.
     #[serde(default)]
     pub log_format: LogFormat,
+    /// On SIGTERM or SIGINT, how long open chats may go on before they are
+    /// ended; 0 ends them at once.
+    #[serde(default = "default_shutdown_grace_secs")]
+    pub shutdown_grace_secs: f64,
+}
+
+fn default_shutdown_grace_secs() -> f64 {
+    30.0
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq)]
@@ -443,6 +451,12 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "agent.iteration_limit must be at least 1".into(),
             ));
+        }
+        if !(self.shutdown_grace_secs.is_finite() && self.shutdown_grace_secs >= 0.0) {
+            return Err(ConfigError::Invalid(format!(
+                "shutdown_grace_secs must be 0 or a positive number of seconds, not {}",
+                self.shutdown_grace_secs
+            )));
         }
         let agent = &self.agent;
         for (key, value) in [

@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use serde_json::Value;
@@ -259,6 +259,23 @@ impl Agenthost {
     pub fn terminate(&mut self) {
         unsafe_kill(self.child.id(), "TERM");
         let _ = self.child.wait();
+    }
+
+    /// Sends `signal` (`TERM`, `INT`...) and returns at once.
+    pub fn signal(&self, signal: &str) {
+        unsafe_kill(self.child.id(), signal);
+    }
+
+    /// The exit status, once the process has exited within `limit`.
+    pub fn exit_within(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     pub fn kill_hard(&mut self) {
