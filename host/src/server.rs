@@ -72,6 +72,13 @@ pub async fn serve(config: Config, own_exe: &Path) -> Result<(), ServeError> {
             "provider available ({})",
             provider.origin
         );
+        if provider.api_key.is_none() && !provider.api_key_env.is_empty() {
+            tracing::warn!(
+                provider = %provider.name,
+                "{} is not set: requests to this provider are sent without a key",
+                provider.api_key_env
+            );
+        }
     }
     tracing::info!(provider = %providers.default, "default provider");
     if providers.default == "mock" {

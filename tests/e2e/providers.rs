@@ -161,7 +161,10 @@ async fn gives_up_within_the_budget_then_falls_back() {
     assert_eq!(status, StatusCode::BAD_GATEWAY);
     assert_eq!(
         body["detail"],
-        "the provider answered HTTP 502: bad gateway (gave up after 2 attempts)"
+        format!(
+            "provider `backup` ({}/chat/completions): the provider answered HTTP 502: bad gateway (gave up after 2 attempts)",
+            backup.base_url
+        )
     );
 }
 
@@ -177,7 +180,10 @@ async fn unauthorised_provider_errors_are_not_retried_and_never_echo_the_key() {
     let (_, body) = host.post("/chat/stream", r#"{"message": "hi"}"#).await;
     assert_eq!(
         body,
-        "data: [ERROR] the provider answered HTTP 401: Incorrect API key provided: [redacted]\n\n"
+        format!(
+            "data: [ERROR] provider `openai` ({}/chat/completions): the provider answered HTTP 401: Incorrect API key provided: [redacted]\n\n",
+            llm.base_url
+        )
     );
     assert_eq!(llm.requests().len(), 1);
     assert!(!host.logs().contains("sk-test-key-123"));
@@ -201,7 +207,13 @@ async fn cut_malformed_and_silent_streams_become_error_events() {
             Reply::stream(vec![text_chunk("a"), "data: {not json\n\n".into()]),
             "plugin `openai` failed: malformed chunk from the provider: key must be a string at line 1 column 2",
         ),
-        (Reply::never(), "the provider did not answer within 0.5 s"),
+        (
+            Reply::never(),
+            &*format!(
+                "provider `openai` ({}/chat/completions): the provider did not answer within 0.5 s",
+                llm.base_url
+            ),
+        ),
         (
             Reply::stream(vec![text_chunk("and then")]).then_hang(),
             "the provider sent nothing for 0.5 s",
@@ -337,4 +349,63 @@ async fn a_client_that_leaves_cancels_the_tool_call_in_flight() {
         read() == "cancelled"
     })
     .await;
+}
+
+#[tokio::test]
+async fn provider_errors_name_the_provider_the_url_and_the_cause() {
+    let llm = MockLlm::start().await;
+    // A port nothing listens on: bound, then let go.
+    let refused = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let config = format!(
+        "[agent]\nretry_attempts = 1\n\
+         [[providers]]\nname = \"gone\"\nplugin = \"openai\"\nbase_url = \"http://{refused}/v1\"\n\
+         api_key_env = \"AGENTHOST_TEST_KEY\"\nmodel = \"m1\"\n\
+         [[providers]]\nname = \"unversioned\"\nplugin = \"openai\"\nbase_url = {:?}\n\
+         api_key_env = \"AGENTHOST_TEST_KEY\"\nmodel = \"m2\"\n\
+         [[providers]]\nname = \"keyless\"\nplugin = \"openai\"\nbase_url = {:?}\n\
+         api_key_env = \"AGENTHOST_UNSET_KEY_VARIABLE\"\nmodel = \"m3\"\n",
+        llm.root_url, llm.base_url
+    );
+    let host = start(&config);
+    connected(&host).await;
+    assert!(
+        host.logs()
+            .contains("AGENTHOST_UNSET_KEY_VARIABLE is not set: requests to this provider are sent without a key"),
+        "{}",
+        host.logs()
+    );
+
+    let (status, body) = host
+        .post_json("/chat", r#"{"message": "hi", "model": "gone/m1"}"#)
+        .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with(&format!(
+            "provider `gone` (http://{refused}/v1/chat/completions): cannot reach the provider: error sending request"
+        )),
+        "{detail}"
+    );
+    assert!(detail.contains("Connection refused"), "the cause: {detail}");
+
+    let (status, body) = host
+        .post_json("/chat", r#"{"message": "hi", "model": "unversioned/m2"}"#)
+        .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    let detail = body["detail"].as_str().unwrap();
+    let root = llm.root_url.trim_end_matches('/');
+    assert!(
+        detail.starts_with(&format!(
+            "provider `unversioned` ({root}/chat/completions): the provider answered HTTP 404"
+        )),
+        "{detail}"
+    );
+    assert!(
+        detail.ends_with("; the URL has no /v1: should the provider's base_url end in /v1?"),
+        "{detail}"
+    );
 }

@@ -411,7 +411,10 @@ async fn provider_failure_is_an_error_event_not_a_hang() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         body,
-        "data: [ERROR] the provider answered HTTP 500: mock LLM: no scripted response left (gave up after 3 attempts)\n\n"
+        format!(
+            "data: [ERROR] provider `openai` ({}/chat/completions): the provider answered HTTP 500: mock LLM: no scripted response left (gave up after 3 attempts)\n\n",
+            llm.base_url
+        )
     );
     // A stream cut before the model finished is an error too.
     llm.respond(vec![text_chunk("partial")]);

@@ -311,7 +311,7 @@ impl Agent {
                 let key = route.provider.api_key.as_ref();
                 let response = self
                     .upstream
-                    .send(&http, &route.provider.base_url, key)
+                    .send(&http, &route.provider, key)
                     .await
                     .map_err(AgentError::Unavailable)?;
                 let mut body = ProviderBody::new(response);

@@ -124,6 +124,7 @@ mod tests {
             models: models.iter().map(|m| m.to_string()).collect(),
             fallback: None,
             api_key: None,
+            api_key_env: String::new(),
             origin: "test",
         }
     }

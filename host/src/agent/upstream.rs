@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::FutureExt;
 
-use crate::config::{AgentConfig, Secret, clamped_secs, seconds};
+use crate::config::{AgentConfig, ResolvedProvider, Secret, clamped_secs, seconds};
 use crate::plugins::{AuthScheme, HttpRequest};
 
 /// Error bodies are shown to clients; long ones are cut.
@@ -56,7 +56,19 @@ pub enum UpstreamError {
         attempts: u32,
         last: Box<UpstreamError>,
     },
+    /// A request that failed, with where it went, so the message says
+    /// which provider and URL to look at.
+    #[error("provider `{provider}` ({url}): {error}{hint}")]
+    Request {
+        provider: String,
+        url: String,
+        error: Box<UpstreamError>,
+        hint: &'static str,
+    },
 }
+
+/// What a 404 usually means when the request's path has no API version.
+const NO_VERSION_HINT: &str = "; the URL has no /v1: should the provider's base_url end in /v1?";
 
 /// Refuses a request for another origin than the provider's `base_url`.
 fn on_origin(url: &str, base_url: &str) -> Result<(), UpstreamError> {
@@ -75,7 +87,31 @@ fn on_origin(url: &str, base_url: &str) -> Result<(), UpstreamError> {
     )))
 }
 
+/// An error and its causes, as `error: cause: cause`; reqwest's own
+/// message alone says only "error sending request".
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 impl UpstreamError {
+    /// The failure of the last attempt, under any retry report.
+    fn last_attempt(&self) -> &UpstreamError {
+        match self {
+            UpstreamError::GaveUp { last, .. } => last,
+            other => other,
+        }
+    }
+
     fn is_transient(&self) -> bool {
         match self {
             UpstreamError::Connect(_) | UpstreamError::FirstByte(_) => true,
@@ -116,6 +152,34 @@ impl Upstream {
     /// must stay on the origin of the provider's `base_url`, where the key
     /// belongs.
     pub async fn send(
+        &self,
+        request: &HttpRequest,
+        provider: &ResolvedProvider,
+        key: Option<&Secret>,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        self.send_retrying(request, &provider.base_url, key)
+            .await
+            .map_err(|error| {
+                let url = request.url.split('?').next().unwrap_or_default().to_owned();
+                let not_found = matches!(
+                    error.last_attempt(),
+                    UpstreamError::Status { status: 404, .. }
+                );
+                let hint = if not_found && !url.contains("/v1/") {
+                    NO_VERSION_HINT
+                } else {
+                    ""
+                };
+                UpstreamError::Request {
+                    provider: provider.name.clone(),
+                    url,
+                    error: Box::new(error),
+                    hint,
+                }
+            })
+    }
+
+    async fn send_retrying(
         &self,
         request: &HttpRequest,
         base_url: &str,
@@ -178,7 +242,7 @@ impl Upstream {
         let response = tokio::time::timeout(self.first_byte_timeout, builder.send())
             .await
             .map_err(|_| UpstreamError::FirstByte(self.first_byte_timeout.as_secs_f64()))?
-            .map_err(|e| UpstreamError::Connect(e.without_url().to_string()))?;
+            .map_err(|e| UpstreamError::Connect(with_causes(&e.without_url())))?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);

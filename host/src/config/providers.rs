@@ -58,6 +58,8 @@ pub struct ResolvedProvider {
     pub models: Vec<String>,
     pub fallback: Option<String>,
     pub api_key: Option<Secret>,
+    /// The variable `api_key` is read from, for messages.
+    pub api_key_env: String,
     /// Where this provider came from, for the start-up log.
     pub origin: &'static str,
 }
@@ -204,6 +206,7 @@ fn resolve(p: &ProviderConfig, env: &dyn Env, origin: &'static str) -> ResolvedP
         models: p.models.clone(),
         fallback: p.fallback.clone(),
         api_key: env.var(key_env).map(Secret),
+        api_key_env: key_env.to_owned(),
         origin,
     }
 }
