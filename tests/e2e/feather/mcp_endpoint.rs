@@ -16,7 +16,12 @@ async fn the_mcp_endpoint_serves_tools_by_role_to_a_real_mcp_client() {
         "[[mcp_servers]]\nid = \"crmstdio\"\ntransport = \"stdio\"\ncommand = \"python3\"\nargs = [{:?}, \"--stdio\"]\ntimeout = 20\n",
         fixture("crm_mcp_server.py").display().to_string()
     );
-    let host = start_with(&format!("{}{stdio_crm}", config(&llm, None)));
+    // The stdio server must be listed: a busy machine may take longer than
+    // the default 2 s chats wait for a Python server to start.
+    let host = start_with(&format!(
+        "{}{stdio_crm}[agent]\ntools_wait_secs = 60\n",
+        config(&llm, None)
+    ));
     let (status, created) = create_connection(
         &host,
         ADMIN,
