@@ -9,8 +9,8 @@
 //! `security.allow_stdio_registration` lets members register stdio servers
 //! too. A server's `env` and `headers` are sealed before they are stored.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -77,6 +77,39 @@ pub struct Registry {
     /// The variable that holds the sealing key, for the message when unset.
     key_env: String,
     allow_stdio_registration: bool,
+    /// Servers this replica is registering or removing: in the pool and
+    /// not yet in the store, or the other way round. Following other
+    /// replicas leaves them alone until the change is whole.
+    changing: Arc<Mutex<HashSet<ServerKey>>>,
+}
+
+/// A run-time server: its tenant (empty for the local user) and id.
+type ServerKey = (String, String);
+
+/// Servers marked as changing on this replica until dropped.
+struct Changing {
+    keys: Vec<ServerKey>,
+    changing: Arc<Mutex<HashSet<ServerKey>>>,
+}
+
+impl Changing {
+    fn mark(registry: &Registry, keys: Vec<ServerKey>) -> Changing {
+        let mut changing = registry.changing.lock().unwrap_or_else(|p| p.into_inner());
+        changing.extend(keys.iter().cloned());
+        Changing {
+            keys,
+            changing: registry.changing.clone(),
+        }
+    }
+}
+
+impl Drop for Changing {
+    fn drop(&mut self) {
+        let mut changing = self.changing.lock().unwrap_or_else(|p| p.into_inner());
+        for key in &self.keys {
+            changing.remove(key);
+        }
+    }
 }
 
 impl Registry {
@@ -93,7 +126,13 @@ impl Registry {
             sealer,
             key_env,
             allow_stdio_registration,
+            changing: Arc::default(),
         }
+    }
+
+    fn is_changing(&self, tenant: &str, name: &str) -> bool {
+        let changing = self.changing.lock().unwrap_or_else(|p| p.into_inner());
+        changing.contains(&(tenant.to_owned(), name.to_owned()))
     }
 
     /// Adds the servers registered before the last stop, and reconnects
@@ -147,6 +186,9 @@ impl Registry {
         let stored = self.store.servers().await?;
         let mut fresh = Vec::new();
         for row in &stored {
+            if self.is_changing(&row.tenant, &row.name) {
+                continue;
+            }
             let owner = (!row.tenant.is_empty()).then_some(row.tenant.as_str());
             let current = self
                 .pool
@@ -174,9 +216,10 @@ impl Registry {
             .filter(|s| matches!(s.origin, Origin::Runtime { .. }));
         for entry in runtime {
             let tenant = entry.owner().unwrap_or_default();
-            if !stored
-                .iter()
-                .any(|r| r.tenant == tenant && r.name == entry.config.id)
+            if !self.is_changing(tenant, &entry.config.id)
+                && !stored
+                    .iter()
+                    .any(|r| r.tenant == tenant && r.name == entry.config.id)
             {
                 tracing::info!(server = %entry.config.id, "MCP server removed on another replica");
                 let _ = self.pool.remove(entry.owner(), &entry.config.id).await;
@@ -232,6 +275,11 @@ impl Registry {
                 config,
             });
         }
+        let keys = servers
+            .iter()
+            .map(|s| (s.owner.clone().unwrap_or_default(), s.config.id.clone()))
+            .collect();
+        let _changing = Changing::mark(self, keys);
         let entries = self.pool.register(servers).await.map_err(|e| match e {
             McpError::Duplicate(_) => RegistryError::Duplicate(e.to_string()),
             McpError::Refused(_) => RegistryError::Refused(e.to_string()),
@@ -259,6 +307,10 @@ impl Registry {
             .pool
             .server(tenant, id)
             .map_err(|_| RegistryError::NotFound)?;
+        let _changing = Changing::mark(
+            self,
+            vec![(tenant.unwrap_or_default().to_owned(), id.to_owned())],
+        );
         if server.config.transport == Transport::Stdio && !self.may_run_commands(role) {
             return Err(RegistryError::Forbidden(
                 "removing a stdio server needs an admin API key".into(),
