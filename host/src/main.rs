@@ -88,7 +88,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config, listen } => {
             let mut config = Config::load(config.as_deref())?;
-            init_logging(config.log_format);
+            let _logs = init_logging(config.log_format);
             // Both ring and aws-lc could serve rustls; choose explicitly.
             let _ = rustls::crypto::ring::default_provider().install_default();
             if let Some(listen) = listen {
@@ -99,7 +99,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Migrate { config } => {
             let config = Config::load(config.as_deref())?;
-            init_logging(config.log_format);
+            let _logs = init_logging(config.log_format);
             runtime.block_on(agenthost::server::open_store(&config))?;
             println!("the database schema is up to date");
         }
@@ -173,15 +173,22 @@ async fn list_plugins(url: &str, key: Option<String>) -> anyhow::Result<String> 
 const DEFAULT_FILTER: &str = "warn,agenthost=info";
 
 /// Logs go to stderr, as text or JSON lines; `RUST_LOG` replaces the
-/// default filter.
-fn init_logging(format: LogFormat) {
+/// default filter. Lines are written by a thread of their own, buffered
+/// while more are queued: a write per line cost a busy server a tenth of
+/// a chat's CPU. The returned guard writes what is left when dropped.
+fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_FILTER));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("agenthost-log")
+        .finish(std::io::BufWriter::new(std::io::stderr()));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     match format {
         LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
         LogFormat::Json => logs.json().with_current_span(false).init(),
     }
+    guard
 }
