@@ -38,20 +38,18 @@ pub async fn log_request(
         Identity::Local | Identity::Refused(_) => None,
     };
     request.extensions_mut().insert(identity);
-    let line = AccessLine {
-        method: request.method().clone(),
-        route: request
-            .extensions()
-            .get::<MatchedPath>()
-            .map(|m| m.as_str().to_owned()),
-        status: StatusCode::OK,
-        org,
-        started,
-    };
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned());
     let response = next.run(request).await;
     let line = AccessLine {
+        method,
+        route,
         status: response.status(),
-        ..line
+        org,
+        started,
     };
     response.map(|body| {
         Body::new(Logged {
