@@ -34,7 +34,7 @@ pub(super) async fn open(
     message: String,
 ) -> Result<Exchange, ChatError> {
     let mut guard = locks.lock(session).await;
-    let user = user_message(message);
+    let user = StoredMessage::text("user", message);
     let opened = store
         .open_exchange(tenant, session, user.clone())
         .await
@@ -121,18 +121,6 @@ impl Drop for SessionGuard {
                 sessions.remove(&self.session);
             }
         }
-    }
-}
-
-/// A user's message, stamped now.
-fn user_message(content: String) -> StoredMessage {
-    StoredMessage {
-        role: "user".into(),
-        content,
-        name: None,
-        tool_call_id: None,
-        tool_calls: None,
-        timestamp: now(),
     }
 }
 

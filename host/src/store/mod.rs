@@ -263,14 +263,7 @@ mod tests {
     use super::*;
 
     fn message(role: &str, content: &str) -> StoredMessage {
-        StoredMessage {
-            role: role.into(),
-            content: content.into(),
-            name: None,
-            tool_call_id: None,
-            tool_calls: None,
-            timestamp: "2026-01-01T00:00:00Z".into(),
-        }
+        StoredMessage::text(role, content.into())
     }
 
     fn connection(id: &str, org: &str, server_id: &str) -> ConnectionRow {

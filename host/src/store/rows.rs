@@ -24,6 +24,20 @@ pub struct StoredMessage {
     pub timestamp: String,
 }
 
+impl StoredMessage {
+    /// A plain message (no tool call or result), stamped now.
+    pub fn text(role: &str, content: String) -> StoredMessage {
+        StoredMessage {
+            role: role.into(),
+            content,
+            name: None,
+            tool_call_id: None,
+            tool_calls: None,
+            timestamp: crate::timestamp::now(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ConnectionRow {
     pub id: String,

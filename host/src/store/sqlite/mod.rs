@@ -345,14 +345,7 @@ mod tests {
     use crate::store::StoredServer;
 
     fn message(role: &str, content: &str) -> StoredMessage {
-        StoredMessage {
-            role: role.into(),
-            content: content.into(),
-            name: None,
-            tool_call_id: None,
-            tool_calls: None,
-            timestamp: now(),
-        }
+        StoredMessage::text(role, content.into())
     }
 
     fn server() -> StoredServer {
