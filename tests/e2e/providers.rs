@@ -92,6 +92,53 @@ async fn anthropic_streams_tool_use_with_input_json_fragments() {
     );
 }
 
+/// Anthropic refuses tool blocks in a request that defines no tools, so the
+/// last turn after the tool rounds sends the earlier calls as text.
+#[tokio::test]
+async fn anthropic_last_turn_without_tools_carries_the_calls_as_text() {
+    let llm = MockLlm::start().await;
+    let config = format!(
+        "[provider]\nplugin = \"anthropic\"\nbase_url = {:?}\napi_key_env = \"AGENTHOST_TEST_KEY\"\nmodel = \"claude-test\"\n[agent]\niteration_limit = 1\n",
+        llm.root_url
+    );
+    let host = start(&config);
+    connected(&host).await;
+    let mut first = vec![anthropic_message_start()];
+    first.extend(anthropic_tool_block(
+        0,
+        "toolu_1",
+        "demo__calculate",
+        &["{\"expression\": \"6*7\"}"],
+    ));
+    first.extend(anthropic_stop("tool_use"));
+    llm.respond(first);
+    let mut second = vec![anthropic_message_start()];
+    second.extend(anthropic_text_block(0, "It is 42."));
+    second.extend(anthropic_stop("end_turn"));
+    llm.respond(second);
+
+    let (status, body) = host
+        .post("/chat/stream", r#"{"message": "What is 6*7?"}"#)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.ends_with(
+            "data: {\"type\": \"text\", \"content\": \"It is 42.\"}\n\ndata: [DONE]\n\n"
+        ),
+        "{body}"
+    );
+    let last = &llm.requests()[1].body;
+    assert!(last.get("tools").is_none(), "{last}");
+    assert_eq!(
+        last["messages"],
+        json!([
+            { "role": "user", "content": "What is 6*7?" },
+            { "role": "assistant", "content": "[tool call toolu_1: demo__calculate {\"expression\": \"6*7\"}]" },
+            { "role": "user", "content": "[result of tool call toolu_1]\n42" },
+        ])
+    );
+}
+
 #[tokio::test]
 async fn anthropic_error_events_end_the_stream() {
     let llm = MockLlm::start().await;

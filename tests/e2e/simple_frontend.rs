@@ -379,8 +379,10 @@ async fn cors_allows_the_configured_frontend_only() {
     );
 }
 
+/// `iteration_limit` bounds rounds of tool calls: after the last round
+/// the model is offered no tools and answers with what it has.
 #[tokio::test]
-async fn iteration_limit_ends_the_stream_with_an_error() {
+async fn after_the_last_tool_round_the_model_answers_without_tools() {
     let (llm, host) = with_openai_mock("").await;
     for i in 0..3 {
         llm.respond(vec![
@@ -390,13 +392,46 @@ async fn iteration_limit_ends_the_stream_with_an_error() {
             DONE.into(),
         ]);
     }
+    llm.respond(vec![
+        text_chunk("No notes yet."),
+        finish_chunk("stop"),
+        DONE.into(),
+    ]);
     host.post("/connect/demo", "").await;
     let (status, body) = host.post("/chat/stream", r#"{"message": "loop"}"#).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body.matches("tool_start").count(), 3);
+    assert_eq!(body.matches("tool_start").count(), 3, "{body}");
     assert!(
         body.ends_with(
-            "data: [ERROR] iteration limit reached: the model still wanted tools after 3 turns\n\n"
+            "data: {\"type\": \"text\", \"content\": \"No notes yet.\"}\n\ndata: [DONE]\n\n"
+        ),
+        "{body}"
+    );
+    let requests = llm.requests();
+    assert_eq!(requests.len(), 4);
+    assert!(requests[2].body["tools"].is_array());
+    assert!(
+        requests[3].body.get("tools").is_none(),
+        "{}",
+        requests[3].body
+    );
+    // The last turn still sees every call and result.
+    assert_eq!(requests[3].body["messages"].as_array().unwrap().len(), 7);
+
+    // A model that calls a tool although none was offered ends the chat.
+    for i in 0..4 {
+        llm.respond(vec![
+            tool_start_chunk(0, &format!("again_{i}"), "demo__list_notes"),
+            tool_args_chunk(0, "{}"),
+            finish_chunk("tool_calls"),
+            DONE.into(),
+        ]);
+    }
+    let (_, body) = host.post("/chat/stream", r#"{"message": "loop"}"#).await;
+    assert_eq!(body.matches("tool_start").count(), 3, "{body}");
+    assert!(
+        body.ends_with(
+            "data: [ERROR] iteration limit reached: the model still called tools after 3 rounds of tool calls, in its last turn, which was offered none\n\n"
         ),
         "{body}"
     );

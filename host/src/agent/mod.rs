@@ -47,7 +47,9 @@ pub enum AgentError {
     Unavailable(UpstreamError),
     #[error("the provider reported an error: {0}")]
     Provider(String),
-    #[error("iteration limit reached: the model still wanted tools after {0} turns")]
+    #[error(
+        "iteration limit reached: the model still called tools after {0} rounds of tool calls, in its last turn, which was offered none"
+    )]
     IterationLimit(u32),
     #[error("the server is shutting down: the chat was ended before its answer was complete")]
     ShuttingDown,
@@ -226,7 +228,16 @@ impl Agent {
             top_p: request.top_p,
         };
         let mut ids = CallIds::default();
-        for iteration in 1..=limit {
+        // `limit` bounds the rounds of tool calls. After the last round the
+        // model gets one more turn, offered no tools, so that it answers
+        // with what the tools returned instead of the chat failing.
+        let mut iteration = 0;
+        loop {
+            iteration += 1;
+            let last = iteration > limit;
+            if last {
+                wire.tools.clear();
+            }
             let (text, calls, reason) = loop {
                 let mut turn = Turn::new(&request.tools, &mut ids);
                 match self
@@ -259,6 +270,9 @@ impl Agent {
                 vec![ChatEvent::TurnEnd(TurnEnd { iteration, reason })],
             )
             .await;
+            if last && !calls.is_empty() {
+                return Err(AgentError::IterationLimit(limit));
+            }
             let assistant = Message {
                 role: Role::Assistant,
                 content: text,
@@ -285,7 +299,6 @@ impl Agent {
                 added.push(message);
             }
         }
-        Err(AgentError::IterationLimit(limit))
     }
 
     /// Runs one model turn, forwarding events as the provider streams.

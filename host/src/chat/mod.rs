@@ -94,7 +94,8 @@ pub struct ChatOptions {
     pub max_tokens: Option<u32>,
     pub temperature: Option<f32>,
     pub top_p: Option<f32>,
-    /// Model turns; the config's `agent.iteration_limit` when `None`.
+    /// Rounds of tool calls; the config's `agent.iteration_limit` when
+    /// `None`. A last turn, offered no tools, follows the last round.
     pub iteration_limit: Option<u32>,
 }
 

@@ -351,7 +351,8 @@ impl Default for Limits {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AgentConfig {
-    /// Model turns per request before the loop gives up.
+    /// Rounds of tool calls per request; a last turn, offered no tools,
+    /// then answers.
     pub iteration_limit: u32,
     /// Seconds to establish a connection to the provider.
     pub connect_timeout_secs: f64,

@@ -65,7 +65,7 @@ fn request_body(request: &ChatRequest) -> String {
         write_str(&mut out, &system.join("\n\n"));
     }
     out.push_str(r#","messages":["#);
-    write_messages(&mut out, &request.messages);
+    write_messages(&mut out, &request.messages, request.tools.is_empty());
     out.push(']');
     if !request.tools.is_empty() {
         out.push_str(r#","tools":["#);
@@ -92,10 +92,22 @@ fn request_body(request: &ChatRequest) -> String {
 
 /// Writes the conversation; consecutive tool results share one user turn,
 /// as the API requires.
-fn write_messages(out: &mut String, messages: &[Message]) {
+///
+/// The API refuses `tool_use` and `tool_result` blocks in a request that
+/// defines no tools, so when none are offered (a chat's last turn after
+/// its tool rounds) earlier tool calls and results are written as text.
+fn write_messages(out: &mut String, messages: &[Message], tools_as_text: bool) {
     let mut first = true;
     let mut in_tool_results = false;
     for message in messages.iter().filter(|m| m.role != Role::System) {
+        if tools_as_text && (message.role == Role::Tool || !message.tool_calls.is_empty()) {
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            write_tool_use_as_text(out, message);
+            continue;
+        }
         if message.role == Role::Tool && in_tool_results {
             out.push(',');
             write_tool_result(out, message);
@@ -148,6 +160,31 @@ fn write_messages(out: &mut String, messages: &[Message]) {
     if in_tool_results {
         out.push_str("]}");
     }
+}
+
+fn write_tool_use_as_text(out: &mut String, message: &Message) {
+    let (role, text) = if message.role == Role::Tool {
+        let id = message.tool_call_id.as_deref().unwrap_or_default();
+        (
+            "user",
+            format!("[result of tool call {id}]\n{}", message.content),
+        )
+    } else {
+        let mut text = message.content.clone();
+        for call in &message.tool_calls {
+            if !text.is_empty() {
+                text.push('\n');
+            }
+            text.push_str(&format!(
+                "[tool call {}: {} {}]",
+                call.id, call.name, call.arguments
+            ));
+        }
+        ("assistant", text)
+    };
+    out.push_str(&format!(r#"{{"role":"{role}","content":"#));
+    write_str(out, &text);
+    out.push('}');
 }
 
 fn write_tool_result(out: &mut String, message: &Message) {
