@@ -88,7 +88,8 @@ async fn two_tools_on_two_servers_stream_as_openai_chunks() {
     assert!(id.starts_with("chatcmpl-"));
     let chunk = |delta: Value, finish: Value| {
         json!({ "id": id, "object": "chat.completion.chunk", "created": created, "model": "gpt-4o-mini",
-                "choices": [{ "index": 0, "delta": delta, "finish_reason": finish }] })
+                "service_tier": "default", "system_fingerprint": null,
+                "choices": [{ "index": 0, "delta": delta, "logprobs": null, "finish_reason": finish }] })
     };
     let result = |call: &str, server: &str, tool: &str, text: &str, frame: &Value| {
         let delta = &frame["choices"][0]["delta"];
@@ -101,36 +102,33 @@ async fn two_tools_on_two_servers_stream_as_openai_chunks() {
         let content: Value = serde_json::from_str(delta["content"].as_str().unwrap()).unwrap();
         assert_eq!(content["content"][0]["text"], text, "{content}");
     };
-    assert_eq!(frames.len(), 14, "{body}");
+    assert_eq!(frames.len(), 13, "{body}");
+    // The turn opens with its first tool call, role and all, as the seed's.
     assert_eq!(
         frames[0],
-        chunk(json!({ "role": "assistant", "content": "" }), Value::Null)
-    );
-    assert_eq!(
-        frames[1],
         chunk(
-            json!({ "tool_calls": [{ "index": 0, "id": "call_a", "type": "function",
+            json!({ "role": "assistant", "content": null, "tool_calls": [{ "index": 0, "id": "call_a", "type": "function",
                 "function": { "name": "demo__calculate", "arguments": "" },
-                "mcp_server_integration_id": "demo", "tool_name": "calculate" }] }),
+                "mcp_server_integration_id": "demo", "tool_name": "calculate" }], "refusal": null }),
             Value::Null
         )
     );
     assert_eq!(
-        frames[2],
+        frames[1],
         chunk(
             json!({ "tool_calls": [{ "index": 0, "function": { "arguments": "{\"expression\":" } }] }),
             Value::Null
         )
     );
     assert_eq!(
-        frames[3],
+        frames[2],
         chunk(
             json!({ "tool_calls": [{ "index": 0, "function": { "arguments": " \"6*7\"}" } }] }),
             Value::Null
         )
     );
     assert_eq!(
-        frames[4],
+        frames[3],
         chunk(
             json!({ "tool_calls": [{ "index": 1, "id": "call_b", "type": "function",
                 "function": { "name": "pytools__reverse_text", "arguments": "" },
@@ -139,29 +137,50 @@ async fn two_tools_on_two_servers_stream_as_openai_chunks() {
         )
     );
     assert_eq!(
-        frames[5],
+        frames[4],
         chunk(
             json!({ "tool_calls": [{ "index": 1, "function": { "arguments": "{\"text\": \"abc\"}" } }] }),
             Value::Null
         )
     );
-    assert_eq!(frames[6], chunk(json!({}), json!("tool_calls")));
-    result("call_a", "demo", "calculate", "42", &frames[7]);
-    result("call_b", "pytools", "reverse_text", "cba", &frames[8]);
+    assert_eq!(frames[5], chunk(json!({}), json!("tool_calls")));
+    result("call_a", "demo", "calculate", "42", &frames[6]);
+    result("call_b", "pytools", "reverse_text", "cba", &frames[7]);
     assert_eq!(
-        frames[9],
-        chunk(json!({ "role": "assistant", "content": "" }), Value::Null)
+        frames[8],
+        chunk(
+            json!({ "role": "assistant", "content": "", "refusal": null }),
+            Value::Null
+        )
     );
+    assert_eq!(frames[9], chunk(json!({ "content": "Both " }), Value::Null));
     assert_eq!(
         frames[10],
-        chunk(json!({ "content": "Both " }), Value::Null)
-    );
-    assert_eq!(
-        frames[11],
         chunk(json!({ "content": "done." }), Value::Null)
     );
-    assert_eq!(frames[12], chunk(json!({}), json!("stop")));
-    assert_eq!(frames[13], "[DONE]");
+    assert_eq!(frames[11], chunk(json!({}), json!("stop")));
+    assert_eq!(frames[12], "[DONE]");
+    // Keys in the seed's order, byte for byte.
+    let raw: Vec<String> = body
+        .split("\n\n")
+        .map(|frame| {
+            frame
+                .replace(&id, "chatcmpl-xxxxxxxxxxxxxxxxxxxxx")
+                .replace(&format!("\"created\":{created}"), "\"created\":1750221957")
+        })
+        .collect();
+    assert_eq!(
+        raw[0],
+        r#"data: {"id":"chatcmpl-xxxxxxxxxxxxxxxxxxxxx","object":"chat.completion.chunk","created":1750221957,"model":"gpt-4o-mini","service_tier":"default","system_fingerprint":null,"choices":[{"index":0,"delta":{"role":"assistant","content":null,"tool_calls":[{"index":0,"id":"call_a","type":"function","function":{"name":"demo__calculate","arguments":""},"mcp_server_integration_id":"demo","tool_name":"calculate"}],"refusal":null},"logprobs":null,"finish_reason":null}]}"#
+    );
+    assert_eq!(
+        raw[9],
+        r#"data: {"id":"chatcmpl-xxxxxxxxxxxxxxxxxxxxx","object":"chat.completion.chunk","created":1750221957,"model":"gpt-4o-mini","service_tier":"default","system_fingerprint":null,"choices":[{"index":0,"delta":{"content":"Both "},"logprobs":null,"finish_reason":null}]}"#
+    );
+    assert_eq!(
+        raw[5],
+        r#"data: {"id":"chatcmpl-xxxxxxxxxxxxxxxxxxxxx","object":"chat.completion.chunk","created":1750221957,"model":"gpt-4o-mini","service_tier":"default","system_fingerprint":null,"choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"tool_calls"}]}"#
+    );
 
     // Only the selected tools reached the model, and the request's
     // parameters were passed on.
@@ -313,23 +332,35 @@ async fn failures_stream_as_error_or_tool_results_and_end_with_done() {
     );
     assert_eq!(frames.last().unwrap(), "[DONE]");
 
-    // The iteration limit ends the stream with an error event, then [DONE].
+    // `iteration_limit` bounds the rounds of tool calls; then the model
+    // answers, offered no tools.
     llm.respond(vec![
         tool_start_chunk(0, "call_l", "pytools__word_count"),
         tool_args_chunk(0, "{\"text\":\"x\"}"),
         finish_chunk("tool_calls"),
         DONE.into(),
     ]);
-    let mut limited = request("loop", servers);
+    llm.respond(vec![
+        text_chunk("One word."),
+        finish_chunk("stop"),
+        DONE.into(),
+    ]);
+    let mut limited = request("count", servers);
     limited["iteration_limit"] = json!(1);
     let (_, body) = post(&host, &limited, Some(KEY)).await;
-    assert!(
-        body.ends_with(concat!(
-            "data: {\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":\"iteration limit reached: the model still wanted tools after 1 turns\"}}\n\n",
-            "data: [DONE]\n\n"
-        )),
-        "{body}"
+    let limited = self::frames(&body);
+    assert!(limited.iter().any(|f| f["id"] == "tool-call-result-call_l"));
+    assert_eq!(
+        limited[limited.len() - 3]["choices"][0]["delta"]["content"],
+        "One word."
     );
+    assert_eq!(
+        limited[limited.len() - 2]["choices"][0]["finish_reason"],
+        "stop"
+    );
+    assert_eq!(limited.last().unwrap(), "[DONE]");
+    let last_request = llm.requests().pop().unwrap().body;
+    assert!(last_request.get("tools").is_none(), "{last_request}");
 }
 
 #[tokio::test]
@@ -384,6 +415,16 @@ async fn bad_requests_are_refused_in_openai_error_shape() {
             with("iteration_limit", json!(0)),
             "iteration_limit",
             "`iteration_limit` must be between 1 and 20, got 0",
+        ),
+        (
+            with("max_tokens", json!(500.5)),
+            "max_tokens",
+            "invalid field `max_tokens`: invalid value: floating point `500.5`, expected a whole number from 0 to 4294967295",
+        ),
+        (
+            with("iteration_limit", json!(2.5)),
+            "iteration_limit",
+            "invalid field `iteration_limit`: invalid value: floating point `2.5`, expected a whole number from 0 to 4294967295",
         ),
         (
             with("messages", json!([])),
@@ -457,4 +498,13 @@ async fn bad_requests_are_refused_in_openai_error_shape() {
         llm.requests().is_empty(),
         "no refused request may reach the model"
     );
+
+    // The seed types counts as `number`: whole floats are counts.
+    llm.respond(vec![text_chunk("ok"), finish_chunk("stop"), DONE.into()]);
+    let mut floats = with("max_tokens", json!(500.0));
+    floats["iteration_limit"] = json!(3.0);
+    floats["top_k"] = json!(40.0);
+    let (status, body) = post(&host, &floats, Some(KEY)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(llm.requests()[0].body["max_tokens"], 500);
 }

@@ -2,7 +2,10 @@
 //! guard has already refused bodies not sent as `application/json`. Each
 //! surface turns a [`BodyError`] into its own contract's error shape.
 
-use serde::de::DeserializeOwned;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, DeserializeOwned, Deserializer, Unexpected, Visitor};
 
 #[derive(Debug, Clone)]
 pub enum BodyError {
@@ -84,6 +87,48 @@ fn parse<T: DeserializeOwned>(bytes: &[u8], container: Container) -> Result<T, B
     Ok(value)
 }
 
+/// A count sent as a JSON number. Contracts that type a count as `number`
+/// get `500.0` from clients whose numbers are all floats: a whole float is
+/// taken as the count, `500.5` is refused naming the field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Count(pub u32);
+
+impl<'de> Deserialize<'de> for Count {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Count, D::Error> {
+        deserializer.deserialize_any(CountVisitor)
+    }
+}
+
+struct CountVisitor;
+
+impl Visitor<'_> for CountVisitor {
+    type Value = Count;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a whole number from 0 to 4294967295")
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Count, E> {
+        u32::try_from(v)
+            .map(Count)
+            .map_err(|_| E::invalid_value(Unexpected::Unsigned(v), &self))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Count, E> {
+        u64::try_from(v)
+            .map_err(|_| E::invalid_value(Unexpected::Signed(v), &self))
+            .and_then(|v| self.visit_u64(v))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Count, E> {
+        if v.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&v) {
+            Ok(Count(v as u32))
+        } else {
+            Err(E::invalid_value(Unexpected::Float(v), &self))
+        }
+    }
+}
+
 /// Fields whose values are secrets: an error about one does not repeat the
 /// value (serde's messages quote what they got).
 const SECRET_FIELDS: &[&str] = &["bearer_token", "headers", "env"];
@@ -124,6 +169,34 @@ mod tests {
     #[allow(dead_code)]
     struct Body {
         message: String,
+    }
+
+    #[test]
+    fn a_count_may_be_a_whole_float_and_nothing_else() {
+        #[derive(serde::Deserialize, Debug)]
+        struct Limits {
+            max_tokens: Count,
+        }
+        let count = |body: &str| parse_json::<Limits>(body.as_bytes()).map(|l| l.max_tokens.0);
+        assert_eq!(count(r#"{"max_tokens": 500}"#).unwrap(), 500);
+        assert_eq!(count(r#"{"max_tokens": 500.0}"#).unwrap(), 500);
+        assert_eq!(count(r#"{"max_tokens": 5e2}"#).unwrap(), 500);
+        for (bad, got) in [
+            ("500.5", "floating point `500.5`"),
+            ("-1", "integer `-1`"),
+            ("4294967296", "integer `4294967296`"),
+            ("\"500\"", "string \"500\""),
+        ] {
+            let error = count(&format!(r#"{{"max_tokens": {bad}}}"#)).unwrap_err();
+            assert_eq!(
+                error.message(),
+                format!(
+                    "invalid field `max_tokens`: invalid value: {got}, expected a whole number from 0 to 4294967295"
+                )
+                .replace("invalid value: string", "invalid type: string"),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

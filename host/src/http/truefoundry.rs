@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::body::parse_json;
+use super::body::{BodyError, Count, parse_json};
 use crate::auth::{Caller, Identity, KeyRefusal, Principal};
 use crate::chat::{
     ChatError, ChatInput, ChatLog, ChatOptions, ChatStream, Format, History, Message, Role,
@@ -39,7 +39,7 @@ pub(super) struct ApiError {
     status: StatusCode,
     kind: &'static str,
     message: String,
-    param: Option<&'static str>,
+    param: Option<String>,
 }
 
 impl ApiError {
@@ -48,7 +48,7 @@ impl ApiError {
             status: StatusCode::BAD_REQUEST,
             kind: "invalid_request_error",
             message: message.into(),
-            param: Some(param),
+            param: Some(param.to_owned()),
         }
     }
 
@@ -84,13 +84,13 @@ struct AgentRequest {
     messages: Vec<InMessage>,
     #[serde(default)]
     mcp_servers: Vec<McpServerSpec>,
-    max_tokens: Option<u32>,
+    max_tokens: Option<Count>,
     temperature: Option<f32>,
     top_p: Option<f32>,
     /// Accepted and range-checked; no built-in provider takes it yet.
-    top_k: Option<u32>,
+    top_k: Option<Count>,
     stream: Option<bool>,
-    iteration_limit: Option<u32>,
+    iteration_limit: Option<Count>,
 }
 
 #[derive(Deserialize)]
@@ -190,7 +190,10 @@ async fn responses(
         status: StatusCode::BAD_REQUEST,
         kind: "invalid_request_error",
         message: e.message(),
-        param: None,
+        param: match e {
+            BodyError::Shape { path, .. } if !path.is_empty() && path != "." => Some(path),
+            _ => None,
+        },
     })?;
     validate(&request)?;
     let messages = convert_messages(request.messages)?;
@@ -211,10 +214,14 @@ async fn responses(
         model: Some(request.model),
         tools: ToolChoice::Servers(servers),
         options: ChatOptions {
-            max_tokens: request.max_tokens,
+            max_tokens: request.max_tokens.map(|c| c.0),
             temperature: request.temperature,
             top_p: request.top_p,
-            iteration_limit: Some(request.iteration_limit.unwrap_or(DEFAULT_ITERATION_LIMIT)),
+            iteration_limit: Some(
+                request
+                    .iteration_limit
+                    .map_or(DEFAULT_ITERATION_LIMIT, |c| c.0),
+            ),
         },
         format: Format::own(FORMAT),
         log: ChatLog {
@@ -283,16 +290,16 @@ fn validate(request: &AgentRequest) -> Result<(), ApiError> {
             format!("`top_p` must be between 0 and 1, got {p}"),
         ));
     }
-    if request.top_k == Some(0) {
+    if request.top_k == Some(Count(0)) {
         return Err(ApiError::invalid("top_k", "`top_k` must be at least 1"));
     }
-    if request.max_tokens == Some(0) {
+    if request.max_tokens == Some(Count(0)) {
         return Err(ApiError::invalid(
             "max_tokens",
             "`max_tokens` must be at least 1",
         ));
     }
-    if let Some(limit) = request.iteration_limit
+    if let Some(Count(limit)) = request.iteration_limit
         && !(1..=MAX_ITERATION_LIMIT).contains(&limit)
     {
         return Err(ApiError::invalid(

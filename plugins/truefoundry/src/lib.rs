@@ -39,7 +39,11 @@ impl Encoder for Stream {
             options.created
         ));
         write_str(&mut head, &options.model);
-        head.push_str(r#","choices":[{"index":0,"delta":"#);
+        // The backend's fingerprint is not known to the host: `null`, as
+        // OpenAI sends when it has none.
+        head.push_str(
+            r#","service_tier":"default","system_fingerprint":null,"choices":[{"index":0,"delta":"#,
+        );
         Stream {
             chunk_head: head,
             turn: RefCell::default(),
@@ -58,10 +62,18 @@ impl Encoder for Stream {
                     self.chunk(out, &delta, None);
                 }
                 ChatEvent::ToolCallStart(call) => {
-                    self.start_turn(&mut turn, out);
+                    // A turn that opens with a tool call carries the role
+                    // in the same delta, as OpenAI's do.
+                    let opens_turn = !turn.started;
+                    turn.started = true;
                     let index = turn.call_ids.len();
                     turn.call_ids.push(call.id.clone());
-                    let mut delta = format!(r#"{{"tool_calls":[{{"index":{index},"id":"#);
+                    let mut delta = String::from(if opens_turn {
+                        r#"{"role":"assistant","content":null,"tool_calls":["#
+                    } else {
+                        r#"{"tool_calls":["#
+                    });
+                    delta.push_str(&format!(r#"{{"index":{index},"id":"#));
                     write_str(&mut delta, &call.id);
                     delta.push_str(r#","type":"function","function":{"name":"#);
                     write_str(&mut delta, &call.name);
@@ -69,7 +81,11 @@ impl Encoder for Stream {
                     write_str(&mut delta, &call.server);
                     delta.push_str(r#","tool_name":"#);
                     write_str(&mut delta, &call.tool);
-                    delta.push_str("}]}");
+                    delta.push_str(if opens_turn {
+                        r#"}],"refusal":null}"#
+                    } else {
+                        "}]}"
+                    });
                     self.chunk(out, &delta, None);
                 }
                 ChatEvent::ToolCallArgsDelta(args) => {
@@ -120,11 +136,11 @@ impl Stream {
         out.push_str(delta);
         match finish_reason {
             Some(reason) => {
-                out.push_str(r#","finish_reason":""#);
+                out.push_str(r#","logprobs":null,"finish_reason":""#);
                 out.push_str(reason);
                 out.push_str("\"}]}\n\n");
             }
-            None => out.push_str(",\"finish_reason\":null}]}\n\n"),
+            None => out.push_str(",\"logprobs\":null,\"finish_reason\":null}]}\n\n"),
         }
     }
 
@@ -132,7 +148,11 @@ impl Stream {
     fn start_turn(&self, turn: &mut Turn, out: &mut String) {
         if !turn.started {
             turn.started = true;
-            self.chunk(out, r#"{"role":"assistant","content":""}"#, None);
+            self.chunk(
+                out,
+                r#"{"role":"assistant","content":"","refusal":null}"#,
+                None,
+            );
         }
     }
 }
