@@ -216,7 +216,7 @@ async fn history_keeps_tool_messages_and_survives_a_restart() {
         .text()
         .await
         .unwrap();
-    assert!(feather.starts_with("event: turn_end\n"), "{feather}");
+    assert!(feather.starts_with("event: tool_call\n"), "{feather}");
     assert!(
         feather.ends_with("event: done\ndata: {\"turns\":2}\n\n"),
         "{feather}"

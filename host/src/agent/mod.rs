@@ -265,12 +265,9 @@ impl Agent {
                     Err(error) => return Err(error),
                 }
             };
-            send(
-                events,
-                vec![ChatEvent::TurnEnd(TurnEnd { iteration, reason })],
-            )
-            .await;
+            let turn_end = ChatEvent::TurnEnd(TurnEnd { iteration, reason });
             if last && !calls.is_empty() {
+                send(events, vec![turn_end]).await;
                 return Err(AgentError::IterationLimit(limit));
             }
             let assistant = Message {
@@ -288,6 +285,9 @@ impl Agent {
             };
             wire.messages.push(assistant.clone());
             added.push(assistant);
+            let (calls, mut announced) = tools::ready_calls(calls);
+            announced.push(turn_end);
+            send(events, announced).await;
             if calls.is_empty() {
                 return Ok(());
             }

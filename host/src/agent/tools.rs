@@ -11,33 +11,49 @@ use crate::auth::Caller;
 use crate::mcp::{self, ToolSet};
 use crate::plugins::{ToolCallReady, ToolResult};
 
+/// A call the model made, with its arguments parsed (or why they are not
+/// usable), announced to the client before it runs.
+pub(super) struct ReadyCall {
+    call: PendingCall,
+    arguments: Result<Map<String, Value>, String>,
+}
+
+/// Parses a turn's calls, with the events that announce them: they go
+/// out when the model has decided, before its turn ends.
+pub(super) fn ready_calls(calls: Vec<PendingCall>) -> (Vec<ReadyCall>, Vec<ChatEvent>) {
+    let mut ready = Vec::with_capacity(calls.len());
+    let mut announced = Vec::with_capacity(calls.len() + 1);
+    for call in calls {
+        let arguments = parse_arguments(&call.arguments);
+        // Valid arguments pass through exactly as the model wrote them.
+        let shown = match &arguments {
+            Ok(args) if args.is_empty() => "{}".to_owned(),
+            Ok(_) => call.arguments.trim().to_owned(),
+            Err(_) => "{}".to_owned(),
+        };
+        announced.push(ChatEvent::ToolCall(ToolCallReady {
+            call: call.info.clone(),
+            arguments: shown,
+        }));
+        ready.push(ReadyCall { call, arguments });
+    }
+    (ready, announced)
+}
+
 impl Agent {
     /// Executes a turn's tool calls concurrently, reporting results in the
     /// order the model made the calls.
     pub(super) async fn execute_calls(
         &self,
-        calls: Vec<PendingCall>,
+        calls: Vec<ReadyCall>,
         tools: &ToolSet,
         caller: &Caller,
         events: &mpsc::Sender<Vec<ChatEvent>>,
     ) -> Vec<Message> {
-        let mut ready = Vec::with_capacity(calls.len());
-        let mut running = FuturesOrdered::new();
-        for call in calls {
-            let arguments = parse_arguments(&call.arguments);
-            // Valid arguments pass through exactly as the model wrote them.
-            let shown = match &arguments {
-                Ok(args) if args.is_empty() => "{}".to_owned(),
-                Ok(_) => call.arguments.trim().to_owned(),
-                Err(_) => "{}".to_owned(),
-            };
-            ready.push(ChatEvent::ToolCall(ToolCallReady {
-                call: call.info.clone(),
-                arguments: shown,
-            }));
-            running.push_back(self.execute(call, arguments, tools, caller));
-        }
-        send(events, ready).await;
+        let mut running: FuturesOrdered<_> = calls
+            .into_iter()
+            .map(|ready| self.execute(ready.call, ready.arguments, tools, caller))
+            .collect();
         let mut messages = Vec::new();
         while let Some((result, model_text)) = running.next().await {
             messages.push(Message {
