@@ -38,27 +38,40 @@ const SDK_FILES: &[(&str, &str)] = &[
         "src/lines.rs",
         include_str!("../../../plugins/sdk/src/lines.rs"),
     ),
+    (
+        "src/tool_result.rs",
+        include_str!("../../../plugins/sdk/src/tool_result.rs"),
+    ),
     ("wit/plugin.wit", include_str!("../../../wit/plugin.wit")),
 ];
 
-/// The plugins' workspace manifest: the SDK's `wit-bindgen` comes from
-/// here, so a new plugin builds with the version the built-ins use.
+/// The plugins' workspace manifest: the SDK's dependencies come from
+/// here, so a new plugin builds with the versions the built-ins use.
 const PLUGINS_MANIFEST: &str = include_str!("../../../plugins/Cargo.toml");
 
-/// The SDK crate's manifest, with the workspace's `wit-bindgen`.
+/// The workspace dependencies the SDK crate uses.
+const SDK_DEPENDENCIES: &[&str] = &["serde", "serde_json", "wit-bindgen"];
+
+/// The SDK crate's manifest, with the workspace's versions of its
+/// dependencies.
 fn sdk_manifest() -> Result<String, DevError> {
     let workspace: toml::Table = toml::from_str(PLUGINS_MANIFEST)
         .map_err(|e| DevError::Usage(format!("the embedded plugins manifest is invalid: {e}")))?;
-    let wit_bindgen = workspace
+    let dependencies = workspace
         .get("workspace")
-        .and_then(|w| w.get("dependencies"))
-        .and_then(|d| d.get("wit-bindgen"))
-        .ok_or_else(|| {
-            DevError::Usage("the embedded plugins manifest names no workspace `wit-bindgen`".into())
+        .and_then(|w| w.get("dependencies"));
+    let mut manifest = String::from(
+        "[package]\nname = \"agenthost-plugin\"\nversion = \"0.1.0\"\nedition = \"2024\"\ndescription = \"The agenthost plugin SDK, as shipped by the agenthost that created this plugin\"\n\n[dependencies]\n",
+    );
+    for name in SDK_DEPENDENCIES {
+        let version = dependencies.and_then(|d| d.get(*name)).ok_or_else(|| {
+            DevError::Usage(format!(
+                "the embedded plugins manifest names no workspace `{name}`"
+            ))
         })?;
-    Ok(format!(
-        "[package]\nname = \"agenthost-plugin\"\nversion = \"0.1.0\"\nedition = \"2024\"\ndescription = \"The agenthost plugin SDK, as shipped by the agenthost that created this plugin\"\n\n[dependencies]\nwit-bindgen = {wit_bindgen}\n"
-    ))
+        manifest.push_str(&format!("{name} = {version}\n"));
+    }
+    Ok(manifest)
 }
 
 const ENCODER_TEMPLATE: &str = include_str!("templates/encoder.rs");
@@ -129,13 +142,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_sdk_manifest_takes_wit_bindgen_from_the_plugins_workspace() {
+    fn the_sdk_manifest_takes_its_dependencies_from_the_plugins_workspace() {
         let manifest: toml::Table = toml::from_str(&sdk_manifest().unwrap()).unwrap();
         let workspace: toml::Table = toml::from_str(PLUGINS_MANIFEST).unwrap();
-        assert_eq!(
-            manifest["dependencies"]["wit-bindgen"],
-            workspace["workspace"]["dependencies"]["wit-bindgen"]
-        );
+        for name in SDK_DEPENDENCIES {
+            assert_eq!(
+                manifest["dependencies"][*name],
+                workspace["workspace"]["dependencies"][*name]
+            );
+        }
         assert_eq!(
             manifest["package"]["name"].as_str(),
             Some("agenthost-plugin")

@@ -6,17 +6,19 @@
 //! event: text_delta   data: {"text": "..."}
 //! event: tool_call    data: {"id": "...", "name": "...", "input": {...}}
 //! event: tool_result  data: {"id": "...", "name": "...", "result": "<JSON text>"}
-//!                  or data: {"id": "...", "name": "...", "error": "..."}
+//!                  or data: {"id": "...", "name": "...", "error": "<message>"}
 //! event: turn_end     data: {"turn": 1, "stop_reason": "tool_use"}
 //! event: done         data: {"turns": 2}
 //! event: error        data: {"message": "..."}
 //! ```
 //!
-//! Tool input and results pass through as the host hands them over, never
-//! parsed here: `input` is the model's JSON object and `result` the MCP
-//! `tools/call` result as a JSON string.
+//! Tool input and results pass through as the host hands them over:
+//! `input` is the model's JSON object and `result` the MCP `tools/call`
+//! result as a JSON string. `error` is always a message, whether the server
+//! answered with an error result (its text) or the host failed the call.
 
 use agenthost_plugin::json::write_str;
+use agenthost_plugin::tool_result;
 use agenthost_plugin::types::{ChatEvent, FinishReason, StreamOptions};
 use agenthost_plugin::{Encoder, export_encoder};
 
@@ -56,15 +58,11 @@ impl Encoder for Feather {
                     write_str(out, &result.call.id);
                     out.push_str(",\"name\":");
                     write_str(out, &result.call.name);
-                    out.push_str(if result.is_error {
-                        ",\"error\":"
+                    if result.is_error {
+                        out.push_str(",\"error\":");
+                        write_str(out, &tool_result::text(&result.content));
                     } else {
-                        ",\"result\":"
-                    });
-                    if result.content.starts_with('"') {
-                        // The host's own failure message, already a JSON string.
-                        out.push_str(&result.content);
-                    } else {
+                        out.push_str(",\"result\":");
                         write_str(out, &result.content);
                     }
                 }

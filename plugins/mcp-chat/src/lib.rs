@@ -6,9 +6,9 @@
 //! one, as the seed's example shows.
 
 use agenthost_plugin::json::{write_python_spaced, write_str};
+use agenthost_plugin::tool_result;
 use agenthost_plugin::types::{ChatEvent, StreamOptions};
 use agenthost_plugin::{Encoder, export_encoder};
-use serde::Deserialize;
 
 #[derive(Default)]
 pub struct McpChat {
@@ -70,7 +70,7 @@ impl Encoder for McpChat {
                         r#", "success": true"#
                     });
                     out.push_str(r#", "result": "#);
-                    write_str(out, &result_text(&result.content));
+                    write_str(out, &tool_result::text(&result.content));
                     out.push_str("}}\n\n");
                 }
                 ChatEvent::Done => {
@@ -86,30 +86,6 @@ impl Encoder for McpChat {
                 ChatEvent::ToolCallStart(_) | ChatEvent::ToolCallArgsDelta(_) => {}
             }
         }
-    }
-}
-
-/// The text blocks of an MCP result, or the error message the host put
-/// there as a JSON string.
-fn result_text(content: &str) -> String {
-    #[derive(Deserialize)]
-    struct Block {
-        text: Option<String>,
-    }
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Content {
-        Result { content: Vec<Block> },
-        Message(String),
-    }
-    match serde_json::from_str::<Content>(content) {
-        Ok(Content::Result { content }) => content
-            .into_iter()
-            .filter_map(|b| b.text)
-            .collect::<Vec<_>>()
-            .join("\n"),
-        Ok(Content::Message(message)) => message,
-        Err(_) => content.to_owned(),
     }
 }
 

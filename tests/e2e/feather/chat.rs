@@ -103,6 +103,7 @@ async fn a_viewer_is_denied_write_tools_while_the_stream_goes_on() {
         ),
         ("call_o", "demo__list_notes", &["{}"]),
         ("call_r", "demo__calculate", &["{\"expression\": \"1+1\"}"]),
+        ("call_n", "demo__read_note", &["{\"title\": \"missing\"}"]),
     ]));
     llm.respond(text_turn("Some of that worked."));
     let body = chat(
@@ -132,6 +133,11 @@ async fn a_viewer_is_denied_write_tools_while_the_stream_goes_on() {
         "the config overrides the server's readOnlyHint"
     );
     assert!(results[2]["result"].as_str().unwrap().contains("\"2\""));
+    // A server's error result reads as a message too, like the host's own.
+    assert_eq!(
+        results[3],
+        &json!({ "id": "call_n", "name": "demo__read_note", "error": "no note titled `missing`" })
+    );
     assert_eq!(events.last().unwrap().0, "done");
     let fed_back = &llm.requests()[1].body["messages"];
     assert_eq!(
@@ -171,7 +177,7 @@ async fn a_viewer_is_denied_write_tools_while_the_stream_goes_on() {
     .await;
     assert_eq!(status, StatusCode::OK, "{log}");
     let rows = log["tool_calls"].as_array().unwrap();
-    assert_eq!(rows.len(), 4, "{log}");
+    assert_eq!(rows.len(), 5, "{log}");
     assert_eq!(rows[0]["tool"], "list_notes", "newest first");
     assert_eq!(rows[0]["success"], true);
     for row in &rows[1..] {
@@ -183,6 +189,10 @@ async fn a_viewer_is_denied_write_tools_while_the_stream_goes_on() {
             ),
             (Some("acme"), Some("feather_chat"), Some("mcp_pool"))
         );
+        if row["tool"] == "read_note" {
+            assert_eq!(row["success"], false, "the server answered an error");
+            continue;
+        }
         let denied = row["tool"] != "calculate";
         assert_eq!(row["success"], !denied, "{row}");
         assert_eq!(row["error"].is_string(), denied, "{row}");
