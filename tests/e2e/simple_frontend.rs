@@ -379,6 +379,40 @@ async fn cors_allows_the_configured_frontend_only() {
     );
 }
 
+/// The seed's flow is start, end per tool, even when one model turn asks
+/// for several tools at once (the host runs them concurrently).
+#[tokio::test]
+async fn several_tools_in_one_turn_stream_start_end_pairs() {
+    let (llm, host) = with_openai_mock("").await;
+    llm.respond(vec![
+        tool_start_chunk(0, "call_a", "demo__calculate"),
+        tool_args_chunk(0, "{\"expression\": \"6*7\"}"),
+        tool_start_chunk(1, "call_b", "demo__list_notes"),
+        tool_args_chunk(1, "{}"),
+        tool_start_chunk(2, "call_c", "demo__calculate"),
+        tool_args_chunk(2, "{\"expression\": \"1/0\"}"),
+        finish_chunk("tool_calls"),
+        DONE.into(),
+    ]);
+    llm.respond(vec![text_chunk("Done."), finish_chunk("stop"), DONE.into()]);
+    host.post("/connect/demo", "").await;
+    let (status, body) = host.post("/chat/stream", r#"{"message": "three"}"#).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body,
+        concat!(
+            "data: {\"type\": \"tool_start\", \"id\": \"call_a\", \"name\": \"calculate\", \"args\": {\"expression\": \"6*7\"}}\n\n",
+            "data: {\"type\": \"tool_end\", \"id\": \"call_a\", \"name\": \"calculate\"}\n\n",
+            "data: {\"type\": \"tool_start\", \"id\": \"call_b\", \"name\": \"list_notes\", \"args\": {}}\n\n",
+            "data: {\"type\": \"tool_end\", \"id\": \"call_b\", \"name\": \"list_notes\"}\n\n",
+            "data: {\"type\": \"tool_start\", \"id\": \"call_c\", \"name\": \"calculate\", \"args\": {\"expression\": \"1/0\"}}\n\n",
+            "data: {\"type\": \"tool_end\", \"id\": \"call_c\", \"name\": \"calculate\"}\n\n",
+            "data: {\"type\": \"text\", \"content\": \"Done.\"}\n\n",
+            "data: [DONE]\n\n",
+        )
+    );
+}
+
 /// `iteration_limit` bounds rounds of tool calls: after the last round
 /// the model is offered no tools and answers with what it has.
 #[tokio::test]

@@ -5,6 +5,12 @@
 //! for the final answer only, so text of a model turn is held until the
 //! turn ends and dropped when that turn called tools (it was reasoning such
 //! as "let me look that up", not the answer).
+//!
+//! The seed's flow is start, end, start, end for each tool, while the host
+//! runs a turn's calls at once: a call's start waits until the call before
+//! it has ended, and an end that arrives early waits for its start.
+
+use std::collections::VecDeque;
 
 use agenthost_plugin::json::{write_python_spaced, write_str};
 use agenthost_plugin::types::{ChatEvent, StreamOptions};
@@ -16,8 +22,18 @@ struct TurnText {
     called_tools: bool,
 }
 
+/// A tool call whose `tool_end` has not been written yet.
+struct OpenCall {
+    id: String,
+    start: String,
+    started: bool,
+    end: Option<String>,
+}
+
 pub struct SimpleStream {
     turn: TurnText,
+    /// In the order the calls were made; the first is the one shown open.
+    calls: VecDeque<OpenCall>,
 }
 
 impl Encoder for SimpleStream {
@@ -30,6 +46,7 @@ impl Encoder for SimpleStream {
     fn new(_options: StreamOptions) -> Self {
         SimpleStream {
             turn: TurnText::default(),
+            calls: VecDeque::new(),
         }
     }
 
@@ -45,20 +62,32 @@ impl Encoder for SimpleStream {
                 }
                 ChatEvent::ToolCallArgsDelta(_) => {}
                 ChatEvent::ToolCall(ready) => {
-                    out.push_str(r#"data: {"type": "tool_start", "id": "#);
-                    write_str(out, &ready.call.id);
-                    out.push_str(r#", "name": "#);
-                    write_str(out, &ready.call.tool);
-                    out.push_str(r#", "args": "#);
-                    write_python_spaced(out, &ready.arguments);
-                    out.push_str("}\n\n");
+                    let mut start = String::from(r#"data: {"type": "tool_start", "id": "#);
+                    write_str(&mut start, &ready.call.id);
+                    start.push_str(r#", "name": "#);
+                    write_str(&mut start, &ready.call.tool);
+                    start.push_str(r#", "args": "#);
+                    write_python_spaced(&mut start, &ready.arguments);
+                    start.push_str("}\n\n");
+                    self.calls.push_back(OpenCall {
+                        id: ready.call.id,
+                        start,
+                        started: false,
+                        end: None,
+                    });
+                    write_calls(&mut self.calls, out);
                 }
                 ChatEvent::ToolResult(result) => {
-                    out.push_str(r#"data: {"type": "tool_end", "id": "#);
-                    write_str(out, &result.call.id);
-                    out.push_str(r#", "name": "#);
-                    write_str(out, &result.call.tool);
-                    out.push_str("}\n\n");
+                    let mut end = String::from(r#"data: {"type": "tool_end", "id": "#);
+                    write_str(&mut end, &result.call.id);
+                    end.push_str(r#", "name": "#);
+                    write_str(&mut end, &result.call.tool);
+                    end.push_str("}\n\n");
+                    match self.calls.iter_mut().find(|c| c.id == result.call.id) {
+                        Some(call) => call.end = Some(end),
+                        None => out.push_str(&end),
+                    }
+                    write_calls(&mut self.calls, out);
                 }
                 ChatEvent::TurnEnd(_) => flush_turn(turn, out),
                 ChatEvent::Done => {
@@ -73,6 +102,22 @@ impl Encoder for SimpleStream {
                 }
             }
         }
+    }
+}
+
+/// Writes the first call's start, and its end once known, then the next
+/// call's the same way.
+fn write_calls(calls: &mut VecDeque<OpenCall>, out: &mut String) {
+    while let Some(call) = calls.front_mut() {
+        if !call.started {
+            call.started = true;
+            out.push_str(&call.start);
+        }
+        let Some(end) = call.end.take() else {
+            return;
+        };
+        out.push_str(&end);
+        calls.pop_front();
     }
 }
 
