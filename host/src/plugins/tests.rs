@@ -265,7 +265,11 @@ async fn anthropic_request_has_system_tool_use_and_merged_tool_results() {
             message(Role::Tool, "one", Some("t1")),
             message(Role::Tool, "two", Some("t2")),
         ],
-        tools: vec![],
+        tools: vec![ToolSpec {
+            name: "a".into(),
+            description: "A".into(),
+            input_schema: r#"{"type":"object"}"#.into(),
+        }],
         max_tokens: None,
         temperature: Some(0.5),
         top_p: None,
@@ -289,6 +293,24 @@ async fn anthropic_request_has_system_tool_use_and_merged_tool_results() {
             r#"{"role":"user","content":"hi"},"#,
             r#"{"role":"assistant","content":[{"type":"tool_use","id":"t1","name":"a","input":{"x":1}},{"type":"tool_use","id":"t2","name":"b","input":{}}]},"#,
             r#"{"role":"user","content":[{"type":"tool_result","tool_use_id":"t1","content":"one"},{"type":"tool_result","tool_use_id":"t2","content":"two"}]}"#,
+            r#"],"tools":[{"name":"a","description":"A","input_schema":{"type":"object"}}],"temperature":0.5}"#
+        )
+    );
+
+    // Offered no tools, the API refuses tool blocks: they become text.
+    let mut request = request;
+    request.tools.clear();
+    let Outbound::Http(http) = instance.build_request(&config, &request).await.unwrap() else {
+        panic!("anthropic must build an HTTP request");
+    };
+    assert_eq!(
+        String::from_utf8(http.body).unwrap(),
+        concat!(
+            r#"{"model":"claude-test","max_tokens":4096,"stream":true,"system":"Be brief.","messages":["#,
+            r#"{"role":"user","content":"hi"},"#,
+            r#"{"role":"assistant","content":"[tool call t1: a {\"x\":1}]\n[tool call t2: b not json]"},"#,
+            r#"{"role":"user","content":"[result of tool call t1]\none"},"#,
+            r#"{"role":"user","content":"[result of tool call t2]\ntwo"}"#,
             r#"],"temperature":0.5}"#
         )
     );

@@ -6,6 +6,7 @@
 mod chat;
 mod connections;
 mod mcp_endpoint;
+mod validation;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};

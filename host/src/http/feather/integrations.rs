@@ -110,11 +110,6 @@ async fn create(
     let Some(object) = v.model(loc(&["body"]), &body) else {
         return Err(v.into_error());
     };
-    v.no_extra(
-        loc(&["body"]),
-        object,
-        &["name", "url", "headers", "bearer_token"],
-    );
     let name = v
         .required(object, loc(&["body"]), "name")
         .and_then(|n| v.string(loc(&["body", "name"]), n));
@@ -138,6 +133,11 @@ async fn create(
             .string(loc(&["body", "bearer_token"]), token)
             .map(str::to_owned),
     };
+    v.no_extra(
+        loc(&["body"]),
+        object,
+        &["name", "url", "headers", "bearer_token"],
+    );
     let (name, url) = (name.map(str::to_owned), url.map(str::to_owned));
     v.finish()?;
     let new = NewConnection {
@@ -224,7 +224,6 @@ async fn set_enabled(
     let Some(object) = v.model(loc(&["body"]), &body) else {
         return Err(v.into_error());
     };
-    v.no_extra(loc(&["body"]), object, &["enabled"]);
     let enabled = v.required(object, loc(&["body"]), "enabled").and_then(|e| {
         let flag = e.as_bool();
         if flag.is_none() {
@@ -238,6 +237,7 @@ async fn set_enabled(
         }
         flag
     });
+    v.no_extra(loc(&["body"]), object, &["enabled"]);
     v.finish()?;
     let connection = state
         .connections
@@ -264,7 +264,6 @@ async fn test_mcp_call(
     let Some(object) = v.model(loc(&["body"]), &body) else {
         return Err(v.into_error());
     };
-    v.no_extra(loc(&["body"]), object, &["slug", "input"]);
     let slug = v
         .required(object, loc(&["body"]), "slug")
         .and_then(|s| v.string(loc(&["body", "slug"]), s))
@@ -273,6 +272,7 @@ async fn test_mcp_call(
         None => Some(Map::new()),
         Some(input) => v.dict(loc(&["body", "input"]), input).cloned(),
     };
+    v.no_extra(loc(&["body"]), object, &["slug", "input"]);
     v.finish()?;
     let (slug, input) = (slug.unwrap_or_default(), input.unwrap_or_default());
     let binding = state

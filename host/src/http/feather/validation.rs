@@ -262,16 +262,17 @@ impl Validator {
     }
 
     /// An integer in `min..=max`, read the way pydantic's lax mode does
-    /// (`5.0` and `"5"` are 5).
+    /// (`5.0`, `"5"`, `" 5.0 "` and `true` are integers).
     pub fn int_in(&mut self, loc: Loc, value: &Value, min: i64, max: i64) -> Option<i64> {
         let number = match value {
             Value::Number(n) => match n.as_i64() {
                 Some(i) => Some(i as f64),
                 None => n.as_f64(),
             },
-            Value::String(s) => match s.trim().parse::<f64>() {
-                Ok(n) if n.is_finite() && !s.contains(['.', 'e', 'E']) => Some(n),
-                _ => {
+            Value::Bool(b) => Some(f64::from(u8::from(*b))),
+            Value::String(s) => match without_decimal_zeros(s.trim()).parse::<i64>() {
+                Ok(n) => Some(n as f64),
+                Err(_) => {
                     self.error(
                         loc,
                         "int_parsing",
@@ -327,7 +328,8 @@ impl Validator {
         Some(number as i64)
     }
 
-    /// A UUID, in any of the spellings pydantic accepts.
+    /// A UUID, in any of the spellings pydantic accepts. Its error names
+    /// the position of a bad character from 1, as pydantic's does.
     pub fn uuid(&mut self, loc: Loc, value: &Value) -> Option<uuid::Uuid> {
         let Some(text) = value.as_str() else {
             self.error(
@@ -342,19 +344,21 @@ impl Validator {
         match uuid::Uuid::parse_str(text.trim()) {
             Ok(id) => Some(id),
             Err(e) => {
+                let error = counted_from_one(&e.to_string());
                 self.error(
                     loc,
                     "uuid_parsing",
-                    format!("Input should be a valid UUID, {e}"),
+                    format!("Input should be a valid UUID, {error}"),
                     value,
-                    Some(json!({ "error": e.to_string() })),
+                    Some(json!({ "error": error })),
                 );
                 None
             }
         }
     }
 
-    /// Fields a model forbids (`extra="forbid"`).
+    /// Fields a model forbids (`extra="forbid"`). Called after the model's
+    /// own fields are checked: pydantic reports extra inputs last.
     pub fn no_extra(&mut self, loc: Loc, object: &Map<String, Value>, known: &[&str]) {
         for (name, value) in object {
             if !known.contains(&name.as_str()) {
@@ -367,6 +371,27 @@ impl Validator {
                 );
             }
         }
+    }
+}
+
+/// `"5.000"` as `"5"`: pydantic reads a string of a whole number written
+/// with a decimal point as that number.
+fn without_decimal_zeros(text: &str) -> &str {
+    match text.split_once('.') {
+        Some((whole, zeros)) if !whole.is_empty() && zeros.bytes().all(|b| b == b'0') => whole,
+        _ => text,
+    }
+}
+
+/// The uuid parser counts a bad character's position from 0
+/// (`found `o` at 1`); pydantic's message counts from 1.
+fn counted_from_one(message: &str) -> String {
+    let Some((head, position)) = message.rsplit_once(" at ") else {
+        return message.to_owned();
+    };
+    match position.parse::<usize>() {
+        Ok(n) if message.starts_with("invalid character") => format!("{head} at {}", n + 1),
+        _ => message.to_owned(),
     }
 }
 
@@ -432,6 +457,8 @@ mod tests {
         v.int_in(loc(&["body", "max_tokens"]), &json!("many"), 1, 16384);
         assert_eq!(v.int_in(loc(&["x"]), &json!("12"), 1, 16384), Some(12));
         assert_eq!(v.int_in(loc(&["x"]), &json!(12.0), 1, 16384), Some(12));
+        assert_eq!(v.int_in(loc(&["x"]), &json!(" 12.00 "), 1, 16384), Some(12));
+        assert_eq!(v.int_in(loc(&["x"]), &json!(true), 1, 16384), Some(1));
         v.literal(
             loc(&["body", "messages", "0", "role"]),
             &json!("system"),
