@@ -9,7 +9,7 @@
 //! `security.allow_stdio_registration` lets members register stdio servers
 //! too. A server's `env` and `headers` are sealed before they are stored.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
@@ -306,7 +306,15 @@ impl Registry {
         let server = self
             .pool
             .server(tenant, id)
-            .map_err(|_| RegistryError::NotFound)?;
+            .ok()
+            .or_else(|| {
+                self.pool
+                    .servers(tenant)
+                    .into_iter()
+                    .find(|s| shown_name(s) == id)
+            })
+            .ok_or(RegistryError::NotFound)?;
+        let id = server.config.id.as_str();
         let _changing = Changing::mark(
             self,
             vec![(tenant.unwrap_or_default().to_owned(), id.to_owned())],
@@ -324,6 +332,15 @@ impl Registry {
             .remove_server(tenant.unwrap_or_default(), id)
             .await?;
         Ok(())
+    }
+
+    /// The name `GET /servers` shows for each server the caller sees, by id.
+    pub fn shown_names(&self, user: &Option<Principal>) -> HashMap<String, String> {
+        self.pool
+            .servers(tenant(user))
+            .iter()
+            .map(|s| (s.config.id.clone(), shown_name(s).to_owned()))
+            .collect()
     }
 
     /// The servers the caller sees.
@@ -434,19 +451,26 @@ fn bound_to(tenant: &str, name: &str) -> String {
     format!("mcp-server:{tenant}/{name}")
 }
 
+/// A server's `name`: the display name of one from the config file (seed
+/// 003's frontends show it), the identifier of any other (seed 004 makes
+/// the name the identifier). The MCP Chat API accepts it wherever it takes
+/// a server's name.
+fn shown_name(server: &ServerEntry) -> &str {
+    match server.origin {
+        Origin::Config => server.config.display_name(),
+        Origin::Runtime { .. } | Origin::AdHoc | Origin::Connection => &server.config.id,
+    }
+}
+
 async fn view(server: &ServerEntry) -> ServerView {
     let (tools, connected_at) = match server.snapshot().await {
         Some((tools, at)) => (ToolSummary::of(&tools), Some(at)),
         None => (Vec::new(), None),
     };
     let config = &server.config;
-    let name = match server.origin {
-        Origin::Config => config.display_name(),
-        Origin::Runtime { .. } | Origin::AdHoc | Origin::Connection => &config.id,
-    };
     ServerView {
         id: config.id.clone(),
-        name: name.to_owned(),
+        name: shown_name(server).to_owned(),
         path: config.location(),
         description: config.description.clone().unwrap_or_default(),
         transport: config.transport,

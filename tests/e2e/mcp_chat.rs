@@ -404,6 +404,42 @@ async fn errors_follow_the_seed() {
         host.delete("/servers/demo", Some(ADMIN)).await.0,
         StatusCode::CONFLICT
     );
+    // A configured server is known by the name `GET /servers` shows:
+    // `GET /tools` reports it and `DELETE` takes it.
+    let (_, servers) = host.get("/servers").await;
+    let demo = servers
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "demo")
+        .unwrap();
+    assert_eq!(demo["name"], "Demo tools");
+    let (_, tools) = host.get("/tools").await;
+    let demo_tools: Vec<&Value> = tools
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["full_name"].as_str().unwrap().starts_with("demo__"))
+        .collect();
+    assert_eq!(demo_tools.len(), 5, "{tools}");
+    assert!(demo_tools.iter().all(|t| t["server_name"] == "Demo tools"));
+    let py_tool = tools
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["full_name"] == "py__word_count")
+        .unwrap();
+    assert_eq!(
+        py_tool["server_name"], "py",
+        "a registered server's name is its id"
+    );
+    assert_eq!(
+        host.delete("/servers/Demo%20tools", Some(ADMIN)).await,
+        (
+            StatusCode::CONFLICT,
+            json!({ "detail": "MCP server `demo` is defined in the config file; remove it there" })
+        )
+    );
 
     let not_found = json!({ "detail": "Session not found" });
     let (status, body) = host.get("/sessions/nope/history").await;

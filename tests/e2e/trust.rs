@@ -422,7 +422,7 @@ async fn tenants_see_only_their_own_sessions_servers_and_conversations() {
             .as_array()
             .unwrap()
             .iter()
-            .all(|t| t["server_name"] == "demo"),
+            .all(|t| t["server_name"] == "Demo tools"),
         "{tools}"
     );
     let (status, _) = call(

@@ -128,11 +128,17 @@ async fn tools(
         reason: "mcp_chat_api",
     };
     let tools = state.chat.tools(&caller, ToolChoice::Reachable).await?;
+    // `server_name` is the `name` `GET /servers` shows; `full_name` keeps
+    // the id, as model-facing names cannot hold a display name's spaces.
+    let names = state.registry.shown_names(&caller.principal);
     Ok(Json(
         tools
             .tools
             .iter()
-            .map(|t| json!({ "server_name": t.server, "tool_name": t.tool, "full_name": t.name, "description": t.description }))
+            .map(|t| {
+                let server_name = names.get(&t.server).unwrap_or(&t.server);
+                json!({ "server_name": server_name, "tool_name": t.tool, "full_name": t.name, "description": t.description })
+            })
             .collect(),
     ))
 }
