@@ -468,3 +468,40 @@ async fn errors_follow_the_seed() {
         "invalid request body: missing field `message`"
     );
 }
+
+/// Seed 004's `timeout` is the connection timeout; tool calls have their
+/// own, `call_timeout`.
+#[tokio::test]
+async fn timeout_bounds_connecting_and_call_timeout_bounds_each_call() {
+    let host = Agenthost::start(&config(""));
+    let server = fixture("fastmcp_server.py").display().to_string();
+    let late = json!([{ "name": "late", "transport": "stdio", "command": "sh",
+        "args": ["-c", format!("sleep 30; exec python3 {server}")], "timeout": 1 }]);
+    let (status, body) = add_servers(&host, late, None).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("Failed to connect to server: ")
+            && detail.contains("it did not start and list its tools within 1 s"),
+        "{detail}"
+    );
+
+    // A connection timeout of 1 s does not cut a 1.5 s tool call short.
+    let patient = json!([{ "name": "patient", "transport": "stdio", "command": "python3",
+        "args": [server.clone()], "timeout": 30 }]);
+    assert_eq!(add_servers(&host, patient, None).await.0, StatusCode::OK);
+    let quick = json!([{ "name": "quick", "transport": "stdio", "command": "python3",
+        "args": [server], "timeout": 30, "call_timeout": 0.5 }]);
+    assert_eq!(add_servers(&host, quick, None).await.0, StatusCode::OK);
+    let session = new_session(&host).await;
+    let (_, body) = stream(&host, &session, "patient__slow {\"seconds\": 1.5}").await;
+    assert!(
+        body.contains(r#""tool": "slow", "success": true, "result": "done""#),
+        "{body}"
+    );
+    let (_, body) = stream(&host, &session, "quick__slow {\"seconds\": 1.5}").await;
+    assert!(
+        body.contains(r#""tool": "slow", "success": false, "result": "tool `slow` of MCP server `quick` did not answer within 0.5 s""#),
+        "{body}"
+    );
+}

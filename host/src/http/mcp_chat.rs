@@ -53,7 +53,10 @@ struct ServerSpec {
     url: Option<String>,
     #[serde(default)]
     headers: BTreeMap<String, String>,
+    /// Seed 004: the connection timeout, seconds to connect and list tools.
     timeout: Option<f64>,
+    /// Ours: seconds one tool call may take (the config file's `timeout`).
+    call_timeout: Option<f64>,
 }
 
 impl ServerSpec {
@@ -70,8 +73,8 @@ impl ServerSpec {
             cwd: self.cwd,
             url: self.url,
             headers: self.headers,
-            timeout: self.timeout,
-            startup_timeout: None,
+            timeout: self.call_timeout,
+            startup_timeout: self.timeout,
             tool_access: Default::default(),
         }
     }
