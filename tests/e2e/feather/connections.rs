@@ -208,6 +208,18 @@ async fn a_test_call_returns_the_raw_result_pinned_and_refuses_other_orgs_slugs_
         (status, answer["error"].as_str()),
         (StatusCode::UNAUTHORIZED, Some("AuthenticationError"))
     );
+
+    // The customer's server gone: a 502 in the seed's ErrorResponse shape.
+    let Connected { _crm, host, .. } = c;
+    drop(_crm);
+    let (status, answer) = send_json(&host, Method::POST, &test_call, Some(ADMIN), &lookup).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{answer}");
+    assert_eq!(answer["error"], "McpServerError");
+    assert!(
+        answer["message"].as_str().unwrap().contains("crm"),
+        "{answer}"
+    );
+    assert_eq!(answer.as_object().unwrap().len(), 2, "{answer}");
 }
 
 #[tokio::test]

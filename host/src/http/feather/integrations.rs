@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::validation::{FeatherError, Validator, at, json_body, loc};
-use super::{AppState, authenticate, end_user_header};
+use super::{AppState, authenticate, end_user_id};
 use crate::auth::{Caller, Identity, Principal, Role};
 use crate::chat::DispatchError;
 use crate::connections::{ConnectionError, NewConnection};
@@ -257,9 +257,9 @@ async fn test_mcp_call(
     body: Bytes,
 ) -> Result<Json<Value>, FeatherError> {
     let principal = authenticate(identity)?;
-    let end_user = end_user_header(&headers)?;
     let mut v = Validator::default();
     let id = connection_id(&raw_id, &mut v);
+    let end_user = end_user_id(&headers, &mut v);
     let body = json_body(&body)?;
     let Some(object) = v.model(loc(&["body"]), &body) else {
         return Err(v.into_error());

@@ -49,12 +49,17 @@ pub fn authenticate(identity: Identity) -> Result<Principal, FeatherError> {
 
 /// The `x-end-user-id` header, which must be a UUID when present.
 pub fn end_user_header(headers: &HeaderMap) -> Result<Option<String>, FeatherError> {
-    let Some(value) = headers.get(END_USER_HEADER) else {
-        return Ok(None);
-    };
     let mut v = Validator::default();
-    let text = Value::from(value.to_str().unwrap_or_default());
-    let id = v.uuid(loc(&["header", END_USER_HEADER]), &text);
+    let id = end_user_id(headers, &mut v);
     v.finish()?;
-    Ok(id.map(|id| id.to_string()))
+    Ok(id)
+}
+
+/// The `x-end-user-id` header, checked as part of a request whose other
+/// parts `v` also checks (FastAPI reports path, then header, then body).
+pub fn end_user_id(headers: &HeaderMap, v: &mut Validator) -> Option<String> {
+    let value = headers.get(END_USER_HEADER)?;
+    let text = Value::from(value.to_str().unwrap_or_default());
+    v.uuid(loc(&["header", END_USER_HEADER]), &text)
+        .map(|id| id.to_string())
 }
