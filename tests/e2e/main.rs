@@ -19,6 +19,7 @@ mod process_lifecycle;
 mod providers;
 mod replicas;
 mod secrets;
+mod seed_clients;
 mod shutdown;
 mod simple_frontend;
 mod truefoundry;

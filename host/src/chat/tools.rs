@@ -34,7 +34,8 @@ pub struct ServerChoice {
 }
 
 pub enum ServerRef {
-    /// A server of the pool the caller's tenant sees, by id.
+    /// A server of the pool the caller's tenant sees, by id or by the
+    /// `integration_fqn` its config gives it.
     Configured(String),
     /// A streamable-HTTP server named by URL, for this request only; it
     /// must pass the URL policy.
@@ -75,7 +76,7 @@ impl ChatService {
                 let mut selections = Vec::with_capacity(choices.len());
                 for choice in choices {
                     let server = match choice.server {
-                        ServerRef::Configured(id) => self.pool.server(tenant, &id),
+                        ServerRef::Configured(name) => self.pool.integration(tenant, &name),
                         ServerRef::Url { url, headers } => self.pool.ad_hoc(&url, headers).await,
                     }
                     .map_err(ChatError::tools)?;

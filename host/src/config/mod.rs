@@ -146,6 +146,11 @@ pub struct McpServerConfig {
     /// Seconds the server may take to start and list its tools.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub startup_timeout: Option<f64>,
+    /// The TrueFoundry integration FQN this server also answers to in
+    /// `mcp_servers[].integration_fqn`, so clients written against the
+    /// gateway run unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub integration_fqn: Option<String>,
     /// Per-tool override of the server's `readOnlyHint`, which decides
     /// what a viewer may call: `{ add_note = "write" }`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -181,6 +186,7 @@ impl McpServerConfig {
             headers,
             timeout: None,
             startup_timeout: None,
+            integration_fqn: None,
             tool_access: BTreeMap::new(),
         }
     }
@@ -539,6 +545,7 @@ impl Config {
                 headers: BTreeMap::new(),
                 timeout: None,
                 startup_timeout: None,
+                integration_fqn: None,
                 tool_access: BTreeMap::new(),
             }]
         })

@@ -75,6 +75,7 @@ impl ServerSpec {
             headers: self.headers,
             timeout: self.call_timeout,
             startup_timeout: self.timeout,
+            integration_fqn: None,
             tool_access: Default::default(),
         }
     }

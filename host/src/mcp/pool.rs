@@ -78,6 +78,21 @@ impl McpPool {
         servers
     }
 
+    /// One of the servers `tenant` sees, named by a TrueFoundry
+    /// `integration_fqn`: its id, or the `integration_fqn` its config gives.
+    pub fn integration(
+        &self,
+        tenant: Option<&str>,
+        fqn: &str,
+    ) -> Result<Arc<ServerEntry>, McpError> {
+        self.server(tenant, fqn).or_else(|unknown| {
+            self.servers(tenant)
+                .into_iter()
+                .find(|s| s.config.integration_fqn.as_deref() == Some(fqn))
+                .ok_or(unknown)
+        })
+    }
+
     /// One of the servers `tenant` sees.
     pub fn server(&self, tenant: Option<&str>, id: &str) -> Result<Arc<ServerEntry>, McpError> {
         let servers = self.servers(tenant);
