@@ -114,7 +114,7 @@ async fn a_new_format_goes_from_plugin_new_to_served_without_a_restart() {
         "{checked}"
     );
     assert!(
-        checked.contains("contract:    agenthost:plugin/encoder-api@0.1.0"),
+        checked.contains("contract:    agenthost:plugin/encoder-api@0.2.0"),
         "{checked}"
     );
     assert!(
@@ -239,4 +239,100 @@ fn a_python_encoder_passes_the_conformance_suite() {
     let wasm_arg = wasm.display().to_string();
     let tested = agenthost(&["plugin", "test", &wasm_arg], work.path());
     assert!(tested.ends_with("5 checks passed\n"), "{tested}");
+}
+
+/// A plugin built against the frozen contract 0.1.0 still loads, says so
+/// in `plugin check`, and serves beside the current built-ins, which get
+/// the events 0.1.0 does not have while it does not.
+#[tokio::test]
+async fn a_plugin_built_against_contract_0_1_still_loads_and_serves() {
+    let plugins = tempfile::tempdir().unwrap();
+    let fixture = plugins.path().join("fixture_contract_0_1.wasm");
+    std::fs::copy(
+        plugin_build_dir().join("fixture_contract_0_1.wasm"),
+        &fixture,
+    )
+    .unwrap();
+    let checked = agenthost(
+        &["plugin", "check", &fixture.display().to_string()],
+        plugins.path(),
+    );
+    assert!(
+        checked.contains("contract:    agenthost:plugin/encoder-api@0.1.0")
+            && checked.contains("imports:     agenthost:plugin/types@0.1.0"),
+        "{checked}"
+    );
+
+    let llm = MockLlm::start().await;
+    let config = format!(
+        "plugins_dir = {:?}\n{}\n{}",
+        plugins.path().display().to_string(),
+        llm.provider_toml(),
+        demo_server_toml()
+    );
+    let host = Agenthost::start_with_env(&config, &[("AGENTHOST_TEST_KEY", "sk-test-key-123")]);
+    host.post("/connect/demo", "").await;
+    for _ in 0..2 {
+        llm.respond(vec![
+            role_chunk(),
+            tool_start_chunk(0, "call_a", "demo__calculate"),
+            tool_args_chunk(0, "{\"expression\": \"6*7\"}"),
+            finish_chunk("tool_calls"),
+            DONE.into(),
+        ]);
+        llm.respond(vec![
+            text_chunk("It is 42."),
+            finish_chunk("stop"),
+            DONE.into(),
+        ]);
+    }
+    let (status, old) = host
+        .post(
+            "/chat/stream?format=contract-0-1",
+            r#"{"message": "What is 6*7?"}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{old}");
+    assert_eq!(
+        old,
+        "call demo__calculate {\"expression\": \"6*7\"}\nresult demo__calculate error=false\ntext It is 42.\ndone 2 turns, asked for gpt-4o-mini\n"
+    );
+    // The same chat in a current format names the model the provider
+    // reported, which the 0.1.0 encoder never saw.
+    let (status, current) = host
+        .post(
+            "/chat/stream?format=truefoundry",
+            r#"{"message": "What is 6*7?"}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{current}");
+    assert!(
+        current.contains(r#""model":"gpt-4o-mini-2024-07-18","service_tier":"default","system_fingerprint":"fp_44709d6fcb""#),
+        "{current}"
+    );
+}
+
+/// A provider built against contract 0.1.0 gets its requests in 0.1.0's
+/// types and its events are read back into the current ones.
+#[tokio::test]
+async fn a_provider_built_against_contract_0_1_still_answers() {
+    let plugins = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        plugin_build_dir().join("fixture_contract_0_1_provider.wasm"),
+        plugins.path().join("legacy.wasm"),
+    )
+    .unwrap();
+    let config = format!(
+        "plugins_dir = {:?}\n[provider]\nplugin = \"legacy-echo\"\nmodel = \"old-model\"\n{}",
+        plugins.path().display().to_string(),
+        demo_server_toml()
+    );
+    let host = Agenthost::start(&config);
+    host.post("/connect/demo", "").await;
+    let (status, body) = host.post("/chat/stream", r#"{"message": "hello"}"#).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        "data: {\"type\": \"text\", \"content\": \"legacy old-model heard: hello (5 tools)\"}\n\ndata: [DONE]\n\n"
+    );
 }

@@ -94,12 +94,12 @@ async fn bad_components_are_refused_at_load_by_what_is_wrong() {
     };
     refused(
         "empty.wasm",
-        "it exports neither agenthost:plugin/provider-api@0.1.0 (a provider) nor agenthost:plugin/encoder-api@0.1.0 (an encoder); it exports: nothing",
+        "it exports neither agenthost:plugin/provider-api@0.2.0 (a provider) nor agenthost:plugin/encoder-api@0.2.0 (an encoder), nor either at 0.1.0; it exports: nothing",
     );
     refused("garbage.wasm", "not a valid WebAssembly component");
     refused(
         "fixture_future_version.wasm",
-        "it was built against a WIT version this host does not support (it exports agenthost:plugin/encoder-api@0.2.0); this host supports agenthost:plugin/provider-api@0.1.0 and agenthost:plugin/encoder-api@0.1.0",
+        "it was built against a WIT version this host does not support (it exports agenthost:plugin/encoder-api@0.3.0); this host supports agenthost:plugin 0.2.0 and 0.1.0",
     );
     refused(
         "undeclared_import.wasm",

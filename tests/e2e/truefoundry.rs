@@ -87,8 +87,8 @@ async fn two_tools_on_two_servers_stream_as_openai_chunks() {
     let created = frames[0]["created"].clone();
     assert!(id.starts_with("chatcmpl-"));
     let chunk = |delta: Value, finish: Value| {
-        json!({ "id": id, "object": "chat.completion.chunk", "created": created, "model": "gpt-4o-mini",
-                "service_tier": "default", "system_fingerprint": null,
+        json!({ "id": id, "object": "chat.completion.chunk", "created": created, "model": "gpt-4o-mini-2024-07-18",
+                "service_tier": "default", "system_fingerprint": "fp_44709d6fcb",
                 "choices": [{ "index": 0, "delta": delta, "logprobs": null, "finish_reason": finish }] })
     };
     let result = |call: &str, server: &str, tool: &str, text: &str, frame: &Value| {
@@ -171,15 +171,15 @@ async fn two_tools_on_two_servers_stream_as_openai_chunks() {
         .collect();
     assert_eq!(
         raw[0],
-        r#"data: {"id":"chatcmpl-xxxxxxxxxxxxxxxxxxxxx","object":"chat.completion.chunk","created":1750221957,"model":"gpt-4o-mini","service_tier":"default","system_fingerprint":null,"choices":[{"index":0,"delta":{"role":"assistant","content":null,"tool_calls":[{"index":0,"id":"call_a","type":"function","function":{"name":"demo__calculate","arguments":""},"mcp_server_integration_id":"demo","tool_name":"calculate"}],"refusal":null},"logprobs":null,"finish_reason":null}]}"#
+        r#"data: {"id":"chatcmpl-xxxxxxxxxxxxxxxxxxxxx","object":"chat.completion.chunk","created":1750221957,"model":"gpt-4o-mini-2024-07-18","service_tier":"default","system_fingerprint":"fp_44709d6fcb","choices":[{"index":0,"delta":{"role":"assistant","content":null,"tool_calls":[{"index":0,"id":"call_a","type":"function","function":{"name":"demo__calculate","arguments":""},"mcp_server_integration_id":"demo","tool_name":"calculate"}],"refusal":null},"logprobs":null,"finish_reason":null}]}"#
     );
     assert_eq!(
         raw[9],
-        r#"data: {"id":"chatcmpl-xxxxxxxxxxxxxxxxxxxxx","object":"chat.completion.chunk","created":1750221957,"model":"gpt-4o-mini","service_tier":"default","system_fingerprint":null,"choices":[{"index":0,"delta":{"content":"Both "},"logprobs":null,"finish_reason":null}]}"#
+        r#"data: {"id":"chatcmpl-xxxxxxxxxxxxxxxxxxxxx","object":"chat.completion.chunk","created":1750221957,"model":"gpt-4o-mini-2024-07-18","service_tier":"default","system_fingerprint":"fp_44709d6fcb","choices":[{"index":0,"delta":{"content":"Both "},"logprobs":null,"finish_reason":null}]}"#
     );
     assert_eq!(
         raw[5],
-        r#"data: {"id":"chatcmpl-xxxxxxxxxxxxxxxxxxxxx","object":"chat.completion.chunk","created":1750221957,"model":"gpt-4o-mini","service_tier":"default","system_fingerprint":null,"choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"tool_calls"}]}"#
+        r#"data: {"id":"chatcmpl-xxxxxxxxxxxxxxxxxxxxx","object":"chat.completion.chunk","created":1750221957,"model":"gpt-4o-mini-2024-07-18","service_tier":"default","system_fingerprint":"fp_44709d6fcb","choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"tool_calls"}]}"#
     );
 
     // Only the selected tools reached the model, and the request's

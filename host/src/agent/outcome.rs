@@ -53,8 +53,10 @@ pub async fn collect(run: &mut ChatRun) -> ChatOutcome {
                     outcome.text = std::mem::take(&mut turn_text);
                 }
                 ChatEvent::Error(message) => outcome.error = Some(message),
-                ChatEvent::ToolCallStart(_) | ChatEvent::ToolCallArgsDelta(_) | ChatEvent::Done => {
-                }
+                ChatEvent::ResponseInfo(_)
+                | ChatEvent::ToolCallStart(_)
+                | ChatEvent::ToolCallArgsDelta(_)
+                | ChatEvent::Done => {}
             }
         }
     }

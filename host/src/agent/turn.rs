@@ -108,6 +108,7 @@ impl<'a> Turn<'a> {
                         fragment: fragment.fragment,
                     }));
                 }
+                ProviderEvent::ResponseInfo(info) => out.push(ChatEvent::ResponseInfo(info)),
                 ProviderEvent::Finish(reason) => self.reason = Some(reason),
                 ProviderEvent::Error(message) => self.provider_error = Some(message),
             }

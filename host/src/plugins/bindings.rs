@@ -1,4 +1,5 @@
-//! Typed bindings for the two plugin worlds, generated from `wit/`.
+//! Typed bindings for the two plugin worlds of the current contract,
+//! generated from `wit/` (0.1.0's are in [`super::v0_1`]).
 //!
 //! Both worlds share the `types` interface; the encoder bindings reuse the
 //! provider bindings' types so a `ChatEvent` is one Rust type everywhere.
@@ -27,5 +28,5 @@ pub mod encoder {
 pub use provider::agenthost::plugin::types::*;
 
 /// The export names that identify each world, with the contract version.
-pub const PROVIDER_EXPORT: &str = "agenthost:plugin/provider-api@0.1.0";
-pub const ENCODER_EXPORT: &str = "agenthost:plugin/encoder-api@0.1.0";
+pub const PROVIDER_EXPORT: &str = "agenthost:plugin/provider-api@0.2.0";
+pub const ENCODER_EXPORT: &str = "agenthost:plugin/encoder-api@0.2.0";

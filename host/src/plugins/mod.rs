@@ -7,6 +7,7 @@
 //! plugin that traps, overruns its deadline or its memory cap fails only
 //! the streams that instance held.
 
+mod api;
 mod bindings;
 mod builtin;
 mod cache;
@@ -14,6 +15,7 @@ mod capabilities;
 mod instance;
 mod sandbox;
 mod shared;
+mod v0_1;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,10 +25,9 @@ pub use bindings::*;
 pub use instance::{EncoderInstance, ProviderInstance};
 pub use sandbox::SandboxLimits;
 
-use bindings::encoder::{Encoder, EncoderPre};
-use bindings::provider::{Provider, ProviderPre};
+use api::{EncoderApi, EncoderApiPre, ProviderApi, ProviderApiPre, World};
 use cache::CompileCache;
-use sandbox::{PluginState, Sandbox};
+use sandbox::Sandbox;
 use shared::InstancePool;
 
 #[derive(Debug, thiserror::Error)]
@@ -57,16 +58,16 @@ pub struct ProviderPlugin {
     pub metadata: PluginMetadata,
     /// `built-in <file>` or the file it was loaded from.
     pub origin: String,
-    pre: ProviderPre<PluginState>,
-    instances: Arc<InstancePool<Provider>>,
+    pre: ProviderApiPre,
+    instances: Arc<InstancePool<ProviderApi>>,
 }
 
 pub struct EncoderPlugin {
     pub metadata: PluginMetadata,
     pub info: EncoderInfo,
     pub origin: String,
-    pre: EncoderPre<PluginState>,
-    instances: Arc<InstancePool<Encoder>>,
+    pre: EncoderApiPre,
+    instances: Arc<InstancePool<EncoderApi>>,
 }
 
 pub struct PluginRuntime {
@@ -279,11 +280,9 @@ impl PluginRuntime {
             .imports(engine)
             .map(|(name, _)| name.to_owned())
             .collect();
-        let is_provider = exports.iter().any(|e| e == PROVIDER_EXPORT);
-        let is_encoder = exports.iter().any(|e| e == ENCODER_EXPORT);
-        if !is_provider && !is_encoder {
+        let Some(world) = World::of(&exports) else {
             return Err(refuse(describe_unknown_world(&exports)));
-        }
+        };
         if let Some(denied) = imports.iter().find(|name| !capabilities::is_granted(name)) {
             return Err(refuse(capabilities::refusal(denied)));
         }
@@ -292,45 +291,47 @@ impl PluginRuntime {
             .linker()
             .instantiate_pre(&component)
             .map_err(|e| refuse(format!("it imports what the host does not grant: {e:#}")))?;
-        let (metadata, plugin) = if is_provider {
-            let pre = ProviderPre::new(instance_pre).map_err(|e| {
-                refuse(format!("its exports do not match {PROVIDER_EXPORT}: {e:#}"))
-            })?;
-            let probes = InstancePool::new(origin, self.sandbox.clone());
-            let metadata = ProviderInstance::new(&probes, &pre)
-                .await?
-                .metadata()
-                .await?;
-            expect_kind(&metadata, PluginKind::Provider).map_err(refuse)?;
-            let plugin = ProviderPlugin {
-                instances: InstancePool::new(&metadata.name, self.sandbox.clone()),
-                metadata: metadata.clone(),
-                origin: origin.to_owned(),
-                pre,
-            };
-            (metadata, Loaded::Provider(plugin))
-        } else {
-            let pre = EncoderPre::new(instance_pre)
-                .map_err(|e| refuse(format!("its exports do not match {ENCODER_EXPORT}: {e:#}")))?;
-            let probes = InstancePool::new(origin, self.sandbox.clone());
-            let (metadata, info) = EncoderInstance::describe(&probes, &pre).await?;
-            expect_kind(&metadata, PluginKind::Encoder).map_err(refuse)?;
-            let plugin = EncoderPlugin {
-                instances: InstancePool::new(&metadata.name, self.sandbox.clone()),
-                metadata: metadata.clone(),
-                info,
-                origin: origin.to_owned(),
-                pre,
-            };
-            (metadata, Loaded::Encoder(plugin))
+        let mismatch = |e: wasmtime::Error| {
+            refuse(format!(
+                "its exports do not match {}: {e:#}",
+                world.export()
+            ))
+        };
+        let (metadata, plugin) = match world {
+            World::Provider(version) => {
+                let pre = ProviderApiPre::new(version, instance_pre).map_err(mismatch)?;
+                let probes = InstancePool::new(origin, self.sandbox.clone());
+                let metadata = ProviderInstance::new(&probes, &pre)
+                    .await?
+                    .metadata()
+                    .await?;
+                expect_kind(&metadata, PluginKind::Provider).map_err(refuse)?;
+                let plugin = ProviderPlugin {
+                    instances: InstancePool::new(&metadata.name, self.sandbox.clone()),
+                    metadata: metadata.clone(),
+                    origin: origin.to_owned(),
+                    pre,
+                };
+                (metadata, Loaded::Provider(plugin))
+            }
+            World::Encoder(version) => {
+                let pre = EncoderApiPre::new(version, instance_pre).map_err(mismatch)?;
+                let probes = InstancePool::new(origin, self.sandbox.clone());
+                let (metadata, info) = EncoderInstance::describe(&probes, &pre).await?;
+                expect_kind(&metadata, PluginKind::Encoder).map_err(refuse)?;
+                let plugin = EncoderPlugin {
+                    instances: InstancePool::new(&metadata.name, self.sandbox.clone()),
+                    metadata: metadata.clone(),
+                    info,
+                    origin: origin.to_owned(),
+                    pre,
+                };
+                (metadata, Loaded::Encoder(plugin))
+            }
         };
         Ok(Checked {
             metadata,
-            contract: if is_provider {
-                PROVIDER_EXPORT
-            } else {
-                ENCODER_EXPORT
-            },
+            contract: world.export(),
             imports,
             plugin,
         })
@@ -423,13 +424,14 @@ fn describe_unknown_world(exports: &[String]) -> String {
     if !ours.is_empty() {
         return format!(
             "it was built against a WIT version this host does not support (it exports {}); \
-             this host supports {PROVIDER_EXPORT} and {ENCODER_EXPORT}",
-            join(ours.iter().map(|s| s.as_str()))
+             this host supports agenthost:plugin {}",
+            join(ours.iter().map(|s| s.as_str())),
+            api::SUPPORTED.join(" and ")
         );
     }
     format!(
-        "it exports neither {PROVIDER_EXPORT} (a provider) nor {ENCODER_EXPORT} (an encoder); \
-         it exports: {}",
+        "it exports neither {PROVIDER_EXPORT} (a provider) nor {ENCODER_EXPORT} (an encoder), \
+         nor either at 0.1.0; it exports: {}",
         if exports.is_empty() {
             "nothing".into()
         } else {

@@ -202,7 +202,7 @@ async fn refuses_components_that_implement_no_world() {
         .to_string();
     assert_eq!(
         error,
-        "refused plugin empty.wasm: it exports neither agenthost:plugin/provider-api@0.1.0 (a provider) nor agenthost:plugin/encoder-api@0.1.0 (an encoder); it exports: nothing"
+        "refused plugin empty.wasm: it exports neither agenthost:plugin/provider-api@0.2.0 (a provider) nor agenthost:plugin/encoder-api@0.2.0 (an encoder), nor either at 0.1.0; it exports: nothing"
     );
     let error = runtime
         .load("x.wasm", b"junk")

@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use agenthost_plugin::types::{
     AuthScheme, ChatRequest, FinishReason, HttpRequest, Message, Outbound, PluginError,
-    ProviderConfig, ProviderEvent, Role, ToolCallBegin, ToolCallFragment,
+    ProviderConfig, ProviderEvent, ResponseInfo, Role, ToolCallBegin, ToolCallFragment,
 };
 use agenthost_plugin::{Provider, export_provider};
 
@@ -206,7 +206,9 @@ fn json_object_or_empty(arguments: &str) -> &str {
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum StreamEvent {
-    MessageStart,
+    MessageStart {
+        message: StartedMessage,
+    },
     ContentBlockStart {
         index: u32,
         content_block: ContentBlock,
@@ -226,6 +228,11 @@ enum StreamEvent {
     },
     #[serde(other)]
     Unknown,
+}
+
+#[derive(Deserialize)]
+struct StartedMessage {
+    model: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -263,11 +270,13 @@ struct ApiError {
 }
 
 /// Anthropic's SSE: typed events ending with `message_stop` (or an
-/// error event), which finishes the turn.
+/// error event), which finishes the turn. `message_start` names the model.
+#[derive(Default)]
 pub struct AnthropicLines;
 
 impl FinishingLines for AnthropicLines {
     fn line(
+        &mut self,
         line: &str,
         events: &mut Vec<ProviderEvent>,
         stopped: &mut bool,
@@ -283,6 +292,14 @@ impl FinishingLines for AnthropicLines {
             message: format!("malformed event from the provider: {e}"),
         })?;
         match event {
+            StreamEvent::MessageStart { message } => {
+                if let Some(model) = message.model {
+                    events.push(ProviderEvent::ResponseInfo(ResponseInfo {
+                        model,
+                        system_fingerprint: None,
+                    }));
+                }
+            }
             StreamEvent::ContentBlockStart {
                 index,
                 content_block: ContentBlock::ToolUse { id, name },

@@ -87,7 +87,9 @@ impl Encoder for Feather {
                     out.push_str("event: error\ndata: {\"message\":");
                     write_str(out, &message);
                 }
-                ChatEvent::ToolCallStart(_) | ChatEvent::ToolCallArgsDelta(_) => continue,
+                ChatEvent::ResponseInfo(_)
+                | ChatEvent::ToolCallStart(_)
+                | ChatEvent::ToolCallArgsDelta(_) => continue,
             }
             out.push_str("}\n\n");
         }

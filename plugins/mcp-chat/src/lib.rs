@@ -83,7 +83,9 @@ impl Encoder for McpChat {
                     write_str(out, &message);
                     out.push_str("}\n\n");
                 }
-                ChatEvent::ToolCallStart(_) | ChatEvent::ToolCallArgsDelta(_) => {}
+                ChatEvent::ResponseInfo(_)
+                | ChatEvent::ToolCallStart(_)
+                | ChatEvent::ToolCallArgsDelta(_) => {}
             }
         }
     }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use agenthost_plugin::types::{
     AuthScheme, ChatRequest, FinishReason, HttpRequest, Message, Outbound, PluginError,
-    ProviderConfig, ProviderEvent, Role, ToolCallBegin, ToolCallFragment,
+    ProviderConfig, ProviderEvent, ResponseInfo, Role, ToolCallBegin, ToolCallFragment,
 };
 use agenthost_plugin::{Provider, export_provider};
 
@@ -120,6 +120,8 @@ struct Chunk {
     #[serde(default)]
     choices: Vec<Choice>,
     error: Option<ApiError>,
+    model: Option<String>,
+    system_fingerprint: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -155,11 +157,16 @@ struct FunctionDelta {
 }
 
 /// OpenAI's SSE: `data: {chunk}` lines, then `data: [DONE]`. A
-/// `finish_reason` (or an error) finishes the turn.
-pub struct OpenAiLines;
+/// `finish_reason` (or an error) finishes the turn. Every chunk names the
+/// model; the first one that does is reported.
+#[derive(Default)]
+pub struct OpenAiLines {
+    reported: bool,
+}
 
 impl FinishingLines for OpenAiLines {
     fn line(
+        &mut self,
         line: &str,
         events: &mut Vec<ProviderEvent>,
         finished: &mut bool,
@@ -178,6 +185,15 @@ impl FinishingLines for OpenAiLines {
             *finished = true;
             events.push(ProviderEvent::Error(error.message));
             return Ok(());
+        }
+        if !self.reported
+            && let Some(model) = chunk.model
+        {
+            self.reported = true;
+            events.push(ProviderEvent::ResponseInfo(ResponseInfo {
+                model,
+                system_fingerprint: chunk.system_fingerprint,
+            }));
         }
         for choice in chunk.choices {
             if let Some(text) = choice.delta.content

@@ -24,7 +24,7 @@ pub mod provider_world {
         export_macro_name: "export_provider_world",
         default_bindings_module: "agenthost_plugin::bindings::provider_world",
         with: {
-            "agenthost:plugin/types@0.1.0": crate::bindings::encoder_world::agenthost::plugin::types,
+            "agenthost:plugin/types@0.2.0": crate::bindings::encoder_world::agenthost::plugin::types,
         },
     });
 }

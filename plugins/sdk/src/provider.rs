@@ -52,10 +52,13 @@ where
 }
 
 /// A line decoder for streams that must end with a marker (OpenAI's
-/// `[DONE]`, Anthropic's `message_stop`).
-pub trait FinishingLines: 'static {
+/// `[DONE]`, Anthropic's `message_stop`). One value decodes one body, so
+/// it may remember what it has seen (such as whether the model was
+/// reported yet).
+pub trait FinishingLines: Default + 'static {
     /// Decodes one line; sets `finished` on the end marker.
     fn line(
+        &mut self,
         line: &str,
         events: &mut Vec<ProviderEvent>,
         finished: &mut bool,
@@ -64,18 +67,10 @@ pub trait FinishingLines: 'static {
 
 /// The [`LineProtocol`] of a [`FinishingLines`]: a body that ends before
 /// the marker is reported as cut, never taken for a complete answer.
+#[derive(Default)]
 pub struct MustFinish<L> {
     finished: bool,
-    lines: PhantomData<L>,
-}
-
-impl<L> Default for MustFinish<L> {
-    fn default() -> Self {
-        MustFinish {
-            finished: false,
-            lines: PhantomData,
-        }
-    }
+    lines: L,
 }
 
 impl<L: FinishingLines> LineProtocol for MustFinish<L> {
@@ -83,7 +78,7 @@ impl<L: FinishingLines> LineProtocol for MustFinish<L> {
     type Error = PluginError;
 
     fn line(&mut self, line: &str, events: &mut Vec<ProviderEvent>) -> Result<(), PluginError> {
-        L::line(line, events, &mut self.finished)
+        self.lines.line(line, events, &mut self.finished)
     }
 
     fn end(&mut self, _events: &mut Vec<ProviderEvent>) -> Result<(), PluginError> {

@@ -60,7 +60,7 @@ impl Encoder for SimpleStream {
                     turn.called_tools = true;
                     turn.chunks.clear();
                 }
-                ChatEvent::ToolCallArgsDelta(_) => {}
+                ChatEvent::ResponseInfo(_) | ChatEvent::ToolCallArgsDelta(_) => {}
                 ChatEvent::ToolCall(ready) => {
                     let mut start = String::from(r#"data: {"type": "tool_start", "id": "#);
                     write_str(&mut start, &ready.call.id);

@@ -21,6 +21,7 @@ struct Turn {
 pub struct Stream {
     /// `data: {"id":...,"choices":[{"index":0,"delta":` for this response.
     chunk_head: String,
+    options: StreamOptions,
     turn: RefCell<Turn>,
 }
 
@@ -32,20 +33,9 @@ impl Encoder for Stream {
     const CONTENT_TYPE: &'static str = "text/event-stream";
 
     fn new(options: StreamOptions) -> Self {
-        let mut head = String::from(r#"data: {"id":"chatcmpl-"#);
-        head.push_str(&options.response_id);
-        head.push_str(&format!(
-            r#"","object":"chat.completion.chunk","created":{},"model":"#,
-            options.created
-        ));
-        write_str(&mut head, &options.model);
-        // The backend's fingerprint is not known to the host: `null`, as
-        // OpenAI sends when it has none.
-        head.push_str(
-            r#","service_tier":"default","system_fingerprint":null,"choices":[{"index":0,"delta":"#,
-        );
         Stream {
-            chunk_head: head,
+            chunk_head: chunk_head(&options, &options.model, None),
+            options,
             turn: RefCell::default(),
         }
     }
@@ -54,6 +44,15 @@ impl Encoder for Stream {
         let mut turn = self.turn.borrow_mut();
         for event in events {
             match event {
+                // Chunks name the model that answered, as the provider
+                // reports it, from the turn it reports it for.
+                ChatEvent::ResponseInfo(info) => {
+                    self.chunk_head = chunk_head(
+                        &self.options,
+                        &info.model,
+                        info.system_fingerprint.as_deref(),
+                    );
+                }
                 ChatEvent::TextDelta(text) => {
                     self.start_turn(&mut turn, out);
                     let mut delta = String::from(r#"{"content":"#);
@@ -155,6 +154,26 @@ impl Stream {
             );
         }
     }
+}
+
+/// `data: {"id":...,"choices":[{"index":0,"delta":`, keys in the seed's
+/// order. Without a fingerprint from the provider, `null`, as OpenAI sends
+/// when it has none.
+fn chunk_head(options: &StreamOptions, model: &str, fingerprint: Option<&str>) -> String {
+    let mut head = String::from(r#"data: {"id":"chatcmpl-"#);
+    head.push_str(&options.response_id);
+    head.push_str(&format!(
+        r#"","object":"chat.completion.chunk","created":{},"model":"#,
+        options.created
+    ));
+    write_str(&mut head, model);
+    head.push_str(r#","service_tier":"default","system_fingerprint":"#);
+    match fingerprint {
+        Some(fingerprint) => write_str(&mut head, fingerprint),
+        None => head.push_str("null"),
+    }
+    head.push_str(r#","choices":[{"index":0,"delta":"#);
+    head
 }
 
 fn finish_reason(reason: FinishReason) -> &'static str {

@@ -62,7 +62,8 @@ pub fn chunk(delta: Value, finish_reason: Option<&str>) -> String {
         "id": "chatcmpl-mock",
         "object": "chat.completion.chunk",
         "created": 1_700_000_000,
-        "model": "gpt-4o-mini",
+        "model": "gpt-4o-mini-2024-07-18",
+        "system_fingerprint": "fp_44709d6fcb",
         "choices": [{ "index": 0, "delta": delta, "finish_reason": finish_reason }],
     });
     format!("data: {chunk}\n\n")
