@@ -77,8 +77,17 @@ impl PgStore {
             .build()
             .map_err(|e| failed(e.to_string()))?;
         migrate(&pool).await.map_err(|e| failed(e.to_string()))?;
-        let (changes, _) = broadcast::channel(256);
+        let (changes, mut listening) = broadcast::channel(256);
         tokio::spawn(listen::follow(config, changes.clone()));
+        // A replica hears the others from the moment it serves: the first
+        // message says the LISTEN is in place. Bounded, so a listener that
+        // cannot connect yet (it keeps trying) does not hold up the start.
+        if tokio::time::timeout(limits.timeout, listening.recv())
+            .await
+            .is_err()
+        {
+            tracing::warn!("not yet listening for the other replicas' changes; still trying");
+        }
         Ok(PgStore { pool, changes })
     }
 
