@@ -6,6 +6,8 @@
 use agenthost_plugin::json::{write_separated, write_str};
 use agenthost_plugin::lines::{LineDecoder, sse_data};
 use agenthost_plugin::{FinishingLines, MustFinish};
+use std::borrow::Cow;
+
 use serde::Deserialize;
 
 use agenthost_plugin::types::{
@@ -115,13 +117,17 @@ fn write_message(out: &mut String, message: &Message) {
     out.push('}');
 }
 
+/// `model` and `system_fingerprint` are borrowed: every chunk repeats
+/// them and only the first is reported.
 #[derive(Deserialize)]
-struct Chunk {
+struct Chunk<'a> {
     #[serde(default)]
     choices: Vec<Choice>,
     error: Option<ApiError>,
-    model: Option<String>,
-    system_fingerprint: Option<String>,
+    #[serde(borrow)]
+    model: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    system_fingerprint: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -191,8 +197,8 @@ impl FinishingLines for OpenAiLines {
         {
             self.reported = true;
             events.push(ProviderEvent::ResponseInfo(ResponseInfo {
-                model,
-                system_fingerprint: chunk.system_fingerprint,
+                model: model.into_owned(),
+                system_fingerprint: chunk.system_fingerprint.map(Cow::into_owned),
             }));
         }
         for choice in chunk.choices {

@@ -22,11 +22,11 @@ struct TurnText {
     called_tools: bool,
 }
 
-/// A tool call whose `tool_end` has not been written yet.
+/// A tool call whose `tool_end` has not been written yet. Only the first
+/// of them has had its `tool_start` written.
 struct OpenCall {
     id: String,
     start: String,
-    started: bool,
     end: Option<String>,
 }
 
@@ -69,13 +69,14 @@ impl Encoder for SimpleStream {
                     start.push_str(r#", "args": "#);
                     write_python_spaced(&mut start, &ready.arguments);
                     start.push_str("}\n\n");
+                    if self.calls.is_empty() {
+                        out.push_str(&start);
+                    }
                     self.calls.push_back(OpenCall {
                         id: ready.call.id,
                         start,
-                        started: false,
                         end: None,
                     });
-                    write_calls(&mut self.calls, out);
                 }
                 ChatEvent::ToolResult(result) => {
                     let mut end = String::from(r#"data: {"type": "tool_end", "id": "#);
@@ -105,19 +106,15 @@ impl Encoder for SimpleStream {
     }
 }
 
-/// Writes the first call's start, and its end once known, then the next
-/// call's the same way.
+/// Writes the first call's end once known, then the next call's start,
+/// and its end if it came early, and so on.
 fn write_calls(calls: &mut VecDeque<OpenCall>, out: &mut String) {
-    while let Some(call) = calls.front_mut() {
-        if !call.started {
-            call.started = true;
-            out.push_str(&call.start);
-        }
-        let Some(end) = call.end.take() else {
-            return;
-        };
+    while let Some(end) = calls.front_mut().and_then(|call| call.end.take()) {
         out.push_str(&end);
         calls.pop_front();
+        if let Some(next) = calls.front() {
+            out.push_str(&next.start);
+        }
     }
 }
 
