@@ -18,22 +18,6 @@ fn seed_client(name: &str) -> String {
     std::fs::read_to_string(fixture("seed_clients").join(name)).unwrap()
 }
 
-/// Runs `program` with `args`, in `dir`; its stdout, once it succeeded.
-async fn output_of(program: &str, args: &[&str], dir: &Path) -> String {
-    let output = tokio::process::Command::new(program)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{program} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
-
 fn seeds_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/seeds")
 }
@@ -86,7 +70,7 @@ async fn the_seed_openai_client_runs_unmodified_on_the_truefoundry_surface() {
     let code = seed_client("truefoundry_openai_client.py")
         .replace("https://your-gateway-url", &host.url("/api/llm"))
         .replace("your-tfy-api-token", TFY_KEY);
-    let printed = output_of("python3", &["-c", &code], Path::new(".")).await;
+    let printed = run_client("python3", &["-c", &code], Path::new(".")).await;
     assert_golden("seed_clients/truefoundry_openai_client.txt", &printed);
 
     // What the seed's client asked for reached the model.
@@ -120,7 +104,7 @@ async fn the_seed_fetch_and_eventsource_examples_run_unmodified_on_the_mcp_chat_
     for example in ["mcp_chat_fetch.js", "mcp_chat_eventsource.js"] {
         let code =
             prelude.clone() + &seed_client(example).replace("http://localhost:8000", &host.url(""));
-        printed += &output_of("node", &["--input-type=module", "-e", &code], &node_dir).await;
+        printed += &run_client("node", &["--input-type=module", "-e", &code], &node_dir).await;
     }
     assert_eq!(printed, "You said: Hello!\nYou said: Hello!\nDone!\n");
     let (_, history) = host.get(&format!("/sessions/{session}/history")).await;

@@ -57,10 +57,12 @@ impl Drop for PythonMcpServer {
 }
 
 /// Runs a client program (asynchronously, so mock servers on the test's
-/// runtime keep serving), requires success, and parses its JSON output.
-pub async fn run_json_client(program: &str, args: &[String]) -> Value {
+/// runtime keep serving) in `dir`, requires success, and returns its
+/// standard output.
+pub async fn run_client(program: &str, args: &[&str], dir: &std::path::Path) -> String {
     let output = tokio::process::Command::new(program)
         .args(args)
+        .current_dir(dir)
         .output()
         .await
         .unwrap();
@@ -69,5 +71,12 @@ pub async fn run_json_client(program: &str, args: &[String]) -> Value {
         "{program} failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    serde_json::from_slice(&output.stdout).unwrap()
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// [`run_client`] in this directory, its output parsed as JSON.
+pub async fn run_json_client(program: &str, args: &[String]) -> Value {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = run_client(program, &args, std::path::Path::new(".")).await;
+    serde_json::from_str(&output).unwrap()
 }
