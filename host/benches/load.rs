@@ -117,6 +117,9 @@ struct Target {
     /// Other replicas' base URLs, for the first's: each chat goes to the
     /// next replica in turn.
     replicas: Vec<(String, String)>,
+    /// The PostgreSQL postmaster behind the target, whose processes' CPU
+    /// time is read: on these shared cores it is part of a chat's cost.
+    database: Option<u32>,
 }
 
 impl Target {
@@ -129,6 +132,7 @@ impl Target {
             sessions: None,
             servers: Vec::new(),
             replicas: Vec::new(),
+            database: None,
         }
     }
 
@@ -266,6 +270,7 @@ fn mcp_chat_target(host: &Agenthost, name: &str, chats_per_session: usize) -> Ta
         sessions: Some((host.url("/sessions"), chats_per_session)),
         servers: vec![host.pid()],
         replicas: Vec::new(),
+        database: None,
     }
 }
 
@@ -286,21 +291,25 @@ async fn postgres_targets(llm: &MockLlm) -> Option<OnPostgres> {
     let first = format!("database_url = {:?}\n", cluster.database("bench"));
     let a = start_agenthost_on(llm, bin(), &first).await;
     let b = start_agenthost_on(llm, bin(), &first).await;
+    let on_database = |mut target: Target| {
+        target.database = Some(cluster.server_pid());
+        target
+    };
     let targets = vec![
-        mcp_chat_target(
+        on_database(mcp_chat_target(
             &a,
             "agenthost on PostgreSQL: MCP Chat API, new session per chat",
             1,
-        ),
-        mcp_chat_target(
+        )),
+        on_database(mcp_chat_target(
             &a,
             "agenthost on PostgreSQL: MCP Chat API, 4 chats per session",
             4,
-        ),
-        mcp_chat_target(&a, "", 4).spread_over(
+        )),
+        on_database(mcp_chat_target(&a, "", 4).spread_over(
             "two replicas on PostgreSQL: MCP Chat API, 4 chats per session",
             &[&a, &b],
-        ),
+        )),
     ];
     Some(OnPostgres {
         _cluster: cluster,
@@ -391,6 +400,8 @@ struct Measured {
     /// passthrough) and of the agenthost serving the target, if any.
     bench_cpu: Duration,
     server_cpu: Option<Duration>,
+    /// CPU time of the PostgreSQL server behind the target, if any.
+    database_cpu: Option<Duration>,
 }
 
 /// How a run offers load.
@@ -411,6 +422,7 @@ async fn measure(target: &Target, load: Load, duration: Duration) -> Measured {
     let cpu_before = (
         cpu_time(std::process::id()),
         (!target.servers.is_empty()).then(|| servers_cpu(&target.servers)),
+        target.database.map(process_tree_cpu_time),
     );
     let start = Instant::now();
     let until = start + duration;
@@ -461,6 +473,10 @@ async fn measure(target: &Target, load: Load, duration: Duration) -> Measured {
         server_cpu: cpu_before
             .1
             .map(|before| servers_cpu(&target.servers) - before),
+        database_cpu: target
+            .database
+            .zip(cpu_before.2)
+            .map(|(pid, before)| process_tree_cpu_time(pid) - before),
     };
     for result in results {
         match result {
@@ -483,16 +499,47 @@ async fn measure(target: &Target, load: Load, duration: Duration) -> Measured {
 
 /// User and system CPU time a process has used, from /proc.
 fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    ticks_to_time(proc_stat(pid).map_or(0, |stat| stat.own_ticks))
+}
+
+/// CPU time of a process, its children that ended and its children
+/// alive: a PostgreSQL server's, whose connections are child processes.
+fn process_tree_cpu_time(pid: u32) -> Duration {
+    let mut ticks = proc_stat(pid).map_or(0, |stat| stat.own_ticks + stat.ended_children_ticks);
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(child) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        if let Some(stat) = proc_stat(child).filter(|stat| stat.parent == pid) {
+            ticks += stat.own_ticks + stat.ended_children_ticks;
+        }
+    }
+    ticks_to_time(ticks)
+}
+
+/// What `/proc/{pid}/stat` says of a process's CPU time, in clock ticks;
+/// `None` once it has ended.
+struct ProcStat {
+    parent: u32,
+    own_ticks: u64,
+    ended_children_ticks: u64,
+}
+
+fn proc_stat(pid: u32) -> Option<ProcStat> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command, which is in parentheses and may hold
-    // spaces; utime and stime are the 14th and 15th of the line.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .unwrap()
-        .1
-        .split_whitespace()
-        .collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // spaces: the parent is the 4th of the line; utime, stime, cutime and
+    // cstime the 14th to 17th.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let field = |i: usize| fields[i].parse::<u64>().unwrap();
+    Some(ProcStat {
+        parent: field(1) as u32,
+        own_ticks: field(11) + field(12),
+        ended_children_ticks: field(13) + field(14),
+    })
+}
+
+fn ticks_to_time(ticks: u64) -> Duration {
     // SAFETY: sysconf only reads a configuration value.
     let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     Duration::from_secs_f64(ticks as f64 / per_second)
@@ -684,9 +731,9 @@ async fn chats_table(targets: &[Target], load: Load) {
         MEASURE.as_secs()
     );
     println!(
-        "| target | chats/s | p50 ms | p99 ms | TTFB p50 ms | errors | server CPU µs/chat | vs passthrough |"
+        "| target | chats/s | p50 ms | p99 ms | TTFB p50 ms | errors | server CPU µs/chat | database CPU µs/chat | vs passthrough |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     // The bench process's own CPU per chat against the mock alone, so
     // the passthrough's share of it can be told apart.
     let mut direct_cpu = None;
@@ -720,7 +767,7 @@ async fn chats_table(targets: &[Target], load: Load) {
             passthrough = Some((m.per_second, p50, server_cpu));
         }
         println!(
-            "| {} | {:.0} | {} | {} | {} | {} | {} | {ratio} |",
+            "| {} | {:.0} | {} | {} | {} | {} | {} | {} | {ratio} |",
             target.name,
             m.per_second,
             ms(p50),
@@ -728,6 +775,8 @@ async fn chats_table(targets: &[Target], load: Load) {
             ms(percentile(&m.first_byte, 0.5)),
             m.errors,
             server_cpu.map_or(String::new(), |cpu| format!("{cpu:.0}")),
+            m.database_cpu
+                .map_or(String::new(), |cpu| format!("{:.0}", per_chat(cpu))),
         );
         if let Some(e) = m.first_error {
             eprintln!("{}: first error: {e}", target.name);

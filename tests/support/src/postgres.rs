@@ -103,6 +103,14 @@ impl Cluster {
         self.pg_ctl("restart", true);
     }
 
+    /// The pid of the cluster's postmaster, whose children are the
+    /// server's processes.
+    pub fn server_pid(&self) -> u32 {
+        let pid_file =
+            std::fs::read_to_string(self.dir.path().join("data/postmaster.pid")).unwrap();
+        pid_file.lines().next().unwrap().trim().parse().unwrap()
+    }
+
     pub fn stop(&self) {
         self.pg_ctl("stop", true);
     }
