@@ -34,6 +34,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
         2,
         include_str!("../../../migrations/postgres/0002_session_leases.sql"),
     ),
+    (
+        3,
+        include_str!("../../../migrations/postgres/0003_lease_in_session.sql"),
+    ),
 ];
 /// The advisory lock replicas take turns on while migrating.
 const MIGRATION_LOCK: i64 = 0x6167_656e_7468_6f73;

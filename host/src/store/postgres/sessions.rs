@@ -1,10 +1,11 @@
 //! Sessions and their messages, and the lease that gives one chat at a
 //! time, on any replica, a session.
 //!
-//! A chat costs two commits and two round trips: opening takes the lease,
-//! reads the history and stores the user's message in one pipelined
-//! transaction; closing stores the rest and gives the lease back in one
-//! statement. Statements are prepared once per connection.
+//! A chat costs two statements, each its own commit: opening takes the
+//! lease, reads the history and stores the user's message (a function,
+//! `agenthost_open_exchange`); closing stores the rest and gives the lease
+//! back. The lease is two columns of the session's row. Statements are
+//! prepared once per connection.
 
 use std::time::Duration;
 
@@ -23,23 +24,14 @@ const LEASE_SECS: f64 = 15.0;
 /// How often a running chat renews its lease.
 const LEASE_RENEWAL: Duration = Duration::from_secs(5);
 
-/// Takes the lease of a session of the tenant's unless another holder's
-/// has not expired; a row back means taken.
-const TAKE_LEASE: &str = "INSERT INTO session_leases (session_id, holder, expires_at)
-     SELECT $1, $2, now() + make_interval(secs => $3)
-     WHERE EXISTS (SELECT 1 FROM sessions WHERE id = $1 AND org = $4)
-     ON CONFLICT (session_id) DO UPDATE
-         SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at
-         WHERE session_leases.expires_at < now()
-     RETURNING holder";
-const RENEW_LEASE: &str = "UPDATE session_leases SET expires_at = now() + make_interval(secs => $3)
-     WHERE session_id = $1 AND holder = $2";
-const RELEASE_LEASE: &str = "DELETE FROM session_leases WHERE session_id = $1 AND holder = $2";
-/// The user's message, if this holder took the lease.
-const INSERT_USER_MESSAGE: &str =
-    "INSERT INTO messages (session_id, role, content, name, tool_call_id, tool_calls, timestamp)
-     SELECT $1, $2::text, $3::text, $4::text, $5::text, $6::text, $7::text
-     WHERE EXISTS (SELECT 1 FROM session_leases WHERE session_id = $1 AND holder = $8)";
+/// Takes the lease and, if taken, reads the history and stores the
+/// user's message: one statement, one commit (migration 0003).
+const OPEN_EXCHANGE: &str =
+    "SELECT * FROM agenthost_open_exchange($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+const RENEW_LEASE: &str = "UPDATE sessions SET lease_expires_at = now() + make_interval(secs => $3)
+     WHERE id = $1 AND lease_holder = $2";
+const RELEASE_LEASE: &str = "UPDATE sessions SET lease_holder = NULL, lease_expires_at = NULL
+     WHERE id = $1 AND lease_holder = $2";
 const SESSION_EXISTS: &str = "SELECT 1 FROM sessions WHERE id = $1 AND org = $2";
 const READ_MESSAGES: &str = "SELECT role, content, name, tool_call_id, tool_calls, timestamp
      FROM messages WHERE session_id = $1 ORDER BY seq";
@@ -47,7 +39,8 @@ const READ_MESSAGES: &str = "SELECT role, content, name, tool_call_id, tool_call
 /// inserted, after the sort), giving back the lease of holder `$8` in the
 /// same statement.
 const APPEND_MESSAGES: &str = "WITH given_back AS (
-         DELETE FROM session_leases WHERE session_id = $1 AND holder = $8
+         UPDATE sessions SET lease_holder = NULL, lease_expires_at = NULL
+         WHERE id = $1 AND lease_holder = $8
      )
      INSERT INTO messages (session_id, role, content, name, tool_call_id, tool_calls, timestamp)
      SELECT $1, m.role, m.content, m.name, m.tool_call_id, m.tool_calls, m.timestamp
@@ -118,9 +111,9 @@ impl PgStore {
     }
 
     /// Waits until no other chat, on any replica, holds the session; then,
-    /// in one transaction, takes its lease, reads its history and stores
-    /// the user's message. The lease is a row renewed while the chat
-    /// runs, so no connection is held for the chat's length.
+    /// in one statement, takes its lease, reads its history and stores
+    /// the user's message. The lease is renewed while the chat runs, so
+    /// no connection is held for the chat's length.
     pub async fn open_exchange(
         &self,
         tenant: &str,
@@ -129,51 +122,35 @@ impl PgStore {
     ) -> Result<Option<OpenedExchange>, StoreError> {
         let holder = uuid::Uuid::new_v4().to_string();
         let tool_calls = user.tool_calls.as_ref().map(|t| t.to_string());
+        let params: [&(dyn ToSql + Sync); 10] = [
+            &id,
+            &holder,
+            &LEASE_SECS,
+            &tenant,
+            &user.role,
+            &user.content,
+            &user.name,
+            &user.tool_call_id,
+            &tool_calls,
+            &user.timestamp,
+        ];
         loop {
             let client = self.client().await?;
-            let (take, read, insert) = futures::try_join!(
-                client.prepare_cached(TAKE_LEASE),
-                client.prepare_cached(READ_MESSAGES),
-                client.prepare_cached(INSERT_USER_MESSAGE),
-            )
-            .map_err(pg_error)?;
-            let take_params: [&(dyn ToSql + Sync); 4] = [&id, &holder, &LEASE_SECS, &tenant];
-            let read_params: [&(dyn ToSql + Sync); 1] = [&id];
-            let insert_params: [&(dyn ToSql + Sync); 8] = [
-                &id,
-                &user.role,
-                &user.content,
-                &user.name,
-                &user.tool_call_id,
-                &tool_calls,
-                &user.timestamp,
-                &holder,
-            ];
-            // One round trip: every statement is queued on the connection
-            // at the first poll, in this order, and the server runs them in
-            // order. Each later statement sees the earlier ones' effects,
-            // so the history read after the lease includes what the
-            // previous holder committed, and the insert is a no-op unless
-            // the lease was taken. COMMIT is queued too, so a chat
-            // cancelled mid-way leaves no transaction open on the
-            // connection.
-            let (_, taken, rows, _, _) = futures::try_join!(
-                client.batch_execute("BEGIN"),
-                client.query_opt(&take, &take_params),
-                client.query(&read, &read_params),
-                client.execute(&insert, &insert_params),
-                client.batch_execute("COMMIT"),
-            )
-            .map_err(pg_error)?;
+            let open = client
+                .prepare_cached(OPEN_EXCHANGE)
+                .await
+                .map_err(pg_error)?;
+            let rows = client.query(&open, &params).await.map_err(pg_error)?;
             drop(client);
-            if taken.is_some() {
+            let taken = rows.first().is_some_and(|row| row.get::<_, bool>(0));
+            if taken {
                 let lease = Lease {
                     pool: self.pool.clone(),
                     session: id.to_owned(),
                     holder,
                 };
                 return Ok(Some(OpenedExchange {
-                    history: rows.iter().map(stored_message).collect(),
+                    history: rows[1..].iter().map(stored_message).collect(),
                     lease: Some(SessionLease::hold(lease)),
                 }));
             }
@@ -259,15 +236,18 @@ impl Columns {
     }
 }
 
+/// A message from the rows of [`READ_MESSAGES`], or from those of
+/// [`OPEN_EXCHANGE`], which lead with the `taken` column.
 fn stored_message(row: &tokio_postgres::Row) -> StoredMessage {
-    let tool_calls: Option<String> = row.get(4);
+    let at = row.len() - 6;
+    let tool_calls: Option<String> = row.get(at + 4);
     StoredMessage {
-        role: row.get(0),
-        content: row.get(1),
-        name: row.get(2),
-        tool_call_id: row.get(3),
+        role: row.get(at),
+        content: row.get(at + 1),
+        name: row.get(at + 2),
+        tool_call_id: row.get(at + 3),
         tool_calls: tool_calls.and_then(|t| serde_json::from_str(&t).ok()),
-        timestamp: row.get(5),
+        timestamp: row.get(at + 5),
     }
 }
 
