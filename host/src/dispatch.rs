@@ -64,6 +64,14 @@ impl Dispatcher {
         } else {
             Err(DispatchError::Denied(binding.name.clone()))
         };
+        let took = started.elapsed();
+        let outcome_label = match &outcome {
+            Ok(result) if result.is_error == Some(true) => "tool_error",
+            Ok(_) => "ok",
+            Err(DispatchError::Denied(_)) => "denied",
+            Err(DispatchError::Mcp(_)) => "failed",
+        };
+        crate::metrics::tool_call(&binding.server, &binding.tool, outcome_label, took);
         let record = ToolCallRecord {
             at: crate::timestamp::now(),
             org: caller.principal.as_ref().map(|p| p.org.clone()),
@@ -74,7 +82,7 @@ impl Dispatcher {
             tool: binding.tool.clone(),
             mode: mode(binding).into(),
             reason: caller.reason.into(),
-            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+            duration_ms: took.as_secs_f64() * 1000.0,
             success: matches!(&outcome, Ok(result) if result.is_error != Some(true)),
             error: match &outcome {
                 Ok(result) if result.is_error == Some(true) => {

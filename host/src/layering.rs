@@ -8,20 +8,30 @@ use std::path::{Path, PathBuf};
 const ALLOWED: &[(&str, &[&str])] = &[
     ("config", &[]),
     ("timestamp", &[]),
+    ("metrics", &[]),
     ("sealing", &[]),
     ("demo_mcp", &[]),
     ("auth", &["config"]),
-    ("store", &["config", "timestamp"]),
-    ("plugins", &["config"]),
+    ("store", &["config", "metrics", "timestamp"]),
+    ("plugins", &["config", "metrics"]),
     ("devtools", &["config", "plugins"]),
     ("mcp", &["config", "timestamp"]),
-    ("dispatch", &["auth", "mcp", "store", "timestamp"]),
+    (
+        "dispatch",
+        &["auth", "mcp", "metrics", "store", "timestamp"],
+    ),
     (
         "connections",
         &["config", "mcp", "sealing", "store", "timestamp"],
     ),
-    ("registry", &["auth", "config", "mcp", "sealing", "store"]),
-    ("agent", &["auth", "config", "dispatch", "mcp", "plugins"]),
+    (
+        "registry",
+        &["auth", "config", "mcp", "metrics", "sealing", "store"],
+    ),
+    (
+        "agent",
+        &["auth", "config", "dispatch", "mcp", "metrics", "plugins"],
+    ),
     (
         "chat",
         &[
@@ -30,6 +40,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "connections",
             "dispatch",
             "mcp",
+            "metrics",
             "plugins",
             "store",
             "timestamp",
@@ -37,7 +48,14 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     (
         "http",
-        &["auth", "chat", "config", "connections", "registry"],
+        &[
+            "auth",
+            "chat",
+            "config",
+            "connections",
+            "metrics",
+            "registry",
+        ],
     ),
     (
         "server",
@@ -50,6 +68,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "dispatch",
             "http",
             "mcp",
+            "metrics",
             "plugins",
             "registry",
             "sealing",

@@ -12,7 +12,7 @@
 //!       connections       org connections to customer MCP servers
 //!         dispatch        every tool call: role check and audit log
 //!           mcp  store  plugins
-//!             auth  config  sealing  timestamp
+//!             auth  config  sealing  timestamp  metrics
 //! ```
 //!
 //! `http` reaches `plugins` only for the operator's plugin routes. The
@@ -30,6 +30,7 @@ pub mod http;
 #[cfg(test)]
 mod layering;
 pub mod mcp;
+pub mod metrics;
 pub mod plugins;
 pub mod registry;
 pub mod sealing;

@@ -352,6 +352,17 @@ impl Registry {
         views
     }
 
+    /// Sets each server's `agenthost_mcp_server_up`, for a scrape.
+    pub async fn record_up(&self) {
+        for server in self.pool.all() {
+            crate::metrics::mcp_server_up(
+                server.owner().unwrap_or_default(),
+                &server.config.id,
+                server.is_connected().await,
+            );
+        }
+    }
+
     /// Servers with a live session, whoever sees them.
     pub async fn connected(&self) -> usize {
         let mut connected = 0;

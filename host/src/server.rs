@@ -46,6 +46,8 @@ pub enum ServeError {
 }
 
 pub async fn serve(config: Config, own_exe: &Path) -> Result<(), ServeError> {
+    // Before anything that keeps a metric's handle is made.
+    let metrics = crate::metrics::install();
     let mut plugins = PluginRuntime::new(
         SandboxLimits::from_config(&config.limits),
         Some(
@@ -140,6 +142,8 @@ pub async fn serve(config: Config, own_exe: &Path) -> Result<(), ServeError> {
         connections,
         plugins,
         keys,
+        metrics,
+        metrics_public: config.telemetry.metrics_public,
     });
     if let Some(changes) = changes {
         tokio::spawn(follow_changes(changes, state.clone()));

@@ -13,6 +13,7 @@ mod load;
 mod logs;
 mod mcp_chat;
 mod mcp_failures;
+mod metrics;
 mod plugin_developers;
 mod plugin_sandbox;
 mod process_lifecycle;

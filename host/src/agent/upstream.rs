@@ -157,35 +157,35 @@ impl Upstream {
         provider: &ResolvedProvider,
         key: Option<&Secret>,
     ) -> Result<reqwest::Response, UpstreamError> {
-        self.send_retrying(request, &provider.base_url, key)
-            .await
-            .map_err(|error| {
-                let url = request.url.split('?').next().unwrap_or_default().to_owned();
-                let not_found = matches!(
-                    error.last_attempt(),
-                    UpstreamError::Status { status: 404, .. }
-                );
-                let hint = if not_found && !url.contains("/v1/") {
-                    NO_VERSION_HINT
-                } else {
-                    ""
-                };
-                UpstreamError::Request {
-                    provider: provider.name.clone(),
-                    url,
-                    error: Box::new(error),
-                    hint,
-                }
-            })
+        let sent = self.send_retrying(request, provider, key).await;
+        crate::metrics::model_request(&provider.name, sent.is_ok());
+        sent.map_err(|error| {
+            let url = request.url.split('?').next().unwrap_or_default().to_owned();
+            let not_found = matches!(
+                error.last_attempt(),
+                UpstreamError::Status { status: 404, .. }
+            );
+            let hint = if not_found && !url.contains("/v1/") {
+                NO_VERSION_HINT
+            } else {
+                ""
+            };
+            UpstreamError::Request {
+                provider: provider.name.clone(),
+                url,
+                error: Box::new(error),
+                hint,
+            }
+        })
     }
 
     async fn send_retrying(
         &self,
         request: &HttpRequest,
-        base_url: &str,
+        provider: &ResolvedProvider,
         key: Option<&Secret>,
     ) -> Result<reqwest::Response, UpstreamError> {
-        on_origin(&request.url, base_url)?;
+        on_origin(&request.url, &provider.base_url)?;
         let started = Instant::now();
         let mut attempt = 1;
         loop {
@@ -214,8 +214,10 @@ impl Upstream {
             }
             tracing::warn!(
                 attempt,
+                provider = %provider.name,
                 "provider request failed, retrying in {delay:?}: {error}"
             );
+            crate::metrics::model_retry(&provider.name);
             tokio::time::sleep(delay).await;
             attempt += 1;
         }

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 
 use crate::agent::{ChatEvent, ChatRun, is_final};
+use crate::metrics::ChatTimer;
 use crate::plugins::{EncoderInstance, EncoderPlugin, PluginFailure, StreamOptions};
 
 /// Most events handed to an encoder in one call.
@@ -61,8 +62,10 @@ pub(super) async fn encode(
     options: StreamOptions,
     run: ChatRun,
 ) -> Result<ChatStream, PluginFailure> {
+    let timer = ChatTimer::start(&encoder.metadata.name);
     let instance = encoder.instantiate(&options).await?;
     let state = Encoding {
+        timer,
         run,
         instance: Some(instance),
         fallback,
@@ -75,6 +78,7 @@ pub(super) async fn encode(
 }
 
 struct Encoding {
+    timer: ChatTimer,
     /// The chat, driven as the body is read.
     run: ChatRun,
     /// `None` once the response has ended.
@@ -122,6 +126,7 @@ impl Encoding {
                 }
             };
             if !bytes.is_empty() {
+                self.timer.bytes_sent();
                 return Some((Ok(Bytes::from(bytes)), self));
             }
         }

@@ -90,6 +90,19 @@ pub struct Config {
     /// ended; 0 ends them at once.
     #[serde(default = "default_shutdown_grace_secs")]
     pub shutdown_grace_secs: f64,
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+}
+
+/// What the server tells an operator's monitoring.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// `GET /metrics` without a key in keyed mode, for a scraper on a
+    /// trusted network. Off: it takes an admin key, since its labels name
+    /// every org's servers and tools.
+    #[serde(default)]
+    pub metrics_public: bool,
 }
 
 fn default_shutdown_grace_secs() -> f64 {

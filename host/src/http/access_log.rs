@@ -73,6 +73,7 @@ impl AccessLine {
         let duration_ms = (self.started.elapsed().as_secs_f64() * 1e4).round() / 10.0;
         let org = self.org.as_deref().unwrap_or("-");
         let status = self.status.as_u16();
+        crate::metrics::request_answered(self.method.as_str(), route, status);
         if PROBES.contains(&route) {
             tracing::debug!(target: "agenthost::access", method = %self.method, route, status, duration_ms, org, "request");
         } else {

@@ -30,7 +30,7 @@ pub fn routes() -> Router<Arc<AppState>> {
 type Refusal = (StatusCode, Json<Value>);
 
 /// Admins, and the local user.
-fn require_admin(identity: Identity) -> Result<(), Refusal> {
+pub(super) fn require_admin(identity: Identity) -> Result<(), Refusal> {
     let refuse = |status, detail: &str| Err((status, Json(json!({ "detail": detail }))));
     match identity.user() {
         Err(_) => refuse(StatusCode::UNAUTHORIZED, "an admin API key is required"),

@@ -12,6 +12,7 @@ mod guard;
 mod health;
 mod mcp_chat;
 mod mcp_server;
+mod metrics;
 mod servers;
 mod simple;
 mod truefoundry;
@@ -43,6 +44,9 @@ pub struct AppState {
     /// For the operator's plugin routes.
     pub plugins: Arc<PluginRuntime>,
     pub keys: ApiKeys,
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// `GET /metrics` takes no key.
+    pub metrics_public: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +88,7 @@ pub fn router(
         .merge(health::routes())
         .merge(guarded(simple::routes(), &guard, Detail))
         .merge(guarded(admin::routes(), &guard, Detail))
+        .merge(guarded(metrics::routes(), &guard, Detail))
         .merge(guarded(mcp_chat::routes(), &guard, Detail))
         .merge(guarded(servers::routes(), &guard, Detail))
         .merge(guarded(truefoundry::routes(), &guard, truefoundry::refusal))

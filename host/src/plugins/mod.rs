@@ -300,7 +300,7 @@ impl PluginRuntime {
         let (metadata, plugin) = match world {
             World::Provider(version) => {
                 let pre = ProviderApiPre::new(version, instance_pre).map_err(mismatch)?;
-                let probes = InstancePool::new(origin, self.sandbox.clone());
+                let probes = InstancePool::probing(origin, self.sandbox.clone());
                 let metadata = ProviderInstance::new(&probes, &pre)
                     .await?
                     .metadata()
@@ -316,7 +316,7 @@ impl PluginRuntime {
             }
             World::Encoder(version) => {
                 let pre = EncoderApiPre::new(version, instance_pre).map_err(mismatch)?;
-                let probes = InstancePool::new(origin, self.sandbox.clone());
+                let probes = InstancePool::probing(origin, self.sandbox.clone());
                 let (metadata, info) = EncoderInstance::describe(&probes, &pre).await?;
                 expect_kind(&metadata, PluginKind::Encoder).map_err(refuse)?;
                 let plugin = EncoderPlugin {

@@ -25,6 +25,7 @@ use wasmtime::component::ResourceAny;
 
 use super::PluginFailure;
 use super::sandbox::{PluginState, Sandbox, ticks_for};
+use crate::metrics::PluginCounters;
 
 /// Streams an instance serves over its life before it is retired.
 const LIFETIME_STREAMS: usize = 1_000;
@@ -57,6 +58,7 @@ impl<A> Instance<A> {
 /// The live instances of one plugin.
 pub(super) struct InstancePool<A> {
     plugin: String,
+    counters: PluginCounters,
     sandbox: Arc<Sandbox>,
     instances: Mutex<Vec<Arc<Instance<A>>>>,
     /// Instances kept, and filled first, so calls spread over the cores.
@@ -65,8 +67,23 @@ pub(super) struct InstancePool<A> {
 
 impl<A> InstancePool<A> {
     pub(super) fn new(plugin: &str, sandbox: Arc<Sandbox>) -> Arc<InstancePool<A>> {
+        Self::counted(plugin, PluginCounters::of(plugin), sandbox)
+    }
+
+    /// A pool for asking a component being loaded what it is, known by
+    /// its file until it names itself; its calls are not counted.
+    pub(super) fn probing(origin: &str, sandbox: Arc<Sandbox>) -> Arc<InstancePool<A>> {
+        Self::counted(origin, PluginCounters::none(), sandbox)
+    }
+
+    fn counted(
+        plugin: &str,
+        counters: PluginCounters,
+        sandbox: Arc<Sandbox>,
+    ) -> Arc<InstancePool<A>> {
         Arc::new(InstancePool {
             plugin: plugin.to_owned(),
+            counters,
             sandbox,
             instances: Mutex::new(Vec::new()),
             spread: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -187,6 +204,7 @@ impl<A> Lease<A> {
             });
         }
         let Live { store, api } = &mut *live;
+        self.pool.counters.calls.increment(1);
         let timeout_ms = self.pool.sandbox.limits().call_timeout.as_millis();
         store.set_epoch_deadline(ticks_for(timeout_ms));
         let mut unfinished = BreakUnlessFinished {
@@ -206,7 +224,12 @@ impl<A> Lease<A> {
         unfinished.finished = true;
         result.map_err(|e| {
             instance.broken.store(true, Ordering::Release);
-            failure(&self.pool.plugin, timeout_ms, e)
+            let failure = failure(&self.pool.plugin, timeout_ms, e);
+            match &failure {
+                PluginFailure::Timeout { .. } => self.pool.counters.timeouts.increment(1),
+                _ => self.pool.counters.traps.increment(1),
+            }
+            failure
         })
     }
 

@@ -97,10 +97,13 @@ impl Store {
     }
 
     pub async fn create_session(&self, tenant: &str) -> Result<SessionSummary, StoreError> {
-        match self {
-            Store::Sqlite(db) => db.create_session(tenant).await,
-            Store::Postgres(pg) => pg.create_session(tenant).await,
-        }
+        timed("create_session", async {
+            match self {
+                Store::Sqlite(db) => db.create_session(tenant).await,
+                Store::Postgres(pg) => pg.create_session(tenant).await,
+            }
+        })
+        .await
     }
 
     /// `tenant`'s sessions.
@@ -135,18 +138,21 @@ impl Store {
         id: &str,
         user: StoredMessage,
     ) -> Result<Option<OpenedExchange>, StoreError> {
-        match self {
-            Store::Sqlite(db) => {
-                Ok(db
-                    .open_exchange(tenant, id, user)
-                    .await?
-                    .map(|history| OpenedExchange {
-                        history,
-                        lease: None,
-                    }))
+        timed("open_exchange", async {
+            match self {
+                Store::Sqlite(db) => {
+                    Ok(db
+                        .open_exchange(tenant, id, user)
+                        .await?
+                        .map(|history| OpenedExchange {
+                            history,
+                            lease: None,
+                        }))
+                }
+                Store::Postgres(pg) => pg.open_exchange(tenant, id, user).await,
             }
-            Store::Postgres(pg) => pg.open_exchange(tenant, id, user).await,
-        }
+        })
+        .await
     }
 
     /// Appends messages to a session in one transaction, which also gives
@@ -157,10 +163,13 @@ impl Store {
         messages: Vec<StoredMessage>,
         lease: Option<SessionLease>,
     ) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(db) => db.append(session, messages).await,
-            Store::Postgres(pg) => pg.append(session, messages, lease).await,
-        }
+        timed("append", async {
+            match self {
+                Store::Sqlite(db) => db.append(session, messages).await,
+                Store::Postgres(pg) => pg.append(session, messages, lease).await,
+            }
+        })
+        .await
     }
 
     pub async fn servers(&self) -> Result<Vec<StoredServer>, StoreError> {
@@ -171,26 +180,35 @@ impl Store {
     }
 
     pub async fn save_server(&self, server: StoredServer) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(db) => db.save_server(server).await,
-            Store::Postgres(pg) => pg.save_server(server).await,
-        }
+        timed("save_server", async {
+            match self {
+                Store::Sqlite(db) => db.save_server(server).await,
+                Store::Postgres(pg) => pg.save_server(server).await,
+            }
+        })
+        .await
     }
 
     pub async fn remove_server(&self, tenant: &str, name: &str) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(db) => db.remove_server(tenant, name).await,
-            Store::Postgres(pg) => pg.remove_server(tenant, name).await,
-        }
+        timed("remove_server", async {
+            match self {
+                Store::Sqlite(db) => db.remove_server(tenant, name).await,
+                Store::Postgres(pg) => pg.remove_server(tenant, name).await,
+            }
+        })
+        .await
     }
 
     /// Inserts a connection with its tools; false if the org already has
     /// one with the same server id.
     pub async fn insert_connection(&self, row: ConnectionRow) -> Result<bool, StoreError> {
-        match self {
-            Store::Sqlite(db) => db.insert_connection(row).await,
-            Store::Postgres(pg) => pg.insert_connection(row).await,
-        }
+        timed("insert_connection", async {
+            match self {
+                Store::Sqlite(db) => db.insert_connection(row).await,
+                Store::Postgres(pg) => pg.insert_connection(row).await,
+            }
+        })
+        .await
     }
 
     /// The org's connections (every org's with `None`), oldest first.
@@ -214,10 +232,13 @@ impl Store {
 
     /// Whether the org had the connection.
     pub async fn delete_connection(&self, org: &str, id: &str) -> Result<bool, StoreError> {
-        match self {
-            Store::Sqlite(db) => db.delete_connection(org, id).await,
-            Store::Postgres(pg) => pg.delete_connection(org, id).await,
-        }
+        timed("delete_connection", async {
+            match self {
+                Store::Sqlite(db) => db.delete_connection(org, id).await,
+                Store::Postgres(pg) => pg.delete_connection(org, id).await,
+            }
+        })
+        .await
     }
 
     /// Whether the connection has a tool with that slug.
@@ -228,17 +249,23 @@ impl Store {
         slug: &str,
         enabled: bool,
     ) -> Result<bool, StoreError> {
-        match self {
-            Store::Sqlite(db) => db.set_tool_enabled(org, id, slug, enabled).await,
-            Store::Postgres(pg) => pg.set_tool_enabled(org, id, slug, enabled).await,
-        }
+        timed("set_tool_enabled", async {
+            match self {
+                Store::Sqlite(db) => db.set_tool_enabled(org, id, slug, enabled).await,
+                Store::Postgres(pg) => pg.set_tool_enabled(org, id, slug, enabled).await,
+            }
+        })
+        .await
     }
 
     pub async fn log_tool_call(&self, record: ToolCallRecord) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(db) => db.log_tool_call(record).await,
-            Store::Postgres(pg) => pg.log_tool_call(record).await,
-        }
+        timed("log_tool_call", async {
+            match self {
+                Store::Sqlite(db) => db.log_tool_call(record).await,
+                Store::Postgres(pg) => pg.log_tool_call(record).await,
+            }
+        })
+        .await
     }
 
     /// An org's most recent calls, newest first, optionally of one
@@ -254,6 +281,14 @@ impl Store {
             Store::Postgres(pg) => pg.tool_calls(org, connection, limit).await,
         }
     }
+}
+
+/// Runs a write, recording how long it took to commit.
+async fn timed<T>(operation: &'static str, write: impl Future<Output = T>) -> T {
+    let started = std::time::Instant::now();
+    let written = write.await;
+    crate::metrics::store_write(operation, started.elapsed());
+    written
 }
 
 #[cfg(test)]
