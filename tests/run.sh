@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of agenthost on a fresh machine: installs what the tests
 # need (the wasm32-wasip2 target, the Python MCP and OpenAI SDKs, a Node
-# EventSource client, PostgreSQL), starts a throwaway PostgreSQL cluster,
+# EventSource client, PostgreSQL, Chromium and its driver for the chat
+# page), starts a throwaway PostgreSQL cluster,
 # then checks formatting, runs the unit and end-to-end tests (the
 # end-to-end ones on SQLite, then again on PostgreSQL), and lints.
 set -euo pipefail
@@ -11,11 +12,18 @@ rustup target add wasm32-wasip2
 python3 -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 npm ci --silent --no-audit --no-fund --prefix tests/fixtures/node
 
-# PostgreSQL, the distribution's, and a cluster of this run's own: in a
-# temporary directory, on a free loopback port, stopped when the run ends.
-if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+# The distribution's PostgreSQL, and Chromium with chromedriver (the chat
+# page's test drives them through Selenium), where missing.
+missing=()
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
+if [ ${#missing[@]} -gt 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+
+# A PostgreSQL cluster of this run's own: in a temporary directory, on a
+# free loopback port, stopped when the run ends.
 pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 pg_dir=$(mktemp -d)

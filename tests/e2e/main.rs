@@ -25,3 +25,4 @@ mod shutdown;
 mod simple_frontend;
 mod truefoundry;
 mod trust;
+mod ui;

@@ -16,6 +16,7 @@ mod metrics;
 mod servers;
 mod simple;
 mod truefoundry;
+mod ui;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -89,6 +90,7 @@ pub fn router(
         .merge(guarded(simple::routes(), &guard, Detail))
         .merge(guarded(admin::routes(), &guard, Detail))
         .merge(guarded(metrics::routes(), &guard, Detail))
+        .merge(guarded(ui::routes(), &guard, Detail))
         .merge(guarded(mcp_chat::routes(), &guard, Detail))
         .merge(guarded(servers::routes(), &guard, Detail))
         .merge(guarded(truefoundry::routes(), &guard, truefoundry::refusal))

@@ -53,6 +53,14 @@ pub fn shared_cache_dir() -> PathBuf {
     target_dir().join("tmp").join("agenthost-plugin-cache")
 }
 
+/// Where a test keeps a file for people to look at after the run
+/// (`target/test-artifacts/name`).
+pub fn artifact_path(name: &str) -> PathBuf {
+    let dir = target_dir().join("test-artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
 /// A file of `tests/fixtures`.
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
