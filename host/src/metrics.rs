@@ -112,8 +112,18 @@ fn describe() {
 
 pub fn request_answered(method: &str, route: &str, status: u16) {
     counter!("agenthost_http_requests_total",
-        "method" => method.to_owned(), "route" => route.to_owned(), "status" => status.to_string())
+        "method" => method_label(method), "route" => route.to_owned(), "status" => status.to_string())
     .increment(1);
+}
+
+/// A client may send any method name; each distinct label would be a new
+/// series kept for the process's life, so the unusual ones count as one.
+fn method_label(method: &str) -> &'static str {
+    const KNOWN: [&str; 7] = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"];
+    KNOWN
+        .into_iter()
+        .find(|known| *known == method)
+        .unwrap_or("other")
 }
 
 /// One streamed chat, from its request: first bytes and end are recorded
@@ -206,4 +216,17 @@ impl PluginCounters {
 
 pub fn store_write(operation: &'static str, took: Duration) {
     metrics::histogram!("agenthost_store_write_seconds", "operation" => operation).record(took);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unusual_methods_share_one_label() {
+        assert_eq!(method_label("GET"), "GET");
+        assert_eq!(method_label("DELETE"), "DELETE");
+        assert_eq!(method_label("PROPFIND"), "other");
+        assert_eq!(method_label("get"), "other");
+    }
 }

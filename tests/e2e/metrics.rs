@@ -174,6 +174,14 @@ async fn metrics_take_an_admin_key_and_follow_a_chat_that_calls_a_tool() {
     assert!(plugin_calls(&first) > 0.0, "{text}");
 
     tool_chat(&host).await;
+    for method in ["PROPFIND", "MADEUP1", "MADEUP2"] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        client()
+            .request(method, host.url("/no/such/route"))
+            .send()
+            .await
+            .unwrap();
+    }
     let (_, _, text) = scrape(&host, Some(ADMIN_KEY)).await;
     let second = parse(&text).await;
     assert_eq!(
@@ -197,6 +205,15 @@ async fn metrics_take_an_admin_key_and_follow_a_chat_that_calls_a_tool() {
         ),
         Some(1.0),
         "refused scrapes are counted too"
+    );
+    assert_eq!(
+        sample(
+            &second,
+            "agenthost_http_requests_total",
+            &[("method", "other"), ("route", "(no route)")]
+        ),
+        Some(3.0),
+        "a client's made-up methods add no series: {text}"
     );
 }
 
