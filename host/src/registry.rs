@@ -11,6 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -352,14 +353,19 @@ impl Registry {
         views
     }
 
-    /// Sets each server's `agenthost_mcp_server_up`, for a scrape.
+    /// Sets each server's `agenthost_mcp_server_up`, for a scrape. A
+    /// server being connected is busy for up to its start-up timeout; the
+    /// scrape does not wait for it, and its gauge keeps its last value.
     pub async fn record_up(&self) {
+        const BUSY: Duration = Duration::from_millis(100);
         for server in self.pool.all() {
-            crate::metrics::mcp_server_up(
-                server.owner().unwrap_or_default(),
-                &server.config.id,
-                server.is_connected().await,
-            );
+            if let Ok(up) = tokio::time::timeout(BUSY, server.is_connected()).await {
+                crate::metrics::mcp_server_up(
+                    server.owner().unwrap_or_default(),
+                    &server.config.id,
+                    up,
+                );
+            }
         }
     }
 
