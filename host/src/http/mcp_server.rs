@@ -19,8 +19,8 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorData,
-    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
-    ToolAnnotations,
+    Implementation, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
+    Tool, ToolAnnotations,
 };
 use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -59,10 +59,23 @@ pub fn routes(
     Router::new()
         .route_service("/mcp", service.clone())
         .route_service("/mcp/", service)
+        .route_layer(middleware::from_fn(session_ended))
         .route_layer(middleware::from_fn_with_state(
             (state, max_body_bytes),
             authorize,
         ))
+}
+
+/// rmcp answers a client's `DELETE` of its session with 202; the official
+/// SDK clients take 200 or 204 as the session ended and log anything else
+/// as a failed termination.
+async fn session_ended(request: Request, next: Next) -> Response {
+    let deleting = request.method() == Method::DELETE;
+    let mut response = next.run(request).await;
+    if deleting && response.status() == StatusCode::ACCEPTED {
+        *response.status_mut() = StatusCode::OK;
+    }
+    response
 }
 
 /// Who is calling, read once per HTTP request.
@@ -183,9 +196,11 @@ impl Aggregate {
 
 impl ServerHandler for Aggregate {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build()).with_instructions(
-            "agenthost: the tools of this host's MCP servers and of your org's connections",
-        )
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("agenthost", env!("CARGO_PKG_VERSION")))
+            .with_instructions(
+                "agenthost: the tools of this host's MCP servers and of your org's connections",
+            )
     }
 
     async fn list_tools(

@@ -74,6 +74,16 @@ async fn the_mcp_endpoint_serves_tools_by_role_to_a_real_mcp_client() {
         ]
     );
     assert_eq!(admin["results"][0]["content"][0]["text"], "9");
+    assert_eq!(
+        admin["server_info"],
+        json!({ "name": "agenthost", "version": env!("CARGO_PKG_VERSION") }),
+        "/mcp/ names itself, not its MCP library"
+    );
+    assert_eq!(
+        admin["warnings"],
+        json!([]),
+        "the session's DELETE is answered as the SDK expects"
+    );
 
     let viewer = client(
         VIEWER,
