@@ -194,3 +194,39 @@ async fn slow_starting_servers_get_a_bounded_wait_then_backoff() {
     // Only the sleepy server lives on; the glacial one was killed and reaped.
     settle_children(&host, 1);
 }
+
+#[tokio::test]
+async fn a_server_that_fails_to_start_is_named_with_the_end_of_its_stderr() {
+    let (_llm, host) = host_with(
+        "[[mcp_servers]]\nid = \"timeless\"\ntransport = \"stdio\"\ncommand = \"python3\"\n\
+         args = [\"-m\", \"mcp_server_time_not_installed\"]\n",
+    )
+    .await;
+    let (status, body) = host.post_json("/connect/timeless", "").await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("failed to connect to MCP server `timeless`: ")
+            && detail.contains("; the last lines of its stderr: ")
+            && detail.ends_with(": No module named mcp_server_time_not_installed"),
+        "{detail}"
+    );
+    // Log lines are written by a background writer.
+    let warned = |logged: &str| {
+        logged.lines().any(|line| {
+            line.contains("WARN")
+                && line.contains("the MCP server did not start")
+                && line.contains("server=timeless")
+                && line.contains("No module named mcp_server_time_not_installed")
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !warned(&host.logs()) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let logged = host.logs();
+    assert!(
+        warned(&logged),
+        "the log names the server beside the end of its stderr: {logged}"
+    );
+}

@@ -1,6 +1,9 @@
 //! Opening an MCP client session over each transport.
 
+use std::collections::VecDeque;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::io::AsyncBufReadExt;
 
@@ -64,20 +67,69 @@ async fn connect_stdio(config: &McpServerConfig) -> Result<Client, String> {
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot start `{program}`: {e}"))?;
-    if let Some(stderr) = stderr {
-        tokio::spawn(log_stderr(config.id.clone(), stderr));
+    let tail = StderrTail::default();
+    let reader =
+        stderr.map(|stderr| tokio::spawn(log_stderr(config.id.clone(), stderr, tail.clone())));
+    let failure = match ().serve(transport).await {
+        Ok(client) => return Ok(client),
+        Err(e) => e.to_string(),
+    };
+    // A server that fails to start usually says why on stderr and exits;
+    // its last lines are the most useful part of the error.
+    if let Some(reader) = reader {
+        let _ = tokio::time::timeout(STDERR_GRACE, reader).await;
     }
-    ().serve(transport).await.map_err(|e| e.to_string())
+    Err(match tail.lines() {
+        Some(lines) => format!("{failure}; the last lines of its stderr: {lines}"),
+        None => failure,
+    })
 }
 
 /// Longest stderr line logged whole; the rest of a longer one is dropped,
 /// so a server cannot make the host buffer without bound.
 const STDERR_LINE_MAX: usize = 4096;
+/// Lines of stderr kept for a start-up failure's message, and how much of
+/// each.
+const TAIL_LINES: usize = 5;
+const TAIL_LINE_MAX: usize = 300;
+/// How long a server that failed to start is given to finish its stderr.
+const STDERR_GRACE: Duration = Duration::from_secs(1);
+
+/// The last lines a stdio server wrote to stderr.
+#[derive(Clone, Default)]
+struct StderrTail(Arc<Mutex<VecDeque<String>>>);
+
+impl StderrTail {
+    fn push(&self, line: &str) {
+        let mut lines = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if lines.len() == TAIL_LINES {
+            lines.pop_front();
+        }
+        let mut kept: String = line.chars().take(TAIL_LINE_MAX).collect();
+        if kept.len() < line.len() {
+            kept.push('…');
+        }
+        lines.push_back(kept);
+    }
+
+    /// The lines joined with ` | `, if there were any.
+    fn lines(&self) -> Option<String> {
+        let lines = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        (!lines.is_empty()).then(|| {
+            lines
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(" | ")
+        })
+    }
+}
 
 /// Logs a stdio server's stderr line by line under its id, so its
-/// messages can be told from the host's and from other servers'. Reads
-/// until the server closes it, so the server never blocks on a full pipe.
-async fn log_stderr(server: String, stderr: tokio::process::ChildStderr) {
+/// messages can be told from the host's and from other servers', and
+/// keeps the last few for a start-up failure's message. Reads until the
+/// server closes it, so the server never blocks on a full pipe.
+async fn log_stderr(server: String, stderr: tokio::process::ChildStderr, tail: StderrTail) {
     let mut reader = tokio::io::BufReader::new(stderr);
     let mut line = Vec::new();
     loop {
@@ -92,18 +144,22 @@ async fn log_stderr(server: String, stderr: tokio::process::ChildStderr) {
         let consumed = chunk.len() + usize::from(end.is_some());
         reader.consume(consumed);
         if end.is_some() {
-            log_stderr_line(&server, &line);
+            log_stderr_line(&server, &line, &tail);
             line.clear();
         }
     }
     if !line.is_empty() {
-        log_stderr_line(&server, &line);
+        log_stderr_line(&server, &line, &tail);
     }
 }
 
-fn log_stderr_line(server: &str, line: &[u8]) {
+fn log_stderr_line(server: &str, line: &[u8], tail: &StderrTail) {
     let line = String::from_utf8_lossy(line);
-    tracing::info!(target: "agenthost::mcp::stderr", server, "{}", line.trim_end());
+    let line = line.trim_end();
+    tracing::info!(target: "agenthost::mcp::stderr", server, "{line}");
+    if !line.is_empty() {
+        tail.push(line);
+    }
 }
 
 /// Asks the kernel to kill the child when this process dies, so even a

@@ -231,6 +231,7 @@ impl ServerEntry {
         let session = match opened {
             Ok(session) => session,
             Err(reason) => {
+                tracing::warn!(server = %self.config.id, "the MCP server did not start: {reason}");
                 slot.backoff.failed(Instant::now(), &reason);
                 return Err(failed(reason));
             }
