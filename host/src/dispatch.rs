@@ -65,11 +65,13 @@ impl Dispatcher {
             Err(DispatchError::Denied(binding.name.clone()))
         };
         let took = started.elapsed();
-        let outcome_label = match &outcome {
-            Ok(result) if result.is_error == Some(true) => "tool_error",
-            Ok(_) => "ok",
-            Err(DispatchError::Denied(_)) => "denied",
-            Err(DispatchError::Mcp(_)) => "failed",
+        let (outcome_label, error) = match &outcome {
+            Ok(result) if result.is_error == Some(true) => {
+                ("tool_error", Some("the tool reported an error".into()))
+            }
+            Ok(_) => ("ok", None),
+            Err(e @ DispatchError::Denied(_)) => ("denied", Some(e.to_string())),
+            Err(e @ DispatchError::Mcp(_)) => ("failed", Some(e.to_string())),
         };
         crate::metrics::tool_call(&binding.server, &binding.tool, outcome_label, took);
         let record = ToolCallRecord {
@@ -83,14 +85,8 @@ impl Dispatcher {
             mode: mode(binding).into(),
             reason: caller.reason.into(),
             duration_ms: took.as_secs_f64() * 1000.0,
-            success: matches!(&outcome, Ok(result) if result.is_error != Some(true)),
-            error: match &outcome {
-                Ok(result) if result.is_error == Some(true) => {
-                    Some("the tool reported an error".into())
-                }
-                Ok(_) => None,
-                Err(e) => Some(e.to_string()),
-            },
+            success: error.is_none(),
+            error,
         };
         if let Err(e) = self.log.log_tool_call(record).await {
             tracing::error!(tool = %binding.name, "cannot write the tool-call log: {e}");
