@@ -22,8 +22,11 @@ fn main() {
         .unwrap_or_else(|| root.join("target"))
         .join("plugins");
 
-    watch(&plugins);
-    watch(&root.join("wit"));
+    // Relative to the package, so a checkout moved to another directory
+    // and built into the same target directory still watches its own
+    // files, not those of the path it was first built at.
+    watch(Path::new("../plugins"));
+    watch(Path::new("../wit"));
 
     let output = Command::new(env("CARGO"))
         .args(["build", "--release", "--workspace", "--target", WASM_TARGET])
