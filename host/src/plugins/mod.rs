@@ -297,12 +297,27 @@ impl PluginRuntime {
                 world.export()
             ))
         };
+        // Export types are checked when the probe instantiates it: a
+        // component built against an earlier draft of a version still in
+        // the making (a type that gained a case since) fails there.
+        let stale = |failure: PluginFailure| match failure {
+            PluginFailure::Trap { message, .. } if message.contains("type mismatch") => {
+                refuse(format!(
+                    "its exports do not match {} as this host defines it ({message}); it was \
+                     built against an earlier draft of that version: rebuild it against the \
+                     host's wit/plugin.wit",
+                    world.export()
+                ))
+            }
+            other => other,
+        };
         let (metadata, plugin) = match world {
             World::Provider(version) => {
                 let pre = ProviderApiPre::new(version, instance_pre).map_err(mismatch)?;
                 let probes = InstancePool::probing(origin, self.sandbox.clone());
                 let metadata = ProviderInstance::new(&probes, &pre)
-                    .await?
+                    .await
+                    .map_err(stale)?
                     .metadata()
                     .await?;
                 expect_kind(&metadata, PluginKind::Provider).map_err(refuse)?;
@@ -317,7 +332,9 @@ impl PluginRuntime {
             World::Encoder(version) => {
                 let pre = EncoderApiPre::new(version, instance_pre).map_err(mismatch)?;
                 let probes = InstancePool::probing(origin, self.sandbox.clone());
-                let (metadata, info) = EncoderInstance::describe(&probes, &pre).await?;
+                let (metadata, info) = EncoderInstance::describe(&probes, &pre)
+                    .await
+                    .map_err(stale)?;
                 expect_kind(&metadata, PluginKind::Encoder).map_err(refuse)?;
                 let plugin = EncoderPlugin {
                     instances: InstancePool::new(&metadata.name, self.sandbox.clone()),
