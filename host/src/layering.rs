@@ -20,6 +20,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "dispatch",
         &["auth", "mcp", "metrics", "store", "timestamp"],
     ),
+    ("usage", &["auth", "store", "timestamp"]),
     (
         "connections",
         &["config", "mcp", "sealing", "store", "timestamp"],
@@ -30,7 +31,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     (
         "agent",
-        &["auth", "config", "dispatch", "mcp", "metrics", "plugins"],
+        &[
+            "auth", "config", "dispatch", "mcp", "metrics", "plugins", "usage",
+        ],
     ),
     (
         "chat",
@@ -55,6 +58,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "connections",
             "metrics",
             "registry",
+            "usage",
         ],
     ),
     (
@@ -73,6 +77,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "registry",
             "sealing",
             "store",
+            "usage",
         ],
     ),
 ];

@@ -11,6 +11,7 @@
 //!       agent             the loop: model turns and tool calls
 //!       connections       org connections to customer MCP servers
 //!         dispatch        every tool call: role check and audit log
+//!         usage           token usage: each chat's, recorded and summed
 //!           mcp  store  plugins
 //!             auth  config  sealing  timestamp  metrics
 //! ```
@@ -37,3 +38,4 @@ pub mod sealing;
 pub mod server;
 pub mod store;
 pub mod timestamp;
+pub mod usage;

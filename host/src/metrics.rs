@@ -79,6 +79,10 @@ fn describe() {
         "Provider requests sent again after a transient failure, by provider"
     );
     describe_counter!(
+        "agenthost_model_tokens_total",
+        "Tokens the providers reported, by provider, model and direction (input or output)"
+    );
+    describe_counter!(
         "agenthost_tool_calls_total",
         "Tool calls, by server, tool and outcome (ok, tool_error, failed, denied)"
     );
@@ -169,6 +173,16 @@ pub fn model_request(provider: &str, ok: bool) {
 
 pub fn model_retry(provider: &str) {
     counter!("agenthost_model_retries_total", "provider" => provider.to_owned()).increment(1);
+}
+
+/// Tokens of one model response. `model` is a configured name or `other`,
+/// so clients choosing model names cannot grow the series without bound.
+pub fn model_tokens(provider: &str, model: &str, input: u32, output: u32) {
+    for (direction, tokens) in [("input", input), ("output", output)] {
+        counter!("agenthost_model_tokens_total",
+            "provider" => provider.to_owned(), "model" => model.to_owned(), "direction" => direction)
+        .increment(u64::from(tokens));
+    }
 }
 
 pub fn tool_call(server: &str, tool: &str, outcome: &'static str, took: Duration) {

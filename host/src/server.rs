@@ -22,6 +22,7 @@ use crate::plugins::{PluginFailure, PluginRuntime, SandboxLimits};
 use crate::registry::Registry;
 use crate::sealing::Sealer;
 use crate::store::{Change, Database, Store, StoreError, describe};
+use crate::usage::UsageLog;
 use tokio::sync::broadcast;
 
 #[derive(Debug, thiserror::Error)]
@@ -114,10 +115,12 @@ pub async fn serve(config: Config, own_exe: &Path) -> Result<(), ServeError> {
     // graceful shutdown does not wait on them forever.
     let shutdown = CancellationToken::new();
     let dispatcher = Dispatcher::new(store.clone());
+    let usage = UsageLog::new(store.clone());
     let agent = Arc::new(Agent::new(
         plugins.clone(),
         providers,
         dispatcher.clone(),
+        usage.clone(),
         config.agent.clone(),
     )?);
     let chats = agent.clone();
@@ -141,6 +144,7 @@ pub async fn serve(config: Config, own_exe: &Path) -> Result<(), ServeError> {
         registry,
         connections,
         plugins,
+        usage,
         keys,
         metrics,
         metrics_public: config.telemetry.metrics_public,

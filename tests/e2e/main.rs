@@ -26,3 +26,4 @@ mod simple_frontend;
 mod truefoundry;
 mod trust;
 mod ui;
+mod usage;

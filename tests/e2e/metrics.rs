@@ -130,6 +130,29 @@ async fn metrics_take_an_admin_key_and_follow_a_chat_that_calls_a_tool() {
             2.0,
         ),
         (
+            "agenthost_model_tokens_total",
+            &[
+                ("provider", "openai"),
+                ("model", "gpt-4o-mini"),
+                ("direction", "input"),
+            ][..],
+            f64::from(2 * LOAD_TURN_TOKENS.0),
+        ),
+        (
+            "agenthost_model_tokens_total",
+            &[
+                ("provider", "openai"),
+                ("model", "gpt-4o-mini"),
+                ("direction", "output"),
+            ][..],
+            f64::from(2 * LOAD_TURN_TOKENS.1),
+        ),
+        (
+            "agenthost_store_write_seconds_count",
+            &[("operation", "record_usage")][..],
+            1.0,
+        ),
+        (
             "agenthost_chat_duration_seconds_count",
             &[("surface", "simple")][..],
             1.0,

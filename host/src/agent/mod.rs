@@ -27,9 +27,10 @@ use crate::config::{AgentConfig, ResolvedProviders};
 use crate::dispatch::Dispatcher;
 use crate::mcp::ToolSet;
 use crate::plugins::{
-    self, Outbound, PluginFailure, PluginRuntime, ProviderConfig, ProviderInstance, ToolSpec,
-    TurnEnd,
+    self, Outbound, PluginFailure, PluginRuntime, ProviderConfig, ProviderInstance, TokenUsage,
+    ToolSpec, TurnEnd,
 };
+use crate::usage::{UsageLog, UsageMeter};
 use turn::{CallIds, Turn};
 use upstream::{ProviderBody, Upstream, UpstreamError};
 
@@ -111,6 +112,7 @@ pub struct Agent {
     upstream: Upstream,
     router: Router,
     dispatcher: Dispatcher,
+    usage: UsageLog,
     config: AgentConfig,
     /// Cancelled when a shutdown's grace period is over.
     ending: CancellationToken,
@@ -124,6 +126,7 @@ impl Agent {
         plugins: Arc<PluginRuntime>,
         providers: ResolvedProviders,
         dispatcher: Dispatcher,
+        usage: UsageLog,
         config: AgentConfig,
     ) -> Result<Agent, AgentError> {
         for provider in &providers.all {
@@ -135,6 +138,7 @@ impl Agent {
             upstream,
             router: Router::new(providers),
             dispatcher,
+            usage,
             config,
             ending: CancellationToken::new(),
             running: Arc::default(),
@@ -172,14 +176,18 @@ impl Agent {
         let (events_tx, events) = mpsc::channel(EVENT_BUFFER);
         let agent = self.clone();
         let running = Running::enter(&self.running);
+        let mut meter = self.usage.meter(&request.caller);
         let driver = async move {
             let _running = running;
             let mut added = Vec::new();
             let driven = tokio::select! {
                 biased;
-                driven = agent.drive(request, &events_tx, &mut added) => driven,
+                driven = agent.drive(request, &events_tx, &mut added, &mut meter) => driven,
                 () = agent.ending.cancelled() => Err(AgentError::ShuttingDown),
             };
+            // Before the final event: a client that has seen a chat end
+            // finds its usage recorded.
+            meter.record().await;
             let ending = match driven {
                 Ok(()) => ChatEvent::Done,
                 Err(e) => {
@@ -198,6 +206,7 @@ impl Agent {
         request: ChatRequest,
         events: &mpsc::Sender<Vec<ChatEvent>>,
         added: &mut Vec<Message>,
+        meter: &mut UsageMeter,
     ) -> Result<(), AgentError> {
         let mut route = request.route;
         let mut instance = self
@@ -240,10 +249,13 @@ impl Agent {
             }
             let (text, calls, reason) = loop {
                 let mut turn = Turn::new(&request.tools, &mut ids);
-                match self
+                let answered = self
                     .model_turn(&mut instance, &route, &wire, &mut turn, events)
-                    .await
-                {
+                    .await;
+                if let Some(used) = turn.usage.take() {
+                    count_usage(meter, &route, used);
+                }
+                match answered {
                     Ok(()) => break turn.finish().map_err(AgentError::Provider)?,
                     Err(AgentError::Unavailable(error)) => {
                         // Nothing of this turn reached the client yet, so
@@ -338,6 +350,22 @@ impl Agent {
         send(events, turn.apply(decoded)).await;
         Ok(())
     }
+}
+
+fn count_usage(meter: &mut UsageMeter, route: &Route, used: TokenUsage) {
+    let provider = &route.provider.name;
+    meter.add(
+        provider,
+        &route.model,
+        used.input_tokens,
+        used.output_tokens,
+    );
+    crate::metrics::model_tokens(
+        provider,
+        route.model_label(),
+        used.input_tokens,
+        used.output_tokens,
+    );
 }
 
 /// Queues a batch for the chat's reader. The reader is dropped only

@@ -24,6 +24,16 @@ pub struct Route {
     pub model: String,
 }
 
+impl Route {
+    /// The model for a metrics label: a configured name, or `other` for
+    /// one a client chose, so clients cannot grow the series without bound.
+    pub fn model_label(&self) -> &str {
+        let configured =
+            self.model == self.provider.model || self.provider.models.contains(&self.model);
+        if configured { &self.model } else { "other" }
+    }
+}
+
 pub struct Router {
     providers: Vec<Arc<ResolvedProvider>>,
     default: Arc<ResolvedProvider>,

@@ -7,7 +7,9 @@
 use std::collections::HashSet;
 
 use crate::mcp::ToolSet;
-use crate::plugins::{ChatEvent, FinishReason, ProviderEvent, ToolCallArgsDelta, ToolCallInfo};
+use crate::plugins::{
+    ChatEvent, FinishReason, ProviderEvent, TokenUsage, ToolCallArgsDelta, ToolCallInfo,
+};
 
 /// Keeps tool-call ids unique within one chat request, whatever the
 /// provider sends (some send none, mocks may repeat them).
@@ -46,6 +48,8 @@ pub struct Turn<'a> {
     calls: Vec<(u32, PendingCall)>,
     reason: Option<FinishReason>,
     provider_error: Option<String>,
+    /// What the response cost, when the provider said.
+    pub usage: Option<TokenUsage>,
 }
 
 impl<'a> Turn<'a> {
@@ -57,6 +61,7 @@ impl<'a> Turn<'a> {
             calls: Vec::new(),
             reason: None,
             provider_error: None,
+            usage: None,
         }
     }
 
@@ -110,6 +115,7 @@ impl<'a> Turn<'a> {
                 }
                 ProviderEvent::ResponseInfo(info) => out.push(ChatEvent::ResponseInfo(info)),
                 ProviderEvent::Finish(reason) => self.reason = Some(reason),
+                ProviderEvent::Usage(usage) => self.usage = Some(usage),
                 ProviderEvent::Error(message) => self.provider_error = Some(message),
             }
         }

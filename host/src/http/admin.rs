@@ -5,24 +5,32 @@
 //! does) and reports what was loaded and what was refused.
 //!
 //! `GET /admin/stats` reports live tasks and MCP sessions, so leaks show
-//! up as numbers that do not return to their baseline. Each takes an admin
-//! key in keyed mode; in local mode the local user may.
+//! up as numbers that do not return to their baseline.
+//!
+//! `GET /admin/usage?from=&to=&group_by=` sums the tokens the providers
+//! reported for the caller's org (an admin sees its own org's usage, as
+//! every other route keeps tenants apart; the local user's is the one
+//! tenant's).
+//!
+//! Each takes an admin key in keyed mode; in local mode the local user may.
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use super::AppState;
-use crate::auth::{Identity, Role};
+use crate::auth::{Identity, Principal, Role};
 use crate::plugins;
+use crate::usage::{UsageQuery, column_name};
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/admin/stats", get(stats))
+        .route("/admin/usage", get(usage))
         .route("/admin/plugins", get(plugins))
         .route("/admin/plugins/reload", post(reload))
 }
@@ -31,13 +39,18 @@ type Refusal = (StatusCode, Json<Value>);
 
 /// Admins, and the local user.
 pub(super) fn require_admin(identity: Identity) -> Result<(), Refusal> {
+    admin(identity).map(drop)
+}
+
+/// The admin's principal, or `None` for the local user.
+fn admin(identity: Identity) -> Result<Option<Principal>, Refusal> {
     let refuse = |status, detail: &str| Err((status, Json(json!({ "detail": detail }))));
     match identity.user() {
         Err(_) => refuse(StatusCode::UNAUTHORIZED, "an admin API key is required"),
         Ok(Some(caller)) if caller.role != Role::Admin => {
             refuse(StatusCode::FORBIDDEN, "this API key is not an admin key")
         }
-        Ok(_) => Ok(()),
+        Ok(caller) => Ok(caller),
     }
 }
 
@@ -84,4 +97,56 @@ async fn stats(
         .metrics()
         .num_alive_tasks();
     Ok(Json(json!({ "tasks": tasks, "mcp_sessions": connected })))
+}
+
+#[derive(serde::Deserialize)]
+struct UsageParams {
+    from: Option<String>,
+    to: Option<String>,
+    group_by: Option<String>,
+}
+
+async fn usage(
+    State(state): State<Arc<AppState>>,
+    identity: Identity,
+    Query(params): Query<UsageParams>,
+) -> Result<Json<Value>, Refusal> {
+    let caller = admin(identity)?;
+    let refuse = |status, detail: String| (status, Json(json!({ "detail": detail })));
+    let query = UsageQuery::parse(
+        params.from.as_deref(),
+        params.to.as_deref(),
+        params.group_by.as_deref(),
+    )
+    .map_err(|e| refuse(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let org = caller.map(|c| c.org).unwrap_or_default();
+    let group_by: Vec<&str> = query.group_by.iter().map(|c| column_name(*c)).collect();
+    let (from, to) = (query.from.clone(), query.to.clone());
+    let report = state.usage.report(&org, query).await.map_err(|e| {
+        let status = if e.is_unavailable() {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::INTERNAL_SERVER_ERROR
+        };
+        refuse(status, format!("cannot read usage: {e}"))
+    })?;
+    let counts = |row: &crate::usage::UsageRow| {
+        json!({ "requests": row.requests, "input_tokens": row.input_tokens,
+                "output_tokens": row.output_tokens, "total_tokens": row.input_tokens + row.output_tokens })
+    };
+    let rows: Vec<Value> = report
+        .rows
+        .iter()
+        .map(|row| {
+            let mut entry = counts(row);
+            for (name, value) in group_by.iter().zip(&row.group) {
+                entry[*name] = json!(value);
+            }
+            entry
+        })
+        .collect();
+    Ok(Json(json!({
+        "org": org, "from": from, "to": to, "group_by": group_by,
+        "rows": rows, "total": counts(&report.total),
+    })))
 }

@@ -35,6 +35,7 @@ use crate::chat::{ChatError, ChatService, ChatStream};
 use crate::connections::Connections;
 use crate::plugins::PluginRuntime;
 use crate::registry::Registry;
+use crate::usage::UsageLog;
 use guard::{Guard, guarded};
 
 /// What every surface shares: the services below them, and who may call.
@@ -44,6 +45,8 @@ pub struct AppState {
     pub connections: Arc<Connections>,
     /// For the operator's plugin routes.
     pub plugins: Arc<PluginRuntime>,
+    /// For `GET /admin/usage`.
+    pub usage: UsageLog,
     pub keys: ApiKeys,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// `GET /metrics` takes no key.

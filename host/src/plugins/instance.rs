@@ -32,7 +32,7 @@ fn decoded_bytes(events: &[ProviderEvent]) -> usize {
             ProviderEvent::ResponseInfo(info) => {
                 info.model.len() + info.system_fingerprint.as_ref().map_or(0, String::len)
             }
-            ProviderEvent::Finish(_) => 0,
+            ProviderEvent::Finish(_) | ProviderEvent::Usage(_) => 0,
         })
         .sum()
 }

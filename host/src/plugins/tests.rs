@@ -35,6 +35,10 @@ pub(super) async fn simple_stream(runtime: &PluginRuntime) -> EncoderInstance {
         .unwrap()
 }
 
+async fn provider_instance(runtime: &PluginRuntime, name: &str) -> ProviderInstance {
+    runtime.provider(name).unwrap().instantiate().await.unwrap()
+}
+
 fn call(id: &str, tool: &str) -> ToolCallInfo {
     ToolCallInfo {
         id: id.into(),
@@ -119,6 +123,7 @@ async fn openai_decoder_reassembles_a_recorded_stream_split_anywhere() {
         "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\\\"expression\\\":\"}}]},\"finish_reason\":null}]}\n\n",
         "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"\\\"1+1\\\"}\"}}]},\"finish_reason\":null}]}\n\n",
         "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n",
+        "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[],\"usage\":{\"prompt_tokens\":31,\"completion_tokens\":9,\"total_tokens\":40}}\n\n",
         "data: [DONE]\n\n",
     )
     .as_bytes();
@@ -133,7 +138,7 @@ async fn openai_decoder_reassembles_a_recorded_stream_split_anywhere() {
         }
         events.extend(instance.finish(decoder).await.unwrap());
         let described: Vec<String> = events.iter().map(|e| format!("{e:?}")).collect();
-        assert_eq!(events.len(), 5, "chunk size {chunk_size}: {described:?}");
+        assert_eq!(events.len(), 6, "chunk size {chunk_size}: {described:?}");
         assert!(matches!(&events[0], ProviderEvent::TextDelta(t) if t == "Hé"));
         assert!(
             matches!(&events[1], ProviderEvent::ToolCallBegin(b) if b.id == "call_1" && b.name == "demo__calculate")
@@ -148,18 +153,53 @@ async fn openai_decoder_reassembles_a_recorded_stream_split_anywhere() {
             &events[4],
             ProviderEvent::Finish(FinishReason::ToolCalls)
         ));
+        assert!(matches!(
+            &events[5],
+            ProviderEvent::Usage(TokenUsage {
+                input_tokens: 31,
+                output_tokens: 9
+            })
+        ));
     }
+}
+
+#[tokio::test]
+async fn anthropic_decoder_reports_usage_with_cached_input_counted() {
+    let recorded = concat!(
+        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"model\":\"claude-x\",\"usage\":{\"input_tokens\":20,\"cache_read_input_tokens\":100,\"output_tokens\":1}}}\n\n",
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"hi\"}}\n\n",
+        "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":12}}\n\n",
+        "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+    );
+    let runtime = runtime().await;
+    let mut instance = provider_instance(&runtime, "anthropic").await;
+    let decoder = instance.new_decoder().await.unwrap();
+    let mut events = instance.feed(decoder, recorded.as_bytes()).await.unwrap();
+    events.extend(instance.finish(decoder).await.unwrap());
+    let usage: Vec<&TokenUsage> = events
+        .iter()
+        .filter_map(|e| match e {
+            ProviderEvent::Usage(usage) => Some(usage),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        usage,
+        [&TokenUsage {
+            input_tokens: 120,
+            output_tokens: 12
+        }]
+    );
+    assert!(matches!(
+        events.last(),
+        Some(ProviderEvent::Finish(FinishReason::Stop))
+    ));
 }
 
 #[tokio::test]
 async fn openai_request_passes_schemas_through_and_names_the_auth_scheme() {
     let runtime = runtime().await;
-    let mut instance = runtime
-        .provider("openai")
-        .unwrap()
-        .instantiate()
-        .await
-        .unwrap();
+    let mut instance = provider_instance(&runtime, "openai").await;
     let request = ChatRequest {
         model: "gpt-4o-mini".into(),
         messages: vec![Message {
@@ -188,7 +228,7 @@ async fn openai_request_passes_schemas_through_and_names_the_auth_scheme() {
     assert!(matches!(http.auth, AuthScheme::Bearer));
     assert_eq!(
         String::from_utf8(http.body).unwrap(),
-        r#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"demo__calculate","description":"Evaluate","parameters":{"type":"object","properties":{"expression":{"type":"string"}}}}}],"max_tokens":100}"#
+        r#"{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"demo__calculate","description":"Evaluate","parameters":{"type":"object","properties":{"expression":{"type":"string"}}}}}],"max_tokens":100}"#
     );
 }
 
@@ -231,12 +271,7 @@ async fn refuses_components_that_implement_no_world() {
 #[tokio::test]
 async fn anthropic_request_has_system_tool_use_and_merged_tool_results() {
     let runtime = runtime().await;
-    let mut instance = runtime
-        .provider("anthropic")
-        .unwrap()
-        .instantiate()
-        .await
-        .unwrap();
+    let mut instance = provider_instance(&runtime, "anthropic").await;
     let message = |role, content: &str, id: Option<&str>| Message {
         role,
         content: content.into(),

@@ -1,5 +1,5 @@
 //! Persistence: chat sessions with their history, MCP servers registered
-//! at run time, org connections and the tool-call log.
+//! at run time, org connections, the tool-call log and token usage.
 //!
 //! Two backends with the same behaviour: SQLite in `data_dir`, the
 //! embedded default for one process, and PostgreSQL, shared by several
@@ -16,6 +16,7 @@ pub use crate::config::{Database, PoolLimits};
 pub use postgres::{PgStore, SessionLease, describe};
 pub use rows::{
     ConnectionRow, ConnectionToolRow, SessionSummary, StoredMessage, StoredServer, ToolCallRecord,
+    UsageColumn, UsageFilter, UsageRecord, UsageRow,
 };
 pub use sqlite::SqliteStore;
 
@@ -281,6 +282,24 @@ impl Store {
             Store::Postgres(pg) => pg.tool_calls(org, connection, limit).await,
         }
     }
+
+    pub async fn record_usage(&self, records: Vec<UsageRecord>) -> Result<(), StoreError> {
+        timed("record_usage", async {
+            match self {
+                Store::Sqlite(db) => db.record_usage(records).await,
+                Store::Postgres(pg) => pg.record_usage(records).await,
+            }
+        })
+        .await
+    }
+
+    /// An org's usage in a time range, summed by the filter's columns.
+    pub async fn usage(&self, filter: UsageFilter) -> Result<Vec<UsageRow>, StoreError> {
+        match self {
+            Store::Sqlite(db) => db.usage(filter).await,
+            Store::Postgres(pg) => pg.usage(filter).await,
+        }
+    }
 }
 
 /// Runs a write, recording how long it took to commit.
@@ -448,7 +467,98 @@ mod tests {
         let tools: Vec<&str> = calls.iter().map(|c| c.tool.as_str()).collect();
         assert_eq!(tools, ["second", "first"], "newest first, one org's");
         assert_eq!(store.tool_calls("acme", None, 1).await.unwrap().len(), 1);
+
+        usage_sums_by_any_column(&store).await;
         store.ping().await.unwrap();
+    }
+
+    async fn usage_sums_by_any_column(store: &Store) {
+        let used =
+            |at: &str, org: &str, key: Option<&str>, model: &str, input, output| UsageRecord {
+                at: at.into(),
+                org: org.into(),
+                api_key: key.map(Into::into),
+                provider: "openai".into(),
+                model: model.into(),
+                requests: 2,
+                input_tokens: input,
+                output_tokens: output,
+            };
+        store
+            .record_usage(vec![
+                used("2026-01-01T10:00:00Z", "acme", Some("k1"), "a", 10, 1),
+                used("2026-01-01T11:00:00Z", "acme", None, "b", 20, 2),
+            ])
+            .await
+            .unwrap();
+        store
+            .record_usage(vec![
+                used(
+                    "2026-01-02T09:00:00Z",
+                    "acme",
+                    Some("k1"),
+                    "a",
+                    5_000_000_000,
+                    3,
+                ),
+                used(
+                    "2026-01-01T12:00:00Z",
+                    "globex",
+                    Some("k2"),
+                    "a",
+                    1000,
+                    1000,
+                ),
+            ])
+            .await
+            .unwrap();
+        let sum = |from: Option<&str>, to: Option<&str>, group_by: Vec<UsageColumn>| {
+            store.usage(UsageFilter {
+                org: "acme".into(),
+                from: from.map(Into::into),
+                to: to.map(Into::into),
+                group_by,
+            })
+        };
+        let total = sum(None, None, vec![]).await.unwrap();
+        assert_eq!(
+            total,
+            [UsageRow {
+                group: vec![],
+                requests: 6,
+                input_tokens: 5_000_000_030,
+                output_tokens: 6
+            }],
+            "one org's, and counts past 32 bits"
+        );
+        let by_day = sum(None, None, vec![UsageColumn::Day, UsageColumn::Model])
+            .await
+            .unwrap();
+        let groups: Vec<(Vec<String>, u64)> = by_day
+            .into_iter()
+            .map(|r| (r.group, r.input_tokens))
+            .collect();
+        assert_eq!(
+            groups,
+            [
+                (vec!["2026-01-01".into(), "a".into()], 10),
+                (vec!["2026-01-01".into(), "b".into()], 20),
+                (vec!["2026-01-02".into(), "a".into()], 5_000_000_000),
+            ]
+        );
+        let by_key = sum(
+            Some("2026-01-01T11:00:00Z"),
+            Some("2026-01-02T00:00:00Z"),
+            vec![UsageColumn::Key, UsageColumn::Org, UsageColumn::Provider],
+        )
+        .await
+        .unwrap();
+        assert_eq!(by_key.len(), 1, "from is inclusive, to exclusive");
+        assert_eq!(by_key[0].group, ["", "acme", "openai"]);
+        let none = sum(Some("2027-01-01T00:00:00Z"), None, vec![UsageColumn::Model])
+            .await
+            .unwrap();
+        assert!(none.is_empty());
     }
 
     fn limits() -> PoolLimits {

@@ -95,3 +95,91 @@ pub struct ToolCallRecord {
     pub success: bool,
     pub error: Option<String>,
 }
+
+/// The tokens one chat's model responses used with one provider and model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageRecord {
+    pub at: String,
+    /// The tenant: the key's org, or `""` for the local user.
+    pub org: String,
+    /// The caller's key label (a hash prefix), never the key.
+    pub api_key: Option<String>,
+    pub provider: String,
+    pub model: String,
+    /// Model responses that reported usage.
+    pub requests: u32,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+/// What usage can be summed by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsageColumn {
+    Org,
+    Key,
+    Provider,
+    Model,
+    /// The UTC date, `YYYY-MM-DD`.
+    Day,
+}
+
+impl UsageColumn {
+    /// The SQL expression, the same in both backends; never from input.
+    pub(super) fn sql(self) -> &'static str {
+        match self {
+            UsageColumn::Org => "org",
+            UsageColumn::Key => "COALESCE(api_key, '')",
+            UsageColumn::Provider => "provider",
+            UsageColumn::Model => "model",
+            UsageColumn::Day => "substr(at, 1, 10)",
+        }
+    }
+}
+
+/// Which usage to sum: one org's, in `[from, to)`, by `group_by`.
+#[derive(Debug, Clone)]
+pub struct UsageFilter {
+    pub org: String,
+    /// Timestamps in the stored form (`2026-01-31T09:00:00Z`).
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub group_by: Vec<UsageColumn>,
+}
+
+impl UsageFilter {
+    /// The summing query: `$1` the org, `$2` and `$3` the bounds, as
+    /// PostgreSQL writes them; SQLite reads `$n` the same way. Sums are
+    /// cast because PostgreSQL's sum of BIGINTs is a NUMERIC.
+    pub(super) fn sql(&self) -> String {
+        let columns: Vec<&str> = self.group_by.iter().map(|c| c.sql()).collect();
+        let mut sql = String::from("SELECT ");
+        for column in &columns {
+            sql.push_str(column);
+            sql.push_str(", ");
+        }
+        sql.push_str(
+            "CAST(COALESCE(SUM(requests), 0) AS BIGINT), CAST(COALESCE(SUM(input_tokens), 0) AS BIGINT),
+             CAST(COALESCE(SUM(output_tokens), 0) AS BIGINT)
+             FROM usage WHERE org = $1 AND (CAST($2 AS TEXT) IS NULL OR at >= $2)
+               AND (CAST($3 AS TEXT) IS NULL OR at < $3)",
+        );
+        if !columns.is_empty() {
+            let positions: Vec<String> = (1..=columns.len()).map(|i| i.to_string()).collect();
+            sql.push_str(&format!(
+                " GROUP BY {} ORDER BY {}",
+                columns.join(", "),
+                positions.join(", ")
+            ));
+        }
+        sql
+    }
+}
+
+/// Summed usage: the values of the filter's `group_by`, in its order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageRow {
+    pub group: Vec<String>,
+    pub requests: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}

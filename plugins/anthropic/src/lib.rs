@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use agenthost_plugin::types::{
     AuthScheme, ChatRequest, FinishReason, HttpRequest, Message, Outbound, PluginError,
-    ProviderConfig, ProviderEvent, ResponseInfo, Role, ToolCallBegin, ToolCallFragment,
+    ProviderConfig, ProviderEvent, ResponseInfo, Role, TokenUsage, ToolCallBegin, ToolCallFragment,
 };
 use agenthost_plugin::{Provider, export_provider};
 
@@ -220,6 +220,7 @@ enum StreamEvent {
     ContentBlockStop,
     MessageDelta {
         delta: MessageDelta,
+        usage: Option<Usage>,
     },
     MessageStop,
     Ping,
@@ -233,6 +234,35 @@ enum StreamEvent {
 #[derive(Deserialize)]
 struct StartedMessage {
     model: Option<String>,
+    usage: Option<Usage>,
+}
+
+/// Counts as Anthropic reports them: at the start, the input and the
+/// first output tokens; in `message_delta`, the output so far (and, from
+/// some versions on, the input again). Cached input is counted apart from
+/// `input_tokens`, yet is input the request carried.
+#[derive(Deserialize, Default)]
+struct Usage {
+    input_tokens: Option<u32>,
+    cache_creation_input_tokens: Option<u32>,
+    cache_read_input_tokens: Option<u32>,
+    output_tokens: Option<u32>,
+}
+
+impl Usage {
+    fn input(&self) -> Option<u32> {
+        let parts = [
+            self.input_tokens,
+            self.cache_creation_input_tokens,
+            self.cache_read_input_tokens,
+        ];
+        parts.iter().any(Option::is_some).then(|| {
+            parts
+                .iter()
+                .flatten()
+                .fold(0u32, |sum, n| sum.saturating_add(*n))
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -270,9 +300,13 @@ struct ApiError {
 }
 
 /// Anthropic's SSE: typed events ending with `message_stop` (or an
-/// error event), which finishes the turn. `message_start` names the model.
+/// error event), which finishes the turn. `message_start` names the model
+/// and the input tokens; `message_delta` the output tokens, when the
+/// usage is reported.
 #[derive(Default)]
-pub struct AnthropicLines;
+pub struct AnthropicLines {
+    input_tokens: u32,
+}
 
 impl FinishingLines for AnthropicLines {
     fn line(
@@ -293,6 +327,9 @@ impl FinishingLines for AnthropicLines {
         })?;
         match event {
             StreamEvent::MessageStart { message } => {
+                if let Some(input) = message.usage.as_ref().and_then(Usage::input) {
+                    self.input_tokens = input;
+                }
                 if let Some(model) = message.model {
                     events.push(ProviderEvent::ResponseInfo(ResponseInfo {
                         model,
@@ -325,18 +362,21 @@ impl FinishingLines for AnthropicLines {
                     fragment: partial_json,
                 }));
             }
-            StreamEvent::MessageDelta {
-                delta:
-                    MessageDelta {
-                        stop_reason: Some(reason),
-                    },
-            } => {
-                events.push(ProviderEvent::Finish(match reason.as_str() {
-                    "tool_use" => FinishReason::ToolCalls,
-                    "max_tokens" => FinishReason::Length,
-                    "refusal" => FinishReason::ContentFilter,
-                    _ => FinishReason::Stop,
-                }));
+            StreamEvent::MessageDelta { delta, usage } => {
+                if let Some(usage) = usage {
+                    events.push(ProviderEvent::Usage(TokenUsage {
+                        input_tokens: usage.input().unwrap_or(self.input_tokens),
+                        output_tokens: usage.output_tokens.unwrap_or_default(),
+                    }));
+                }
+                if let Some(reason) = delta.stop_reason {
+                    events.push(ProviderEvent::Finish(match reason.as_str() {
+                        "tool_use" => FinishReason::ToolCalls,
+                        "max_tokens" => FinishReason::Length,
+                        "refusal" => FinishReason::ContentFilter,
+                        _ => FinishReason::Stop,
+                    }));
+                }
             }
             StreamEvent::MessageStop => *stopped = true,
             StreamEvent::Error { error } => {

@@ -9,6 +9,10 @@
 //! - after tool results it reports what each tool returned;
 //! - otherwise it echoes the message.
 //!
+//! It reports token usage as a real provider would, counting words as
+//! tokens: every word of the request as input, every word it writes as
+//! output.
+//!
 //! The response is synthesized as JSON lines and handed back as an
 //! `offline` body, so it goes through the same decode path as real ones.
 
@@ -18,7 +22,7 @@ use serde::Deserialize;
 
 use agenthost_plugin::types::{
     ChatRequest, FinishReason, Message, Outbound, PluginError, ProviderConfig, ProviderEvent, Role,
-    ToolCallBegin, ToolCallFragment, ToolSpec,
+    TokenUsage, ToolCallBegin, ToolCallFragment, ToolSpec,
 };
 use agenthost_plugin::{Provider, export_provider};
 
@@ -37,7 +41,7 @@ impl Provider for Mock {
         request: ChatRequest,
     ) -> Result<Outbound, PluginError> {
         let mut body = String::new();
-        match request.messages.last() {
+        let output = match request.messages.last() {
             Some(last) if last.role == Role::Tool => report_results(&request.messages, &mut body),
             Some(last) => match choose_tool(&last.content, &request.tools) {
                 Some((name, args)) => {
@@ -46,11 +50,24 @@ impl Provider for Mock {
                     body.push_str(r#","args":"#);
                     write_str(&mut body, &args);
                     body.push_str("}}\n{\"finish\":\"tool_calls\"}\n");
+                    1 + words(&args)
                 }
                 None => write_text(&mut body, &format!("You said: {}", last.content)),
             },
             None => write_text(&mut body, "Hello! Send me a message."),
-        }
+        };
+        let input: u32 = request
+            .messages
+            .iter()
+            .map(|m| {
+                words(&m.content)
+                    + m.tool_calls
+                        .iter()
+                        .map(|c| words(&c.arguments))
+                        .sum::<u32>()
+            })
+            .sum();
+        body.push_str(&format!("{{\"usage\":[{input},{output}]}}\n"));
         Ok(Outbound::Offline(body.into_bytes()))
     }
 }
@@ -132,8 +149,13 @@ fn arithmetic_in(message: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Says what each tool of the last turn returned.
-fn report_results(messages: &[Message], body: &mut String) {
+/// The mock's token count.
+fn words(text: &str) -> u32 {
+    u32::try_from(text.split_whitespace().count()).unwrap_or(u32::MAX)
+}
+
+/// Says what each tool of the last turn returned; the words written.
+fn report_results(messages: &[Message], body: &mut String) -> u32 {
     let results: Vec<&Message> = messages
         .iter()
         .rev()
@@ -162,7 +184,7 @@ fn report_results(messages: &[Message], body: &mut String) {
             result.trim_end_matches('.')
         ));
     }
-    write_text(body, &text);
+    write_text(body, &text)
 }
 
 /// The text blocks of an MCP `tools/call` result, or the raw content.
@@ -186,14 +208,15 @@ fn result_text(content: &str) -> String {
     }
 }
 
-/// Streams `text` word by word, then finishes the turn.
-fn write_text(body: &mut String, text: &str) {
+/// Streams `text` word by word, then finishes the turn; the words written.
+fn write_text(body: &mut String, text: &str) -> u32 {
     for word in text.split_inclusive(' ') {
         body.push_str(r#"{"text":"#);
         write_str(body, word);
         body.push_str("}\n");
     }
     body.push_str("{\"finish\":\"stop\"}\n");
+    words(text)
 }
 
 #[derive(Deserialize)]
@@ -206,6 +229,8 @@ enum Line {
         args: String,
     },
     Finish(String),
+    /// Input and output tokens.
+    Usage([u32; 2]),
 }
 
 /// The mock's own JSON lines.
@@ -249,6 +274,12 @@ fn decode_line(
                 index,
                 fragment: args,
             }));
+        }
+        Line::Usage([input_tokens, output_tokens]) => {
+            events.push(ProviderEvent::Usage(TokenUsage {
+                input_tokens,
+                output_tokens,
+            }))
         }
         Line::Finish(reason) => events.push(ProviderEvent::Finish(if reason == "tool_calls" {
             FinishReason::ToolCalls

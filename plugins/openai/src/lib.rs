@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use agenthost_plugin::types::{
     AuthScheme, ChatRequest, FinishReason, HttpRequest, Message, Outbound, PluginError,
-    ProviderConfig, ProviderEvent, ResponseInfo, Role, ToolCallBegin, ToolCallFragment,
+    ProviderConfig, ProviderEvent, ResponseInfo, Role, TokenUsage, ToolCallBegin, ToolCallFragment,
 };
 use agenthost_plugin::{Provider, export_provider};
 
@@ -48,7 +48,8 @@ fn request_body(base_url: &str, request: &ChatRequest) -> String {
     let mut out = String::with_capacity(1024);
     out.push_str(r#"{"model":"#);
     write_str(&mut out, &request.model);
-    out.push_str(r#","stream":true,"messages":["#);
+    // Without `include_usage` the stream carries no token counts.
+    out.push_str(r#","stream":true,"stream_options":{"include_usage":true},"messages":["#);
     write_separated(&mut out, &request.messages, write_message);
     out.push(']');
     if !request.tools.is_empty() {
@@ -128,6 +129,15 @@ struct Chunk<'a> {
     model: Option<Cow<'a, str>>,
     #[serde(borrow)]
     system_fingerprint: Option<Cow<'a, str>>,
+    /// Only in the last chunk, whose `choices` is empty, when the request
+    /// asked for it.
+    usage: Option<Usage>,
+}
+
+#[derive(Deserialize)]
+struct Usage {
+    prompt_tokens: u32,
+    completion_tokens: u32,
 }
 
 #[derive(Deserialize)]
@@ -164,7 +174,8 @@ struct FunctionDelta {
 
 /// OpenAI's SSE: `data: {chunk}` lines, then `data: [DONE]`. A
 /// `finish_reason` (or an error) finishes the turn. Every chunk names the
-/// model; the first one that does is reported.
+/// model; the first one that does is reported. Token usage comes in a
+/// chunk of its own after the finish.
 #[derive(Default)]
 pub struct OpenAiLines {
     reported: bool,
@@ -199,6 +210,12 @@ impl FinishingLines for OpenAiLines {
             events.push(ProviderEvent::ResponseInfo(ResponseInfo {
                 model: model.into_owned(),
                 system_fingerprint: chunk.system_fingerprint.map(Cow::into_owned),
+            }));
+        }
+        if let Some(usage) = chunk.usage {
+            events.push(ProviderEvent::Usage(TokenUsage {
+                input_tokens: usage.prompt_tokens,
+                output_tokens: usage.completion_tokens,
             }));
         }
         for choice in chunk.choices {

@@ -58,14 +58,24 @@ pub fn anthropic_stop(reason: &str) -> Vec<String> {
 
 /// One `chat.completion.chunk` SSE frame.
 pub fn chunk(delta: Value, finish_reason: Option<&str>) -> String {
-    let chunk = json!({
+    chunk_with(
+        json!([{ "index": 0, "delta": delta, "finish_reason": finish_reason }]),
+        None,
+    )
+}
+
+fn chunk_with(choices: Value, usage: Option<Value>) -> String {
+    let mut chunk = json!({
         "id": "chatcmpl-mock",
         "object": "chat.completion.chunk",
         "created": 1_700_000_000,
         "model": "gpt-4o-mini-2024-07-18",
         "system_fingerprint": "fp_44709d6fcb",
-        "choices": [{ "index": 0, "delta": delta, "finish_reason": finish_reason }],
+        "choices": choices,
     });
+    if let Some(usage) = usage {
+        chunk["usage"] = usage;
+    }
     format!("data: {chunk}\n\n")
 }
 
@@ -94,6 +104,18 @@ pub fn tool_args_chunk(index: u32, fragment: &str) -> String {
 
 pub fn finish_chunk(reason: &str) -> String {
     chunk(json!({}), Some(reason))
+}
+
+/// The last chunk when the request asked for `stream_options.include_usage`:
+/// no choices, the turn's token counts.
+pub fn usage_chunk(prompt_tokens: u32, completion_tokens: u32) -> String {
+    chunk_with(
+        json!([]),
+        Some(
+            json!({ "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                     "total_tokens": prompt_tokens + completion_tokens }),
+        ),
+    )
 }
 
 pub const DONE: &str = "data: [DONE]\n\n";

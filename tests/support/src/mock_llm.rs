@@ -17,7 +17,7 @@ use futures::StreamExt;
 use serde_json::Value;
 
 use crate::frames::{
-    DONE, finish_chunk, role_chunk, text_chunk, tool_args_chunk, tool_start_chunk,
+    DONE, finish_chunk, role_chunk, text_chunk, tool_args_chunk, tool_start_chunk, usage_chunk,
 };
 
 /// One request the mock LLM received.
@@ -259,9 +259,13 @@ async fn completions(
 /// Text chunks in a reply to a chat under load.
 pub const LOAD_TEXT_CHUNKS: usize = 20;
 
+/// Tokens the load models report for each turn, as OpenAI does when asked.
+pub const LOAD_TURN_TOKENS: (u32, u32) = (120, 20);
+
 /// A model for load: a chat with no tool result yet calls
 /// `demo__calculate`, arguments split over three chunks; once the result
-/// is in, it answers in [`LOAD_TEXT_CHUNKS`] text chunks.
+/// is in, it answers in [`LOAD_TEXT_CHUNKS`] text chunks. Each turn ends
+/// with its usage.
 pub fn calculate_then_answer(body: &Value) -> Reply {
     let has_result = body["messages"]
         .as_array()
@@ -277,6 +281,7 @@ pub fn calculate_then_answer(body: &Value) -> Reply {
             tool_args_chunk(0, "ession\": \"6*"),
             tool_args_chunk(0, "7\"}"),
             finish_chunk("tool_calls"),
+            usage_chunk(LOAD_TURN_TOKENS.0, LOAD_TURN_TOKENS.1),
             DONE.into(),
         ])
     }
@@ -286,6 +291,10 @@ pub fn calculate_then_answer(body: &Value) -> Reply {
 pub fn text_answer(_body: &Value) -> Reply {
     let mut writes = vec![role_chunk()];
     writes.extend((0..LOAD_TEXT_CHUNKS).map(|i| text_chunk(&format!("word{i} "))));
-    writes.extend([finish_chunk("stop"), DONE.into()]);
+    writes.extend([
+        finish_chunk("stop"),
+        usage_chunk(LOAD_TURN_TOKENS.0, LOAD_TURN_TOKENS.1),
+        DONE.into(),
+    ]);
     Reply::stream(writes)
 }

@@ -12,6 +12,7 @@ mod listen;
 mod servers;
 mod sessions;
 mod tool_calls;
+mod usage;
 
 use deadpool_postgres::{
     GenericClient, Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod,
@@ -37,6 +38,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (
         3,
         include_str!("../../../migrations/postgres/0003_lease_in_session.sql"),
+    ),
+    (
+        4,
+        include_str!("../../../migrations/postgres/0004_usage.sql"),
     ),
 ];
 /// The advisory lock replicas take turns on while migrating.

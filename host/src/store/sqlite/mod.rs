@@ -1,6 +1,6 @@
 //! Persistence in SQLite under `data_dir`: chat sessions with their
-//! history, MCP servers registered at run time, org connections and the
-//! tool-call log.
+//! history, MCP servers registered at run time, org connections, the
+//! tool-call log and token usage.
 //!
 //! WAL mode with `synchronous = FULL`: a write that returned is on disk,
 //! so anything acknowledged to a client survives a crash. Each write is
@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 mod connections;
 mod servers;
 mod tool_calls;
+mod usage;
 mod writer;
 
 use rusqlite::config::DbConfig;
@@ -91,6 +92,18 @@ CREATE TABLE IF NOT EXISTS tool_calls (
     error TEXT
 );
 CREATE INDEX IF NOT EXISTS tool_calls_by_org ON tool_calls(org, seq);
+CREATE TABLE IF NOT EXISTS usage (
+    seq INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    org TEXT NOT NULL,
+    api_key TEXT,
+    provider TEXT NOT NULL,
+    model TEXT NOT NULL,
+    requests INTEGER NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS usage_by_org ON usage(org, at);
 ";
 
 #[derive(Clone)]
