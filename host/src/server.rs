@@ -115,7 +115,7 @@ pub async fn serve(config: Config, own_exe: &Path) -> Result<(), ServeError> {
     // graceful shutdown does not wait on them forever.
     let shutdown = CancellationToken::new();
     let dispatcher = Dispatcher::new(store.clone());
-    let usage = UsageLog::new(store.clone());
+    let usage = UsageLog::start(store.clone());
     let agent = Arc::new(Agent::new(
         plugins.clone(),
         providers,
@@ -144,7 +144,7 @@ pub async fn serve(config: Config, own_exe: &Path) -> Result<(), ServeError> {
         registry,
         connections,
         plugins,
-        usage,
+        usage: usage.clone(),
         keys,
         metrics,
         metrics_public: config.telemetry.metrics_public,
@@ -187,6 +187,7 @@ pub async fn serve(config: Config, own_exe: &Path) -> Result<(), ServeError> {
         }
     };
     pool.shutdown().await;
+    usage.flush().await;
     served?;
     Ok(())
 }

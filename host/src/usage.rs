@@ -2,14 +2,25 @@
 //! count it, recorded per org, API key, provider and model, and summed for
 //! the org's admins.
 //!
-//! A chat's usage is one write at its end, not one per model turn: a chat
-//! with tool calls has several turns, and the store's writes are what
-//! costs. A chat that is dropped before its end (its client went away)
-//! still has what it used recorded, by a task of its own.
+//! Chats add their counts to a tally in memory, which is written to the
+//! store once a second, one row per org, key, provider and model: a write
+//! per chat cost as much CPU as the rest of a short chat. A chat adds what
+//! it used when it ends, or when it is dropped early (its client left).
+//! Reports add this replica's tally not yet written, so a chat's usage
+//! shows at once where it ran, and within a second everywhere. A write
+//! that fails is retried with the next; what is lost in a crash is at most
+//! the last second's tally.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use crate::auth::Caller;
 use crate::store::{Store, StoreError, UsageFilter, UsageRecord};
 pub use crate::store::{UsageColumn, UsageRow};
+
+/// How often the tally is written.
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum UsageQueryError {
@@ -117,39 +128,115 @@ pub struct UsageReport {
     pub total: UsageRow,
 }
 
-/// Where usage is kept.
+/// Who used what: the key a tally is kept under.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct Payer {
+    org: String,
+    api_key: Option<String>,
+    provider: String,
+    model: String,
+}
+
+#[derive(Clone, Copy, Default)]
+struct Counts {
+    requests: u32,
+    input_tokens: u64,
+    output_tokens: u64,
+}
+
+impl Counts {
+    fn add(&mut self, other: Counts) {
+        self.requests = self.requests.saturating_add(other.requests);
+        self.input_tokens = self.input_tokens.saturating_add(other.input_tokens);
+        self.output_tokens = self.output_tokens.saturating_add(other.output_tokens);
+    }
+}
+
+type Tally = HashMap<Payer, Counts>;
+
+/// Where usage is kept: the store, and the tally not yet written to it.
 #[derive(Clone)]
 pub struct UsageLog {
     store: Store,
+    tally: Arc<Mutex<Tally>>,
 }
 
 impl UsageLog {
-    pub fn new(store: Store) -> UsageLog {
-        UsageLog { store }
+    /// Starts writing the tally every second, for as long as the runtime runs.
+    pub fn start(store: Store) -> UsageLog {
+        let log = UsageLog {
+            store,
+            tally: Arc::default(),
+        };
+        let writer = log.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(FLUSH_EVERY);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                writer.flush().await;
+            }
+        });
+        log
     }
 
     /// A meter for one chat of `caller`'s.
     pub fn meter(&self, caller: &Caller) -> UsageMeter {
         UsageMeter {
-            store: self.store.clone(),
+            tally: self.tally.clone(),
             org: caller.tenant().unwrap_or_default().to_owned(),
             api_key: caller.principal.as_ref().map(|p| p.key_label.clone()),
             used: Vec::new(),
         }
     }
 
-    /// One org's usage.
+    /// Writes the tally; on failure it is kept for the next write.
+    pub async fn flush(&self) {
+        let tally = std::mem::take(&mut *lock(&self.tally));
+        if tally.is_empty() {
+            return;
+        }
+        let at = crate::timestamp::now();
+        let records = tally
+            .iter()
+            .map(|(payer, counts)| record(payer, *counts, &at))
+            .collect();
+        if let Err(e) = self.store.record_usage(records).await {
+            tracing::warn!("cannot record token usage (kept for the next attempt): {e}");
+            let mut pending = lock(&self.tally);
+            for (payer, counts) in tally {
+                pending.entry(payer).or_default().add(counts);
+            }
+        }
+    }
+
+    /// One org's usage: what is written, and this replica's tally.
     pub async fn report(&self, org: &str, query: UsageQuery) -> Result<UsageReport, StoreError> {
+        let unwritten: Vec<UsageRecord> = {
+            let now = crate::timestamp::now();
+            let in_range = query.from.as_ref().is_none_or(|from| now >= *from)
+                && query.to.as_ref().is_none_or(|to| now < *to);
+            let tally = lock(&self.tally);
+            tally
+                .iter()
+                .filter(|(payer, _)| in_range && payer.org == org)
+                .map(|(payer, counts)| record(payer, *counts, &now))
+                .collect()
+        };
         let grouped = !query.group_by.is_empty();
-        let rows = self
+        let mut rows = self
             .store
             .usage(UsageFilter {
                 org: org.to_owned(),
                 from: query.from,
                 to: query.to,
-                group_by: query.group_by,
+                group_by: query.group_by.clone(),
             })
             .await?;
+        for record in unwritten {
+            add_to_rows(&mut rows, &query.group_by, &record);
+        }
+        rows.sort_by(|a, b| a.group.cmp(&b.group));
         let mut total = UsageRow {
             group: Vec::new(),
             requests: 0,
@@ -168,77 +255,101 @@ impl UsageLog {
     }
 }
 
-/// Counts one chat's usage as its model responses report it, for one
-/// write when the chat ends.
+fn lock(tally: &Mutex<Tally>) -> std::sync::MutexGuard<'_, Tally> {
+    // The tally is counts only: one left half-updated by a panic is still
+    // worth keeping.
+    tally.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn record(payer: &Payer, counts: Counts, at: &str) -> UsageRecord {
+    UsageRecord {
+        at: at.to_owned(),
+        org: payer.org.clone(),
+        api_key: payer.api_key.clone(),
+        provider: payer.provider.clone(),
+        model: payer.model.clone(),
+        requests: counts.requests,
+        input_tokens: counts.input_tokens,
+        output_tokens: counts.output_tokens,
+    }
+}
+
+/// Adds an unwritten record to the summed rows, as the store would have.
+fn add_to_rows(rows: &mut Vec<UsageRow>, group_by: &[UsageColumn], record: &UsageRecord) {
+    let group: Vec<String> = group_by
+        .iter()
+        .map(|column| match column {
+            UsageColumn::Org => record.org.clone(),
+            UsageColumn::Key => record.api_key.clone().unwrap_or_default(),
+            UsageColumn::Provider => record.provider.clone(),
+            UsageColumn::Model => record.model.clone(),
+            UsageColumn::Day => record.at.get(..10).unwrap_or_default().to_owned(),
+        })
+        .collect();
+    let row = match rows.iter().position(|row| row.group == group) {
+        Some(i) => &mut rows[i],
+        None => {
+            rows.push(UsageRow {
+                group,
+                requests: 0,
+                input_tokens: 0,
+                output_tokens: 0,
+            });
+            let last = rows.len() - 1;
+            &mut rows[last]
+        }
+    };
+    row.requests += u64::from(record.requests);
+    row.input_tokens += record.input_tokens;
+    row.output_tokens += record.output_tokens;
+}
+
+/// Counts one chat's usage as its model responses report it, and adds it
+/// to the tally when dropped: when the chat ends, or is dropped early.
 pub struct UsageMeter {
-    store: Store,
+    tally: Arc<Mutex<Tally>>,
     org: String,
     api_key: Option<String>,
     /// One entry per provider and model the chat used.
-    used: Vec<UsageRecord>,
+    used: Vec<(String, String, Counts)>,
 }
 
 impl UsageMeter {
     /// Adds one model response's tokens.
     pub fn add(&mut self, provider: &str, model: &str, input: u32, output: u32) {
-        let position = self
-            .used
-            .iter()
-            .position(|u| u.provider == provider && u.model == model);
-        let entry = match position {
-            Some(i) => &mut self.used[i],
-            None => {
-                self.used.push(UsageRecord {
-                    at: String::new(),
-                    org: self.org.clone(),
-                    api_key: self.api_key.clone(),
-                    provider: provider.to_owned(),
-                    model: model.to_owned(),
-                    requests: 0,
-                    input_tokens: 0,
-                    output_tokens: 0,
-                });
-                let last = self.used.len() - 1;
-                &mut self.used[last]
-            }
+        let counts = Counts {
+            requests: 1,
+            input_tokens: u64::from(input),
+            output_tokens: u64::from(output),
         };
-        entry.requests += 1;
-        entry.input_tokens += u64::from(input);
-        entry.output_tokens += u64::from(output);
-    }
-
-    /// Records what was counted. A failure to record does not fail the
-    /// chat that used the tokens; it is logged.
-    pub async fn record(mut self) {
-        let used = std::mem::take(&mut self.used);
-        write(&self.store, used).await;
+        match self
+            .used
+            .iter_mut()
+            .find(|(p, m, _)| p == provider && m == model)
+        {
+            Some((_, _, used)) => used.add(counts),
+            None => self
+                .used
+                .push((provider.to_owned(), model.to_owned(), counts)),
+        }
     }
 }
 
 impl Drop for UsageMeter {
-    /// A chat dropped before its end: what it used is still recorded.
     fn drop(&mut self) {
-        let used = std::mem::take(&mut self.used);
-        if used.is_empty() {
+        if self.used.is_empty() {
             return;
         }
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let store = self.store.clone();
-            runtime.spawn(async move { write(&store, used).await });
+        let mut tally = lock(&self.tally);
+        for (provider, model, counts) in self.used.drain(..) {
+            let payer = Payer {
+                org: self.org.clone(),
+                api_key: self.api_key.clone(),
+                provider,
+                model,
+            };
+            tally.entry(payer).or_default().add(counts);
         }
-    }
-}
-
-async fn write(store: &Store, mut used: Vec<UsageRecord>) {
-    if used.is_empty() {
-        return;
-    }
-    let at = crate::timestamp::now();
-    for record in &mut used {
-        record.at.clone_from(&at);
-    }
-    if let Err(e) = store.record_usage(used).await {
-        tracing::warn!("cannot record token usage: {e}");
     }
 }
 

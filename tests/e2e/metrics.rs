@@ -148,11 +148,6 @@ async fn metrics_take_an_admin_key_and_follow_a_chat_that_calls_a_tool() {
             f64::from(2 * LOAD_TURN_TOKENS.1),
         ),
         (
-            "agenthost_store_write_seconds_count",
-            &[("operation", "record_usage")][..],
-            1.0,
-        ),
-        (
             "agenthost_chat_duration_seconds_count",
             &[("surface", "simple")][..],
             1.0,

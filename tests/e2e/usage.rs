@@ -237,3 +237,42 @@ async fn a_chat_whose_client_leaves_still_has_its_usage_recorded() {
     };
     assert_eq!(total, counts(1, 50, 5), "the first turn's usage is kept");
 }
+
+/// One chat with the offline mock: three words in, five out.
+async fn mock_chat(host: &Agenthost) {
+    let (status, body) = host.post_json("/connect/demo", "").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = host
+        .post("/chat", r#"{"message": "hello there friend"}"#)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn usage_is_written_every_second_and_at_shutdown() {
+    let data = tempfile::tempdir().unwrap();
+    let config = format!("data_dir = {:?}\n", data.path().display().to_string());
+    let mut host = Agenthost::start(&config);
+    mock_chat(&host).await;
+    let (_, counted) = usage(&host, None, "?group_by=provider,model").await;
+    assert_eq!(
+        counted["rows"],
+        json!([{ "provider": "mock", "model": "mock", "requests": 1, "input_tokens": 3,
+                 "output_tokens": 5, "total_tokens": 8 }]),
+        "a chat's usage shows at once on its replica"
+    );
+    // Past the next write, a crash loses none of it.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    host.kill_hard();
+
+    let mut host = Agenthost::start(&config);
+    let (_, written) = usage(&host, None, "?group_by=provider,model").await;
+    assert_eq!(written["rows"], counted["rows"]);
+    // SIGTERM writes what the last second counted.
+    mock_chat(&host).await;
+    host.terminate();
+
+    let host = Agenthost::start(&config);
+    let (_, after) = usage(&host, None, "").await;
+    assert_eq!(after["total"], counts(2, 6, 10));
+}

@@ -186,8 +186,8 @@ impl Agent {
                 () = agent.ending.cancelled() => Err(AgentError::ShuttingDown),
             };
             // Before the final event: a client that has seen a chat end
-            // finds its usage recorded.
-            meter.record().await;
+            // finds its usage counted.
+            drop(meter);
             let ending = match driven {
                 Ok(()) => ChatEvent::Done,
                 Err(e) => {
