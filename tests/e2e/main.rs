@@ -14,6 +14,7 @@ mod logs;
 mod mcp_chat;
 mod mcp_failures;
 mod metrics;
+mod openapi;
 mod plugin_developers;
 mod plugin_sandbox;
 mod process_lifecycle;

@@ -16,23 +16,24 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::AppState;
+use super::{AppState, DetailBody};
 use crate::auth::{Identity, Principal, Role};
 use crate::plugins;
 use crate::usage::{UsageQuery, column_name};
 
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/admin/stats", get(stats))
-        .route("/admin/usage", get(usage))
-        .route("/admin/plugins", get(plugins))
-        .route("/admin/plugins/reload", post(reload))
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::default()
+        .routes(routes!(stats))
+        .routes(routes!(usage))
+        .routes(routes!(plugins))
+        .routes(routes!(reload))
 }
 
 type Refusal = (StatusCode, Json<Value>);
@@ -55,6 +56,12 @@ fn admin(identity: Identity) -> Result<Option<Principal>, Refusal> {
 }
 
 /// What the server has loaded: name, kind, version, description, origin.
+#[utoipa::path(get, path = "/admin/plugins", tag = "operations",
+    responses(
+        (status = 200, description = "`{\"plugins\": [...]}`", body = Value),
+        (status = 401, description = "No admin key (keyed mode)", body = DetailBody),
+        (status = 403, description = "Not an admin key", body = DetailBody),
+    ))]
 async fn plugins(
     State(state): State<Arc<AppState>>,
     identity: Identity,
@@ -73,6 +80,12 @@ async fn plugins(
 }
 
 /// Loads the plugins directory again, as SIGHUP does.
+#[utoipa::path(post, path = "/admin/plugins/reload", tag = "operations",
+    responses(
+        (status = 200, description = "`loaded` and `refused` files", body = Value),
+        (status = 401, description = "No admin key (keyed mode)", body = DetailBody),
+        (status = 403, description = "Not an admin key", body = DetailBody),
+    ))]
 async fn reload(
     State(state): State<Arc<AppState>>,
     identity: Identity,
@@ -87,6 +100,13 @@ async fn reload(
     })))
 }
 
+/// Live tasks and MCP sessions, to see leaks.
+#[utoipa::path(get, path = "/admin/stats", tag = "operations",
+    responses(
+        (status = 200, description = "`tasks` and `mcp_sessions`", body = Value),
+        (status = 401, description = "No admin key (keyed mode)", body = DetailBody),
+        (status = 403, description = "Not an admin key", body = DetailBody),
+    ))]
 async fn stats(
     State(state): State<Arc<AppState>>,
     identity: Identity,
@@ -99,13 +119,25 @@ async fn stats(
     Ok(Json(json!({ "tasks": tasks, "mcp_sessions": connected })))
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct UsageParams {
+    /// Inclusive: a date (`2026-01-31`) or an RFC 3339 timestamp.
     from: Option<String>,
+    /// Exclusive, but a date includes its whole day (UTC).
     to: Option<String>,
+    /// Comma-separated: `org`, `key`, `provider`, `model`, `day`.
     group_by: Option<String>,
 }
 
+/// Tokens the providers reported for the caller's org, summed.
+#[utoipa::path(get, path = "/admin/usage", tag = "operations", params(UsageParams),
+    responses(
+        (status = 200, description = "`rows` by `group_by`, and the `total`", body = Value),
+        (status = 400, description = "A parameter cannot be read", body = DetailBody),
+        (status = 401, description = "No admin key (keyed mode)", body = DetailBody),
+        (status = 403, description = "Not an admin key", body = DetailBody),
+    ))]
 async fn usage(
     State(state): State<Arc<AppState>>,
     identity: Identity,

@@ -8,11 +8,12 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::Request;
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::IntoResponse;
+
+use utoipa_axum::router::OpenApiRouter;
 
 use super::AppState;
 
@@ -104,10 +105,10 @@ impl Guard {
 
 /// `routes`, guarded, with refusals in the surface's shape.
 pub fn guarded<R: IntoResponse + 'static>(
-    routes: Router<Arc<AppState>>,
+    routes: OpenApiRouter<Arc<AppState>>,
     guard: &Arc<Guard>,
     shape: Shape<R>,
-) -> Router<Arc<AppState>> {
+) -> OpenApiRouter<Arc<AppState>> {
     let guard = guard.clone();
     routes.route_layer(middleware::from_fn(move |request: Request, next: Next| {
         let guard = guard.clone();

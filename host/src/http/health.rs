@@ -8,11 +8,12 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{AppState, feather, mcp_chat, simple, truefoundry};
 
@@ -24,16 +25,25 @@ const ENCODERS: [&str; 4] = [
     mcp_chat::FORMAT,
 ];
 
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/healthz", get(alive))
-        .route("/readyz", get(ready))
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::default()
+        .routes(routes!(alive))
+        .routes(routes!(ready))
 }
 
+/// Whether the process serves.
+#[utoipa::path(get, path = "/healthz", tag = "operations", security(()),
+    responses((status = 200, description = "`{\"status\": \"ok\"}`", body = Value)))]
 async fn alive() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
+/// Whether it can serve chats: plugins loaded, store reachable.
+#[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
+    responses(
+        (status = 200, description = "`{\"status\": \"ready\"}`", body = Value),
+        (status = 503, description = "`{\"status\": \"unready\", \"reasons\": [...]}`", body = Value),
+    ))]
 async fn ready(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Value>) {
     let reasons = state.chat.unready(&ENCODERS).await;
     if reasons.is_empty() {

@@ -6,16 +6,17 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get, post};
-use axum::{Json, Router};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::body::{parse_json, parse_json_list};
-use super::{AppState, Detail, servers};
+use super::{AppState, Detail, DetailBody, servers};
 use crate::auth::{Caller, Identity, Principal};
 use crate::chat::{ChatInput, ChatLog, ChatOptions, ChatStream, Format, History, ToolChoice};
 use crate::config::{McpServerConfig, Transport};
@@ -23,32 +24,38 @@ use crate::registry::RegistryError;
 
 pub(super) const FORMAT: &str = "mcp-chat";
 
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/", get(health))
-        .route("/servers", post(add_servers))
-        .route("/servers/{name}", delete(remove_server))
-        .route("/tools", get(tools))
-        .route("/sessions", post(create_session).get(list_sessions))
-        .route("/sessions/{id}/history", get(history))
-        .route("/chat/{id}", post(chat))
-        .route("/chat/{id}/stream", get(chat_stream))
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::default()
+        .routes(routes!(health))
+        .routes(routes!(add_servers))
+        .routes(routes!(remove_server))
+        .routes(routes!(tools))
+        .routes(routes!(create_session, list_sessions))
+        .routes(routes!(history))
+        .routes(routes!(chat))
+        .routes(routes!(chat_stream))
 }
 
+/// Seed 004's health check.
+#[utoipa::path(get, operation_id = "mcp_chat_health", path = "/", tag = "mcp-chat", security(()),
+    responses((status = 200, description = "`status` and `message`", body = Value)))]
 async fn health() -> Json<Value> {
     Json(json!({ "status": "ok", "message": "MCP Chat API is running" }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ServerSpec {
     name: String,
+    /// `stdio`, `sse` or `streamable_http`.
+    #[schema(value_type = String)]
     transport: Transport,
     command: Option<String>,
     #[serde(default)]
     args: Vec<String>,
     #[serde(default)]
     env: BTreeMap<String, String>,
+    #[schema(value_type = Option<String>)]
     cwd: Option<PathBuf>,
     url: Option<String>,
     #[serde(default)]
@@ -98,6 +105,13 @@ impl From<RegistryError> for Detail {
     }
 }
 
+/// Register MCP servers; each is connected and its tools listed.
+#[utoipa::path(post, operation_id = "add_servers", path = "/servers", tag = "mcp-chat", request_body = Vec<ServerSpec>,
+    responses(
+        (status = 200, description = "The servers as `GET /servers` shows them", body = Vec<Value>),
+        (status = 400, description = "A server is invalid, or may not be registered", body = DetailBody),
+        (status = 409, description = "The name is taken", body = DetailBody),
+    ))]
 async fn add_servers(
     State(state): State<Arc<AppState>>,
     identity: Identity,
@@ -111,6 +125,14 @@ async fn add_servers(
     Ok(Json(added.iter().map(servers::describe).collect()))
 }
 
+/// Remove a server registered at run time.
+#[utoipa::path(delete, path = "/servers/{name}", tag = "mcp-chat",
+    params(("name" = String, Path, description = "The server's name")),
+    responses(
+        (status = 200, description = "`{\"message\": ...}`", body = Value),
+        (status = 404, description = "No such server", body = DetailBody),
+        (status = 409, description = "It comes from the config file", body = DetailBody),
+    ))]
 async fn remove_server(
     State(state): State<Arc<AppState>>,
     identity: Identity,
@@ -122,6 +144,9 @@ async fn remove_server(
     ))
 }
 
+/// Every tool the caller's chats may use, named `server__tool`.
+#[utoipa::path(get, path = "/tools", tag = "mcp-chat",
+    responses((status = 200, description = "`server_name`, `tool_name`, `full_name`, `description`", body = Vec<Value>)))]
 async fn tools(
     State(state): State<Arc<AppState>>,
     identity: Identity,
@@ -147,6 +172,9 @@ async fn tools(
     ))
 }
 
+/// Start a session.
+#[utoipa::path(post, path = "/sessions", tag = "mcp-chat",
+    responses((status = 200, description = "`{\"session_id\": ...}`", body = Value)))]
 async fn create_session(
     State(state): State<Arc<AppState>>,
     identity: Identity,
@@ -155,6 +183,9 @@ async fn create_session(
     Ok(Json(json!({ "session_id": session.id })))
 }
 
+/// The caller's sessions.
+#[utoipa::path(get, path = "/sessions", tag = "mcp-chat",
+    responses((status = 200, description = "Each session's id, creation time and message count", body = Value)))]
 async fn list_sessions(
     State(state): State<Arc<AppState>>,
     identity: Identity,
@@ -162,6 +193,13 @@ async fn list_sessions(
     Ok(Json(json!(state.chat.sessions(&identity.user()?).await?)))
 }
 
+/// A session's messages, in order.
+#[utoipa::path(get, path = "/sessions/{id}/history", tag = "mcp-chat",
+    params(("id" = String, Path, description = "The session's id")),
+    responses(
+        (status = 200, description = "The messages", body = Value),
+        (status = 404, description = "No such session", body = DetailBody),
+    ))]
 async fn history(
     State(state): State<Arc<AppState>>,
     identity: Identity,
@@ -172,13 +210,16 @@ async fn history(
     )))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = SessionChatRequest)]
 struct ChatBody {
     message: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct StreamQuery {
+    /// The user's message (required).
     message: Option<String>,
     /// Any loaded encoder; the seed's format by default.
     format: Option<String>,
@@ -218,6 +259,15 @@ fn input(
     })
 }
 
+/// Send a message on a session and get the whole answer.
+#[utoipa::path(post, operation_id = "session_chat", path = "/chat/{id}", tag = "mcp-chat", request_body = ChatBody,
+    params(("id" = String, Path, description = "The session's id")),
+    responses(
+        (status = 200, description = "`message`, `tool_calls_count`, `iterations`", body = Value),
+        (status = 400, description = "The body is not a chat request", body = DetailBody),
+        (status = 404, description = "No such session", body = DetailBody),
+        (status = 500, description = "The chat failed", body = DetailBody),
+    ))]
 async fn chat(
     State(state): State<Arc<AppState>>,
     identity: Identity,
@@ -242,6 +292,14 @@ async fn chat(
     })))
 }
 
+/// Send a message on a session and stream the answer as server-sent events.
+#[utoipa::path(get, operation_id = "session_chat_stream", path = "/chat/{id}/stream", tag = "mcp-chat",
+    params(("id" = String, Path, description = "The session's id"), StreamQuery),
+    responses(
+        (status = 200, description = "Events `token`, `tool_call`, `tool_result`, `done`, `error`", content_type = "text/event-stream", body = String),
+        (status = 400, description = "No `message`", body = DetailBody),
+        (status = 404, description = "No such session", body = DetailBody),
+    ))]
 async fn chat_stream(
     State(state): State<Arc<AppState>>,
     identity: Identity,

@@ -13,6 +13,7 @@ mod health;
 mod mcp_chat;
 mod mcp_server;
 mod metrics;
+mod openapi;
 mod servers;
 mod simple;
 mod truefoundry;
@@ -26,9 +27,9 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
-use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::auth::{ApiKeys, KeyRefusal};
 use crate::chat::{ChatError, ChatService, ChatStream};
@@ -88,7 +89,9 @@ pub fn router(
         config.max_body_bytes,
     ));
     let mcp = mcp_server::routes(state.clone(), config.max_body_bytes, shutdown);
-    Ok(Router::new()
+    // Every route but `/mcp/` (an MCP service, not an HTTP API) is
+    // described by the annotation that also routes it.
+    let (routes, api) = OpenApiRouter::default()
         .merge(health::routes())
         .merge(guarded(simple::routes(), &guard, Detail))
         .merge(guarded(admin::routes(), &guard, Detail))
@@ -98,7 +101,11 @@ pub fn router(
         .merge(guarded(servers::routes(), &guard, Detail))
         .merge(guarded(truefoundry::routes(), &guard, truefoundry::refusal))
         .merge(guarded(feather::routes(), &guard, feather::refusal))
-        .merge(guarded(mcp, &guard, mcp_server::refusal))
+        .split_for_parts();
+    let mcp = guarded(OpenApiRouter::from(mcp), &guard, mcp_server::refusal);
+    Ok(routes
+        .merge(Router::from(mcp))
+        .merge(openapi::routes(api))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             access_log::log_request,
@@ -153,8 +160,15 @@ impl From<ChatError> for Detail {
     }
 }
 
+/// The body of a [`Detail`] error.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct DetailBody {
+    /// What went wrong and what to fix.
+    detail: String,
+}
+
 impl IntoResponse for Detail {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({ "detail": self.1 }))).into_response()
+        (self.0, Json(DetailBody { detail: self.1 })).into_response()
     }
 }

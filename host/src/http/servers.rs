@@ -9,20 +9,24 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{AppState, Detail};
 use crate::auth::Identity;
 use crate::chat::ToolSummary;
 use crate::registry::ServerView;
 
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new().route("/servers", get(list))
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::default().routes(routes!(list))
 }
 
+/// The MCP servers the caller may use, with their tools.
+#[utoipa::path(get, operation_id = "list_servers", path = "/servers", tags = ["simple", "mcp-chat"],
+    responses((status = 200, description = "Each server's id, name, status and tools", body = Vec<Value>)))]
 async fn list(
     State(state): State<Arc<AppState>>,
     identity: Identity,

@@ -7,32 +7,41 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::body::{BodyError, parse_json};
 use super::servers::tool_summaries;
-use super::{AppState, Detail};
+use super::{AppState, Detail, DetailBody};
 use crate::auth::{Caller, Identity, Principal};
 use crate::chat::{ChatInput, ChatLog, ChatOptions, ChatStream, Format, History, ToolChoice};
 
 /// The built-in format of this surface, also used for its error events.
 pub(super) const FORMAT: &str = "simple";
 
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/connect/{server_id}", post(connect))
-        .route("/status", get(status))
-        .route("/disconnect", post(disconnect))
-        .route("/chat/stream", post(chat_stream))
-        .route("/chat", post(chat))
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::default()
+        .routes(routes!(connect))
+        .routes(routes!(status))
+        .routes(routes!(disconnect))
+        .routes(routes!(chat_stream))
+        .routes(routes!(chat))
 }
 
+/// Connect to an MCP server: the chat's tools are its tools from now on.
+#[utoipa::path(post, path = "/connect/{server_id}", tag = "simple",
+    params(("server_id" = String, Path, description = "The server's id, as `GET /servers` lists it")),
+    responses(
+        (status = 200, description = "Connected: the server's name and tools", body = Value),
+        (status = 404, description = "No such server", body = DetailBody),
+        (status = 502, description = "The server cannot be reached", body = DetailBody),
+    ))]
 async fn connect(
     State(state): State<Arc<AppState>>,
     identity: Identity,
@@ -48,6 +57,9 @@ async fn connect(
     })))
 }
 
+/// Which server the chat is connected to, and its tools.
+#[utoipa::path(get, path = "/status", tag = "simple",
+    responses((status = 200, description = "`connected`, `server_id` and `tools`", body = Value)))]
 async fn status(
     State(state): State<Arc<AppState>>,
     identity: Identity,
@@ -58,6 +70,9 @@ async fn status(
     ))
 }
 
+/// Disconnect, ending the conversation.
+#[utoipa::path(post, path = "/disconnect", tag = "simple",
+    responses((status = 200, description = "`{\"success\": true}`", body = Value)))]
 async fn disconnect(
     State(state): State<Arc<AppState>>,
     identity: Identity,
@@ -66,14 +81,16 @@ async fn disconnect(
     Ok(Json(json!({ "success": true })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = SimpleChatRequest)]
 struct ChatBody {
     message: String,
     /// Not in the seed: picks a provider/model (see the README's routing).
     model: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct StreamQuery {
     /// Any loaded encoder; the seed's format by default.
     format: Option<String>,
@@ -118,6 +135,13 @@ fn input(
     })
 }
 
+/// Send a message and stream the answer as server-sent events.
+#[utoipa::path(post, operation_id = "simple_chat_stream", path = "/chat/stream", tag = "simple", request_body = ChatBody, params(StreamQuery),
+    responses(
+        (status = 200, description = "Events: `tool_start`, `tool_end`, `text`, `error`, then `[DONE]`", content_type = "text/event-stream", body = String),
+        (status = 409, description = "No server is connected", body = DetailBody),
+        (status = 422, description = "The body is not a chat request", body = DetailBody),
+    ))]
 async fn chat_stream(
     State(state): State<Arc<AppState>>,
     identity: Identity,
@@ -128,6 +152,14 @@ async fn chat_stream(
     Ok(state.chat.stream(input).await?)
 }
 
+/// Send a message and get the whole answer.
+#[utoipa::path(post, operation_id = "simple_chat", path = "/chat", tag = "simple", request_body = ChatBody,
+    responses(
+        (status = 200, description = "The answer and the tool calls it made", body = Value),
+        (status = 409, description = "No server is connected", body = DetailBody),
+        (status = 422, description = "The body is not a chat request", body = DetailBody),
+        (status = 502, description = "The model or a tool failed", body = DetailBody),
+    ))]
 async fn chat(
     State(state): State<Arc<AppState>>,
     identity: Identity,

@@ -9,14 +9,16 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
 use bytes::Bytes;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 use super::body::{BodyError, Count, parse_json};
@@ -30,8 +32,8 @@ pub(super) const FORMAT: &str = "truefoundry";
 const DEFAULT_ITERATION_LIMIT: u32 = 5;
 const MAX_ITERATION_LIMIT: u32 = 20;
 
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new().route("/api/llm/agent/responses", post(responses))
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::default().routes(routes!(responses))
 }
 
 /// An OpenAI-shaped error.
@@ -71,29 +73,59 @@ pub fn refusal(status: StatusCode, message: String) -> ApiError {
     ApiError::new(status, kind, message)
 }
 
+/// OpenAI's error body.
+#[derive(serde::Serialize, ToSchema)]
+struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(serde::Serialize, ToSchema)]
+struct ErrorDetail {
+    /// `invalid_request_error`, `authentication_error`, ...
+    #[serde(rename = "type")]
+    kind: &'static str,
+    message: String,
+    /// The request field at fault, if one is.
+    param: Option<String>,
+    /// Always null.
+    code: Option<String>,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({ "error": { "type": self.kind, "message": self.message, "param": self.param, "code": null } });
+        let body = ErrorBody {
+            error: ErrorDetail {
+                kind: self.kind,
+                message: self.message,
+                param: self.param,
+                code: None,
+            },
+        };
         (self.status, Json(body)).into_response()
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct AgentRequest {
     model: String,
     messages: Vec<InMessage>,
     #[serde(default)]
     mcp_servers: Vec<McpServerSpec>,
+    #[schema(value_type = Option<u32>)]
     max_tokens: Option<Count>,
     temperature: Option<f32>,
     top_p: Option<f32>,
     /// Accepted and range-checked; no built-in provider takes it yet.
+    #[schema(value_type = Option<u32>)]
     top_k: Option<Count>,
+    /// Only `true` (or absent): this endpoint streams.
     stream: Option<bool>,
+    /// Rounds of tool calls, 1 to 20; 5 by default.
+    #[schema(value_type = Option<u32>)]
     iteration_limit: Option<Count>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct InMessage {
     role: String,
     #[serde(default)]
@@ -103,34 +135,34 @@ struct InMessage {
     tool_call_id: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(untagged)]
 enum Content {
     Text(String),
     Parts(Vec<Part>),
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct Part {
     #[serde(rename = "type")]
     kind: String,
     text: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct InToolCall {
     id: String,
     function: InFunction,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct InFunction {
     name: String,
     #[serde(default)]
     arguments: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct McpServerSpec {
     integration_fqn: Option<String>,
@@ -143,7 +175,7 @@ struct McpServerSpec {
     tools: Vec<ToolName>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ToolName {
     name: String,
@@ -163,6 +195,14 @@ fn authenticate(identity: Identity) -> Result<Principal, ApiError> {
     })
 }
 
+/// Run an agent turn with the request's MCP servers, streamed as OpenAI
+/// chat completion chunks (the official SDK reads them).
+#[utoipa::path(post, path = "/api/llm/agent/responses", tag = "truefoundry", request_body = AgentRequest,
+    responses(
+        (status = 200, description = "`chat.completion.chunk` events, tool calls and results, then `[DONE]`", content_type = "text/event-stream", body = String),
+        (status = 400, description = "The request is invalid", body = ErrorBody),
+        (status = 401, description = "No API key, or an unknown one", body = ErrorBody),
+    ))]
 async fn responses(
     State(state): State<Arc<AppState>>,
     identity: Identity,

@@ -6,10 +6,10 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 
@@ -18,12 +18,15 @@ const SCRIPT: &str = include_str!("ui/app.js");
 const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; \
      connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/ui", get(page))
-        .route("/ui/app.js", get(script))
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::default()
+        .routes(routes!(page))
+        .routes(routes!(script))
 }
 
+/// The chat page.
+#[utoipa::path(get, path = "/ui", tag = "ui", security(()),
+    responses((status = 200, description = "The page", content_type = "text/html", body = String)))]
 async fn page() -> impl IntoResponse {
     (
         [
@@ -35,6 +38,9 @@ async fn page() -> impl IntoResponse {
     )
 }
 
+/// The chat page's script.
+#[utoipa::path(get, path = "/ui/app.js", tag = "ui", security(()),
+    responses((status = 200, description = "The script", content_type = "text/javascript", body = String)))]
 async fn script() -> impl IntoResponse {
     (
         [

@@ -7,14 +7,16 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::post;
 use bytes::Bytes;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::validation::{FeatherError, Validator, at, json_body, loc};
+use super::validation::{
+    ErrorResponse, FeatherError, HttpValidationError, Validator, at, json_body, loc,
+};
 use super::{AppState, authenticate};
 use crate::auth::{Caller, Identity};
 use crate::chat::{
@@ -27,8 +29,8 @@ const DEFAULT_MODEL: &str = "gpt-5.4-mini";
 const DEFAULT_MAX_TOKENS: i64 = 4096;
 const MAX_TOKENS: i64 = 16384;
 
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new().route("/v1/mcp-chat/stream", post(chat_stream))
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::default().routes(routes!(chat_stream))
 }
 
 struct ChatStreamRequest {
@@ -101,6 +103,14 @@ impl ChatStreamRequest {
     }
 }
 
+/// Chat with the org's tools, streamed as server-sent events.
+#[utoipa::path(post, operation_id = "feather_chat_stream", path = "/v1/mcp-chat/stream", tag = "feather",
+    request_body(content = Value, description = "Seed 000's `ChatStreamRequest`: `messages` (`role`, `content`), optional `end_user_id`, `model` and `max_tokens` (1 to 16384)"),
+    responses(
+        (status = 200, description = "Events `text`, `tool_call`, `tool_result`, `error`, `done`", content_type = "text/event-stream", body = String),
+        (status = 401, description = "No API key, or an unknown one", body = ErrorResponse),
+        (status = 422, description = "What is invalid, field by field", body = HttpValidationError),
+    ))]
 async fn chat_stream(
     State(state): State<Arc<AppState>>,
     identity: Identity,

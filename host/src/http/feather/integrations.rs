@@ -10,16 +10,19 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch, post};
-use axum::{Json, Router};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::validation::{FeatherError, Validator, at, json_body, loc};
+use super::validation::{
+    ErrorResponse, FeatherError, HttpValidationError, Validator, at, json_body, loc,
+};
 use super::{AppState, authenticate, end_user_id};
 use crate::auth::{Caller, Identity, Principal, Role};
 use crate::chat::DispatchError;
@@ -27,22 +30,13 @@ use crate::connections::{ConnectionError, NewConnection};
 
 const MAX_LOG_ROWS: u32 = 1000;
 
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/v1/integrations/connections", post(create).get(list))
-        .route(
-            "/v1/integrations/connections/{connection_id}",
-            get(show).delete(remove),
-        )
-        .route(
-            "/v1/integrations/connections/{connection_id}/tools/{slug}",
-            patch(set_enabled),
-        )
-        .route(
-            "/v1/integrations/connections/{connection_id}/test-mcp-call",
-            post(test_mcp_call),
-        )
-        .route("/v1/integrations/tool-calls", get(tool_calls))
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::default()
+        .routes(routes!(create, list))
+        .routes(routes!(show, remove))
+        .routes(routes!(set_enabled))
+        .routes(routes!(test_mcp_call))
+        .routes(routes!(tool_calls))
 }
 
 fn require(principal: &Principal, allowed: &[Role], what: &str) -> Result<(), FeatherError> {
@@ -94,6 +88,18 @@ fn failure(error: ConnectionError) -> FeatherError {
     FeatherError::new(status, kind, error.to_string())
 }
 
+/// Connect the org to a customer's MCP server; its credentials are
+/// sealed at rest and never shown again.
+#[utoipa::path(post, operation_id = "create_connection", path = "/v1/integrations/connections", tag = "feather",
+    request_body(content = Value, description = "Seed 001's `CreateConnectionRequest`: `name`, `server_id`, `url`, `auth` (`type` none, bearer or headers, with its credentials)"),
+    responses(
+        (status = 201, description = "The connection, without credentials, with its tools", body = Value),
+        (status = 409, description = "The org already has a connection with this server_id", body = ErrorResponse),
+        (status = 502, description = "The server cannot be reached", body = ErrorResponse),
+        (status = 401, description = "No API key, or an unknown one", body = ErrorResponse),
+        (status = 403, description = "The key's role may not do this", body = ErrorResponse),
+        (status = 422, description = "What is invalid, field by field", body = HttpValidationError),
+    ))]
 async fn create(
     State(state): State<Arc<AppState>>,
     identity: Identity,
@@ -154,6 +160,14 @@ async fn create(
     Ok((StatusCode::CREATED, Json(connection)).into_response())
 }
 
+/// The org's connections.
+#[utoipa::path(get, operation_id = "list_connections", path = "/v1/integrations/connections", tag = "feather",
+    responses(
+        (status = 200, description = "`{\"connections\": [...]}`", body = Value),
+        (status = 401, description = "No API key, or an unknown one", body = ErrorResponse),
+        (status = 403, description = "The key's role may not do this", body = ErrorResponse),
+        (status = 422, description = "What is invalid, field by field", body = HttpValidationError),
+    ))]
 async fn list(
     State(state): State<Arc<AppState>>,
     identity: Identity,
@@ -167,6 +181,16 @@ async fn list(
     Ok(Json(json!({ "connections": connections })))
 }
 
+/// One of the org's connections.
+#[utoipa::path(get, operation_id = "get_connection", path = "/v1/integrations/connections/{connection_id}", tag = "feather",
+    params(("connection_id" = String, Path, description = "The connection's UUID")),
+    responses(
+        (status = 200, description = "The connection and its tools", body = Value),
+        (status = 404, description = "No such connection in the org", body = ErrorResponse),
+        (status = 401, description = "No API key, or an unknown one", body = ErrorResponse),
+        (status = 403, description = "The key's role may not do this", body = ErrorResponse),
+        (status = 422, description = "What is invalid, field by field", body = HttpValidationError),
+    ))]
 async fn show(
     State(state): State<Arc<AppState>>,
     Path(raw_id): Path<String>,
@@ -184,6 +208,16 @@ async fn show(
     Ok(Json(json!(connection)))
 }
 
+/// Delete one of the org's connections.
+#[utoipa::path(delete, operation_id = "delete_connection", path = "/v1/integrations/connections/{connection_id}", tag = "feather",
+    params(("connection_id" = String, Path, description = "The connection's UUID")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such connection in the org", body = ErrorResponse),
+        (status = 401, description = "No API key, or an unknown one", body = ErrorResponse),
+        (status = 403, description = "The key's role may not do this", body = ErrorResponse),
+        (status = 422, description = "What is invalid, field by field", body = HttpValidationError),
+    ))]
 async fn remove(
     State(state): State<Arc<AppState>>,
     Path(raw_id): Path<String>,
@@ -206,6 +240,17 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Enable or disable one of a connection's tools.
+#[utoipa::path(patch, operation_id = "set_tool_enabled", path = "/v1/integrations/connections/{connection_id}/tools/{slug}", tag = "feather",
+    params(("connection_id" = String, Path, description = "The connection's UUID"), ("slug" = String, Path, description = "The tool's slug")),
+    request_body(content = Value, description = "`{\"enabled\": true | false}`"),
+    responses(
+        (status = 200, description = "The tool", body = Value),
+        (status = 404, description = "No such connection or tool", body = ErrorResponse),
+        (status = 401, description = "No API key, or an unknown one", body = ErrorResponse),
+        (status = 403, description = "The key's role may not do this", body = ErrorResponse),
+        (status = 422, description = "What is invalid, field by field", body = HttpValidationError),
+    ))]
 async fn set_enabled(
     State(state): State<Arc<AppState>>,
     Path((raw_id, slug)): Path<(String, String)>,
@@ -249,6 +294,17 @@ async fn set_enabled(
 
 /// Seed 001: resolve the slug, open the connection's MCP session with its
 /// decrypted credentials, call the tool, return the raw result.
+#[utoipa::path(post, path = "/v1/integrations/connections/{connection_id}/test-mcp-call", tag = "feather",
+    params(("connection_id" = String, Path, description = "The connection's UUID")),
+    request_body(content = Value, description = "Seed 001's test call: the tool's `slug` and its `arguments`"),
+    responses(
+        (status = 200, description = "The MCP `tools/call` result", body = Value),
+        (status = 404, description = "No such connection", body = ErrorResponse),
+        (status = 502, description = "The server failed", body = ErrorResponse),
+        (status = 401, description = "No API key, or an unknown one", body = ErrorResponse),
+        (status = 403, description = "The key's role may not do this", body = ErrorResponse),
+        (status = 422, description = "What is invalid, field by field", body = HttpValidationError),
+    ))]
 async fn test_mcp_call(
     State(state): State<Arc<AppState>>,
     Path(raw_id): Path<String>,
@@ -296,13 +352,23 @@ async fn test_mcp_call(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct LogQuery {
+    /// Only this connection's calls (a UUID).
     connection_id: Option<String>,
+    /// At most this many rows, 1 to 1000; 100 by default.
     limit: Option<String>,
 }
 
 /// The org's tool-call log, newest first (admins only).
+#[utoipa::path(get, path = "/v1/integrations/tool-calls", tag = "feather", params(LogQuery),
+    responses(
+        (status = 200, description = "The calls", body = Value),
+        (status = 401, description = "No API key, or an unknown one", body = ErrorResponse),
+        (status = 403, description = "The key's role may not do this", body = ErrorResponse),
+        (status = 422, description = "What is invalid, field by field", body = HttpValidationError),
+    ))]
 async fn tool_calls(
     State(state): State<Arc<AppState>>,
     identity: Identity,

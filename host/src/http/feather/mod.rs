@@ -10,9 +10,9 @@ mod validation;
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::Value;
+use utoipa_axum::router::OpenApiRouter;
 
 use super::AppState;
 use crate::auth::{Identity, KeyRefusal, Principal};
@@ -21,7 +21,7 @@ pub(super) use chat::FORMAT;
 pub use validation::FeatherError;
 use validation::{Validator, loc};
 
-pub fn routes() -> Router<Arc<AppState>> {
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
     chat::routes().merge(integrations::routes())
 }
 

@@ -10,6 +10,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
+use utoipa::ToSchema;
 
 /// A Feather error response.
 #[derive(Debug)]
@@ -24,11 +25,27 @@ pub enum FeatherError {
     Invalid(Vec<ValidationError>),
 }
 
+/// The body of every Feather error but validation's.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorResponse {
+    /// The kind, such as `NotFoundError`.
+    error: &'static str,
+    message: String,
+}
+
+/// FastAPI's 422 body.
+#[derive(Serialize, ToSchema)]
+pub struct HttpValidationError {
+    detail: Vec<ValidationError>,
+}
+
 /// One entry of `detail`, its fields in FastAPI's order.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ValidationError {
     #[serde(rename = "type")]
     kind: String,
+    /// Where: `body`, `query` or `path`, then field names and indexes.
+    #[schema(value_type = Vec<Value>)]
     loc: Loc,
     msg: String,
     input: Value,
@@ -57,10 +74,10 @@ impl IntoResponse for FeatherError {
                 status,
                 error,
                 message,
-            } => (status, Json(json!({ "error": error, "message": message }))).into_response(),
+            } => (status, Json(ErrorResponse { error, message })).into_response(),
             FeatherError::Invalid(detail) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
-                Json(json!({ "detail": detail })),
+                Json(HttpValidationError { detail }),
             )
                 .into_response(),
         }
