@@ -95,6 +95,21 @@ async fn a_session_started_on_one_replica_goes_on_and_reads_the_same_on_another(
     let (_, listed_b) = b.get("/sessions").await;
     assert_eq!(listed_a, listed_b);
     assert_eq!(listed_a[0]["message_count"], 6);
+
+    // Usage is shared: each replica counts its own chats and writes them
+    // within a second, so both come to the same sum.
+    let (_, on_a) = a.get("/admin/usage").await;
+    let counted = on_a["total"]["requests"].as_u64().unwrap();
+    assert!(
+        counted == 1 || counted == 3,
+        "a's own chat at once, b's two model turns maybe already: {on_a}"
+    );
+    within(Duration::from_secs(5), || async {
+        let (_, on_a) = a.get("/admin/usage").await;
+        let (_, on_b) = b.get("/admin/usage").await;
+        on_a["total"]["requests"] == 3 && on_a["total"] == on_b["total"]
+    })
+    .await;
 }
 
 #[tokio::test]
