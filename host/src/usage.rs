@@ -159,6 +159,11 @@ type Tally = HashMap<Payer, Counts>;
 pub struct UsageLog {
     store: Store,
     tally: Arc<Mutex<Tally>>,
+    /// Held by a write for its whole length, and by a report while it
+    /// reads the tally and the store: counts taken from the tally for a
+    /// write are in neither until it commits, and a report must see them
+    /// once, not never and not twice.
+    writing: Arc<tokio::sync::RwLock<()>>,
 }
 
 impl UsageLog {
@@ -167,6 +172,7 @@ impl UsageLog {
         let log = UsageLog {
             store,
             tally: Arc::default(),
+            writing: Arc::default(),
         };
         let writer = log.clone();
         tokio::spawn(async move {
@@ -192,6 +198,7 @@ impl UsageLog {
 
     /// Writes the tally; on failure it is kept for the next write.
     pub async fn flush(&self) {
+        let _writing = self.writing.write().await;
         let tally = std::mem::take(&mut *lock(&self.tally));
         if tally.is_empty() {
             return;
@@ -212,6 +219,7 @@ impl UsageLog {
 
     /// One org's usage: what is written, and this replica's tally.
     pub async fn report(&self, org: &str, query: UsageQuery) -> Result<UsageReport, StoreError> {
+        let _reading = self.writing.read().await;
         let unwritten: Vec<UsageRecord> = {
             let now = crate::timestamp::now();
             let in_range = query.from.as_ref().is_none_or(|from| now >= *from)
