@@ -6,6 +6,7 @@
 //! Bounded in count and time and on loopback only. It asserts no speed:
 //! the figures it prints go to BENCHMARKS.md.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -33,29 +34,54 @@ fn expected_body() -> String {
     body
 }
 
-/// What a leak would grow. Idle keep-alive connections to the model are
-/// counted apart: each holds a socket and a task, and their number
-/// follows the peak concurrency (bounded by it), not the number of chats.
+/// What a leak would grow. Open connections are counted apart: each
+/// holds a socket and a task, idle keep-alive ones to the model follow the
+/// peak concurrency (bounded by it) and not the number of chats, and any
+/// other open one is a client's to close, not the host's.
 #[derive(Debug, PartialEq)]
 struct Footprint {
     tasks: u64,
     fds: usize,
     children: Vec<u32>,
-    model_connections: usize,
+    /// The host's TCP sockets by role and state, which also names what a
+    /// growth is made of.
+    sockets: BTreeMap<String, usize>,
 }
 
 impl Footprint {
+    fn open_connections(&self) -> usize {
+        self.sockets
+            .iter()
+            .filter(|(role, _)| role.ends_with(" ESTAB"))
+            .map(|(_, count)| count)
+            .sum()
+    }
+
+    fn model_connections(&self) -> usize {
+        self.sockets.get("to model ESTAB").copied().unwrap_or(0)
+    }
+
+    /// Connections the peer closed and the host did not: a leak.
+    fn half_closed(&self) -> usize {
+        self.sockets
+            .iter()
+            .filter(|(role, _)| role.ends_with(" CLOSE-WAIT"))
+            .map(|(_, count)| count)
+            .sum()
+    }
+
     fn tasks_besides_connections(&self) -> u64 {
-        self.tasks - self.model_connections as u64
+        self.tasks.saturating_sub(self.open_connections() as u64)
     }
 
     fn fds_besides_connections(&self) -> usize {
-        self.fds - self.model_connections
+        self.fds.saturating_sub(self.open_connections())
     }
 
     fn within(&self, baseline: &Footprint) -> bool {
         self.tasks_besides_connections() <= baseline.tasks_besides_connections()
             && self.fds_besides_connections() <= baseline.fds_besides_connections()
+            && self.half_closed() == 0
             && self.children == baseline.children
     }
 }
@@ -67,23 +93,27 @@ async fn footprint(host: &Agenthost, llm_port: u16) -> Footprint {
         tasks: stats["tasks"].as_u64().unwrap(),
         fds: open_fds(host.pid()),
         children: children_of(host.pid()),
-        model_connections: established_to(llm_port),
+        sockets: sockets_by_role(host, llm_port),
     }
 }
 
-/// Established IPv4 connections to `port` on this machine; only
-/// agenthost connects to the mock model.
-fn established_to(port: u16) -> usize {
-    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
-    table
-        .lines()
-        .skip(1)
-        .filter(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let remote_port = fields[2].rsplit(':').next().unwrap();
-            u16::from_str_radix(remote_port, 16).unwrap() == port && fields[3] == "01"
-        })
-        .count()
+fn sockets_by_role(host: &Agenthost, llm_port: u16) -> BTreeMap<String, usize> {
+    let host_port = reqwest::Url::parse(&host.url("/"))
+        .ok()
+        .and_then(|url| url.port())
+        .unwrap_or(0);
+    let mut roles = BTreeMap::new();
+    for (local, remote, state) in tcp_sockets_of(host.pid()) {
+        let role = if local == host_port {
+            "from client"
+        } else if remote == llm_port {
+            "to model"
+        } else {
+            "other"
+        };
+        *roles.entry(format!("{role} {state}")).or_insert(0) += 1;
+    }
+    roles
 }
 
 fn open_fds(pid: u32) -> usize {
@@ -196,10 +226,15 @@ async fn hundreds_of_concurrent_tool_chats_fail_none_and_leak_nothing() {
         after.fds_besides_connections() <= baseline.fds_besides_connections(),
         "fds grew: {baseline:?} -> {after:?}"
     );
+    assert_eq!(
+        after.half_closed(),
+        0,
+        "connections left half-closed: {after:?}"
+    );
     // Connections follow concurrency, not chats (~5,000 here). hyper may
     // open a connection for a waiting request while another goes idle and
     // keep both, so a few beyond one per client are normal.
-    assert!(after.model_connections <= 2 * CONCURRENCY, "{after:?}");
+    assert!(after.model_connections() <= 2 * CONCURRENCY, "{after:?}");
     assert_eq!(after.children, baseline.children, "child processes changed");
     assert_eq!(zombies_of(host.pid()), Vec::<u32>::new());
     let log = host.logs();
