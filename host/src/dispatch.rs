@@ -15,8 +15,9 @@ use rmcp::model::CallToolResult;
 use serde_json::{Map, Value};
 
 use crate::auth::Caller;
-use crate::mcp::{McpError, ToolBinding};
+use crate::mcp::{McpError, ToolBinding, call_meta};
 use crate::store::{Store, StoreError, ToolCallRecord};
+use crate::traces::Traces;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DispatchError {
@@ -31,11 +32,12 @@ pub enum DispatchError {
 #[derive(Clone)]
 pub struct Dispatcher {
     log: Store,
+    traces: Traces,
 }
 
 impl Dispatcher {
-    pub fn new(log: Store) -> Dispatcher {
-        Dispatcher { log }
+    pub fn new(log: Store, traces: Traces) -> Dispatcher {
+        Dispatcher { log, traces }
     }
 
     /// The org's logged calls, newest first, optionally of one connection.
@@ -55,10 +57,12 @@ impl Dispatcher {
         caller: &Caller,
     ) -> Result<CallToolResult, DispatchError> {
         let started = Instant::now();
+        let span = self.traces.tool_call(&binding.server, &binding.tool);
         let outcome = if caller.may_call(binding.read_only) {
+            let meta = call_meta::meta(caller.end_user.as_deref(), span.trace_context());
             binding
                 .entry
-                .call(&binding.tool, arguments, caller.end_user.as_deref())
+                .call(&binding.tool, arguments, meta)
                 .await
                 .map_err(DispatchError::from)
         } else {
@@ -74,6 +78,7 @@ impl Dispatcher {
             Err(e @ DispatchError::Mcp(_)) => ("failed", Some(e.to_string())),
         };
         crate::metrics::tool_call(&binding.server, &binding.tool, outcome_label, took);
+        span.end(outcome_label, error.as_deref());
         let record = ToolCallRecord {
             at: crate::timestamp::now(),
             org: caller.principal.as_ref().map(|p| p.org.clone()),

@@ -15,10 +15,11 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("store", &["config", "metrics", "timestamp"]),
     ("plugins", &["config", "metrics"]),
     ("devtools", &["config", "plugins"]),
+    ("traces", &["config", "plugins"]),
     ("mcp", &["config", "timestamp"]),
     (
         "dispatch",
-        &["auth", "mcp", "metrics", "store", "timestamp"],
+        &["auth", "mcp", "metrics", "store", "timestamp", "traces"],
     ),
     ("usage", &["auth", "store", "timestamp"]),
     (
@@ -32,7 +33,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "agent",
         &[
-            "auth", "config", "dispatch", "mcp", "metrics", "plugins", "usage",
+            "auth", "config", "dispatch", "mcp", "metrics", "plugins", "traces", "usage",
         ],
     ),
     (
@@ -77,6 +78,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "registry",
             "sealing",
             "store",
+            "traces",
             "usage",
         ],
     ),

@@ -12,7 +12,7 @@
 //!       connections       org connections to customer MCP servers
 //!         dispatch        every tool call: role check and audit log
 //!         usage           token usage: each chat's, recorded and summed
-//!           mcp  store  plugins
+//!           mcp  store  plugins  traces
 //!             auth  config  sealing  timestamp  metrics
 //! ```
 //!
@@ -38,4 +38,5 @@ pub mod sealing;
 pub mod server;
 pub mod store;
 pub mod timestamp;
+pub mod traces;
 pub mod usage;

@@ -37,6 +37,8 @@ pub enum ServeError {
     Cors(#[from] InvalidOrigin),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Traces(#[from] crate::traces::TracesError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -49,6 +51,7 @@ pub enum ServeError {
 pub async fn serve(config: Config, own_exe: &Path) -> Result<(), ServeError> {
     // Before anything that keeps a metric's handle is made.
     let metrics = crate::metrics::install();
+    let (traces, trace_export) = crate::traces::start(&config.telemetry).await?;
     let mut plugins = PluginRuntime::new(
         SandboxLimits::from_config(&config.limits),
         Some(
@@ -114,13 +117,14 @@ pub async fn serve(config: Config, own_exe: &Path) -> Result<(), ServeError> {
     // Cancelled on shutdown, so open MCP event streams end and the
     // graceful shutdown does not wait on them forever.
     let shutdown = CancellationToken::new();
-    let dispatcher = Dispatcher::new(store.clone());
+    let dispatcher = Dispatcher::new(store.clone(), traces.clone());
     let usage = UsageLog::start(store.clone());
     let agent = Arc::new(Agent::new(
         plugins.clone(),
         providers,
         dispatcher.clone(),
         usage.clone(),
+        traces,
         config.agent.clone(),
     )?);
     let chats = agent.clone();
@@ -188,6 +192,9 @@ pub async fn serve(config: Config, own_exe: &Path) -> Result<(), ServeError> {
     };
     pool.shutdown().await;
     usage.flush().await;
+    if let Some(export) = trace_export {
+        export.shutdown().await;
+    }
     served?;
     Ok(())
 }

@@ -159,16 +159,7 @@ async fn dependencies_are_quiet_by_default_and_mcp_stderr_names_its_server() {
 
 #[test]
 fn a_config_error_is_said_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("agenthost.toml");
-    std::fs::write(&config, "listen = 5\n").unwrap();
-    let output = std::process::Command::new(bin())
-        .args(["serve", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = serve_refused("listen = 5\n");
     assert_eq!(
         stderr.matches("listen = 5").count(),
         1,

@@ -24,6 +24,7 @@ mod secrets;
 mod seed_clients;
 mod shutdown;
 mod simple_frontend;
+mod traces;
 mod truefoundry;
 mod trust;
 mod ui;

@@ -14,6 +14,7 @@ mod upstream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use opentelemetry::context::FutureExt as _;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -30,6 +31,7 @@ use crate::plugins::{
     self, Outbound, PluginFailure, PluginRuntime, ProviderConfig, ProviderInstance, TokenUsage,
     ToolSpec, TurnEnd,
 };
+use crate::traces::Traces;
 use crate::usage::{UsageLog, UsageMeter};
 use turn::{CallIds, Turn};
 use upstream::{ProviderBody, Upstream, UpstreamError};
@@ -54,6 +56,20 @@ pub enum AgentError {
     IterationLimit(u32),
     #[error("the server is shutting down: the chat was ended before its answer was complete")]
     ShuttingDown,
+}
+
+impl AgentError {
+    /// A stable name for the kind of failure, for traces' `error.type`.
+    fn kind(&self) -> &'static str {
+        match self {
+            AgentError::Plugin(_) => "plugin",
+            AgentError::Upstream(_) => "upstream",
+            AgentError::Unavailable(_) => "unavailable",
+            AgentError::Provider(_) => "provider_error",
+            AgentError::IterationLimit(_) => "iteration_limit",
+            AgentError::ShuttingDown => "shutting_down",
+        }
+    }
 }
 
 /// One chat to run.
@@ -113,6 +129,7 @@ pub struct Agent {
     router: Router,
     dispatcher: Dispatcher,
     usage: UsageLog,
+    traces: Traces,
     config: AgentConfig,
     /// Cancelled when a shutdown's grace period is over.
     ending: CancellationToken,
@@ -127,6 +144,7 @@ impl Agent {
         providers: ResolvedProviders,
         dispatcher: Dispatcher,
         usage: UsageLog,
+        traces: Traces,
         config: AgentConfig,
     ) -> Result<Agent, AgentError> {
         for provider in &providers.all {
@@ -139,6 +157,7 @@ impl Agent {
             router: Router::new(providers),
             dispatcher,
             usage,
+            traces,
             config,
             ending: CancellationToken::new(),
             running: Arc::default(),
@@ -177,6 +196,10 @@ impl Agent {
         let agent = self.clone();
         let running = Running::enter(&self.running);
         let mut meter = self.usage.meter(&request.caller);
+        let trace = self.traces.chat(
+            &request.route.model,
+            request.caller.principal.as_ref().map(|p| p.org.as_str()),
+        );
         let driver = async move {
             let _running = running;
             let mut added = Vec::new();
@@ -189,16 +212,23 @@ impl Agent {
             // finds its usage counted.
             drop(meter);
             let ending = match driven {
-                Ok(()) => ChatEvent::Done,
+                Ok(()) => {
+                    agent.traces.end_chat(None);
+                    ChatEvent::Done
+                }
                 Err(e) => {
                     tracing::warn!("chat failed: {e}");
+                    agent.traces.end_chat(Some((e.kind(), e.to_string())));
                     ChatEvent::Error(e.to_string())
                 }
             };
             let _ = events_tx.send(vec![ending]).await;
             added
         };
-        ChatRun::new(Box::pin(driver), events)
+        match trace {
+            Some(cx) => ChatRun::new(Box::pin(driver.with_context(cx)), events),
+            None => ChatRun::new(Box::pin(driver), events),
+        }
     }
 
     async fn drive(
@@ -249,9 +279,21 @@ impl Agent {
             }
             let (text, calls, reason) = loop {
                 let mut turn = Turn::new(&request.tools, &mut ids);
+                let span = self.traces.model_request(
+                    &route.provider.name,
+                    &route.provider.plugin,
+                    &route.provider.base_url,
+                    &wire,
+                );
                 let answered = self
                     .model_turn(&mut instance, &route, &wire, &mut turn, events)
                     .await;
+                span.end(
+                    turn.response_model.as_deref(),
+                    turn.usage.as_ref(),
+                    turn.reason(),
+                    answered.as_ref().err().map(|e| (e.kind(), e.to_string())),
+                );
                 if let Some(used) = turn.usage.take() {
                     count_usage(meter, &route, used);
                 }

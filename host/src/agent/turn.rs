@@ -50,6 +50,8 @@ pub struct Turn<'a> {
     provider_error: Option<String>,
     /// What the response cost, when the provider said.
     pub usage: Option<TokenUsage>,
+    /// The model that answered, when the provider said.
+    pub response_model: Option<String>,
 }
 
 impl<'a> Turn<'a> {
@@ -62,6 +64,7 @@ impl<'a> Turn<'a> {
             reason: None,
             provider_error: None,
             usage: None,
+            response_model: None,
         }
     }
 
@@ -113,7 +116,10 @@ impl<'a> Turn<'a> {
                         fragment: fragment.fragment,
                     }));
                 }
-                ProviderEvent::ResponseInfo(info) => out.push(ChatEvent::ResponseInfo(info)),
+                ProviderEvent::ResponseInfo(info) => {
+                    self.response_model = Some(info.model.clone());
+                    out.push(ChatEvent::ResponseInfo(info));
+                }
                 ProviderEvent::Finish(reason) => self.reason = Some(reason),
                 ProviderEvent::Usage(usage) => self.usage = Some(usage),
                 ProviderEvent::Error(message) => self.provider_error = Some(message),
@@ -133,6 +139,11 @@ impl<'a> Turn<'a> {
             server,
             tool,
         }
+    }
+
+    /// Why the provider said the turn ended, if it has.
+    pub fn reason(&self) -> Option<FinishReason> {
+        self.reason
     }
 
     /// The calls to execute and why the turn ended, or the error the

@@ -25,7 +25,7 @@ use crate::connections::Connections;
 pub use crate::dispatch::DispatchError;
 use crate::dispatch::Dispatcher;
 /// The header naming the end user a request's tool calls are pinned to.
-pub use crate::mcp::end_user::HEADER as END_USER_HEADER;
+pub use crate::mcp::call_meta::END_USER_HEADER;
 use crate::mcp::{McpError, McpPool};
 pub use crate::mcp::{ToolBinding, ToolSet, ToolSummary};
 use crate::plugins::{EncoderPlugin, PluginFailure, PluginRuntime};

@@ -103,6 +103,23 @@ pub struct TelemetryConfig {
     /// every org's servers and tools.
     #[serde(default)]
     pub metrics_public: bool,
+    /// Where to send traces over OTLP/HTTP, as a collector's base URL
+    /// (`http://collector:4318`) or its full `/v1/traces` URL. Unset, no
+    /// span is made at all.
+    pub otlp_endpoint: Option<String>,
+    #[serde(default)]
+    pub otlp_protocol: OtlpProtocol,
+}
+
+/// How spans are encoded on the wire; collectors take both.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq)]
+pub enum OtlpProtocol {
+    /// The OpenTelemetry SDKs' default.
+    #[default]
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+    #[serde(rename = "http/json")]
+    HttpJson,
 }
 
 fn default_shutdown_grace_secs() -> f64 {

@@ -12,7 +12,7 @@ use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use rmcp::{RoleClient, ServiceExt};
 
-use super::{end_user, sse_client};
+use super::{call_meta, sse_client};
 use crate::config::{McpServerConfig, Transport};
 
 pub type Client = RunningService<RoleClient, ()>;
@@ -188,7 +188,7 @@ async fn connect_http(
         .collect();
     let mut transport_config = StreamableHttpClientTransportConfig::with_uri(url);
     transport_config.custom_headers = headers;
-    let client = end_user::PinningClient(http_client.unwrap_or_default());
+    let client = call_meta::MetaHeadersClient(http_client.unwrap_or_default());
     let transport = StreamableHttpClientTransport::with_client(client, transport_config);
     ().serve(transport).await.map_err(|e| e.to_string())
 }

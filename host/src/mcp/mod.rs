@@ -6,8 +6,8 @@
 //! request's tools for the model and maps them back.
 
 mod backoff;
+pub mod call_meta;
 mod connect;
-pub mod end_user;
 mod error;
 pub mod names;
 mod pool;

@@ -17,7 +17,7 @@ use rmcp::model::{
 use serde_json::{Map, Value};
 
 use super::pool::Reach;
-use super::{McpError, backoff, connect, end_user};
+use super::{McpError, backoff, connect};
 use crate::config::{McpServerConfig, Transport};
 
 /// Most a server may list: more pages, tools or bytes of them is refused
@@ -343,13 +343,13 @@ impl ServerEntry {
         }
     }
 
-    /// Calls one tool under the server's timeout, pinned to `end_user`
-    /// when given (see [`end_user`]).
+    /// Calls one tool under the server's timeout, with `meta` (see
+    /// [`super::call_meta`]) when given.
     pub async fn call(
         &self,
         tool: &str,
         arguments: Map<String, Value>,
-        end_user: Option<&str>,
+        meta: Option<RequestMetaObject>,
     ) -> Result<CallToolResult, McpError> {
         let server = &self.config.id;
         let (peer, tools) = self
@@ -358,11 +358,7 @@ impl ServerEntry {
         let timeout = self.config.call_timeout();
         let mut params = CallToolRequestParams::new(tool.to_owned());
         params.arguments = Some(arguments);
-        if let Some(end_user) = end_user {
-            let mut meta = RequestMetaObject::new();
-            meta.insert(end_user::META_KEY.into(), end_user.into());
-            params.meta = Some(meta);
-        }
+        params.meta = meta;
         let failed = |reason: String| McpError::Call {
             server: server.clone(),
             tool: tool.to_owned(),

@@ -17,7 +17,7 @@ use reqwest::header::HeaderMap;
 use rmcp::model::{ClientJsonRpcMessage, ServerJsonRpcMessage};
 use tokio::sync::{mpsc, oneshot};
 
-use super::end_user;
+use super::call_meta;
 
 const ENDPOINT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Larger events are refused rather than buffered without bound.
@@ -62,8 +62,8 @@ pub async fn connect(
     tokio::spawn(async move {
         while let Some(message) = outgoing_rx.next().await {
             let mut post = client.post(endpoint.clone()).headers(headers.clone());
-            if let Some(end_user) = end_user::of_message(&message) {
-                post = post.header(end_user::HEADER, end_user);
+            for (name, value) in call_meta::headers_of(&message) {
+                post = post.header(name, value);
             }
             let posted = post.json(&message).send().await;
             match posted {

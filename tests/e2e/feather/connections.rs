@@ -310,6 +310,10 @@ async fn a_chat_reaches_the_connection_pinned_and_the_log_records_who_how_and_wh
             )),
         "{mcp}"
     );
+    assert!(
+        !mcp.to_string().contains("traced"),
+        "with traces off, no trace context reaches the server: {mcp}"
+    );
 
     // The log: who, which connection, how, why.
     let (_, log) = send_json(

@@ -41,6 +41,23 @@ fn target_dir() -> &'static Path {
 const WASM_TARGET: &str = "wasm32-wasip2";
 
 /// Where the build put the plugin components, test fixtures included.
+/// Runs `agenthost serve` on a config file of `toml` (its `data_dir` a
+/// fresh directory), expects it to refuse to start, and returns its stderr.
+pub fn serve_refused(toml: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("agenthost.toml");
+    let toml = format!("data_dir = {:?}\n{toml}", dir.path());
+    std::fs::write(&config, toml).unwrap();
+    let output = Command::new(bin())
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!output.status.success(), "it started: {stderr}");
+    stderr
+}
+
 pub fn plugin_build_dir() -> PathBuf {
     target_dir()
         .join("plugins")
