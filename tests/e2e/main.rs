@@ -13,6 +13,7 @@ mod load;
 mod logs;
 mod mcp_chat;
 mod mcp_failures;
+mod mcp_results;
 mod metrics;
 mod openapi;
 mod plugin_developers;

@@ -199,7 +199,10 @@ async fn third_party_python_mcp_server_works_and_restarts_after_dying() {
         .iter()
         .map(|t| t["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["reverse_text", "word_count", "crash", "slow"]);
+    assert_eq!(
+        names,
+        ["reverse_text", "word_count", "tiny_image", "crash", "slow"]
+    );
 
     let (status, body) = host
         .post_json(

@@ -161,15 +161,7 @@ async fn traced_chat(protocol: &str) -> (Agenthost, Exports, Value, PythonMcpSer
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     // The tool's answer, as the model got it in the next request.
-    let requests = llm.requests();
-    let tool_message = requests[1].body["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["role"] == "tool")
-        .unwrap()
-        .clone();
-    let answer = serde_json::from_str(tool_message["content"].as_str().unwrap()).unwrap();
+    let answer = serde_json::from_str(llm.tool_message_in(1).as_str().unwrap()).unwrap();
     (host, exports, answer, crm)
 }
 

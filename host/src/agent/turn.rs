@@ -181,6 +181,11 @@ mod tests {
                 description: String::new(),
                 input_schema: "{}".into(),
                 read_only: true,
+                listed: std::sync::Arc::new(rmcp::model::Tool::new(
+                    "calculate",
+                    "",
+                    serde_json::Map::new(),
+                )),
                 entry: pool.server(None, "demo").unwrap(),
             }],
         }

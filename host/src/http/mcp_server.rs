@@ -20,13 +20,13 @@ use axum::{Json, Router};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorData,
     Implementation, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
-    Tool, ToolAnnotations,
+    Tool,
 };
 use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{RoleServer, ServerHandler};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::AppState;
@@ -239,9 +239,13 @@ impl ServerHandler for Aggregate {
     }
 }
 
+/// The tool as its server listed it (title, output schema, annotations,
+/// icons and `_meta` included), under the name this endpoint gives it and
+/// with the read-only hint the config may override.
 fn as_tool(binding: &ToolBinding) -> Tool {
-    let schema =
-        serde_json::from_str::<Map<String, Value>>(&binding.input_schema).unwrap_or_default();
-    Tool::new(binding.name.clone(), binding.description.clone(), schema)
-        .with_annotations(ToolAnnotations::new().read_only(binding.read_only))
+    let mut tool = (*binding.listed).clone();
+    tool.name = binding.name.clone().into();
+    let annotations = tool.annotations.take().unwrap_or_default();
+    tool.annotations = Some(annotations.read_only(binding.read_only));
+    tool
 }

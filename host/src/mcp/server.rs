@@ -88,6 +88,9 @@ pub struct OfferedTool {
     pub input_schema: String,
     /// The server's `readOnlyHint`, or the config's override.
     pub read_only: bool,
+    /// The tool exactly as the server listed it, for `/mcp/` to list on
+    /// with its title, output schema, annotations and icons.
+    pub listed: Arc<Tool>,
 }
 
 /// A server's tool as the frontends list it.
@@ -120,6 +123,7 @@ impl OfferedTool {
                 &tool.name,
                 tool.annotations.as_ref().and_then(|a| a.read_only_hint),
             ),
+            listed: Arc::new(tool.clone()),
         }
     }
 }

@@ -182,6 +182,17 @@ impl MockLlm {
         self.state.requests.lock().unwrap().clone()
     }
 
+    /// The content of the first tool message in request `index` (an
+    /// OpenAI-style body): a tool's result as the model was given it.
+    pub fn tool_message_in(&self, index: usize) -> Value {
+        let requests = self.requests();
+        requests[index].body["messages"]
+            .as_array()
+            .and_then(|messages| messages.iter().find(|m| m["role"] == "tool"))
+            .map(|message| message["content"].clone())
+            .unwrap_or_else(|| panic!("no tool message in request {index}"))
+    }
+
     /// Requests whose response is still open.
     pub fn open_requests(&self) -> usize {
         self.state.open.load(std::sync::atomic::Ordering::SeqCst)

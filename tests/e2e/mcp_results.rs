@@ -1,0 +1,99 @@
+//! Tool results without loss. What a third-party server (the Python SDK's
+//! FastMCP) returns reaches clients of `/mcp/` whole: an image block byte
+//! for byte, `structuredContent`, and `outputSchema` in the listing. The
+//! model reads the text, with a note for the image it is not given.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use testkit::*;
+
+/// The 1x1 PNG the fixture's `tiny_image` returns, base64 as it sends it.
+const TINY_PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==";
+
+const KEY: &str = "sk-results-admin";
+
+fn host(llm: &MockLlm) -> Agenthost {
+    // A Python server takes longer than the default 2 s chats wait.
+    let config = format!(
+        "{}{}[agent]\ntools_wait_secs = 60\n[[api_keys]]\nkey = \"{KEY}\"\norg = \"acme\"\nrole = \"admin\"\n",
+        llm.provider_toml(),
+        fastmcp_server_toml("py")
+    );
+    Agenthost::start_with_env(&config, &[("AGENTHOST_TEST_KEY", "sk-test")]).with_key(KEY)
+}
+
+#[tokio::test]
+async fn images_structured_content_and_output_schemas_reach_mcp_clients_whole() {
+    let llm = MockLlm::start().await;
+    let host = host(&llm);
+    let args = [
+        fixture("mcp_client.py").display().to_string(),
+        host.url("/mcp/"),
+        KEY.to_owned(),
+        "-".to_owned(),
+        json!([["py__tiny_image", {}], ["py__word_count", { "text": "one two" }]]).to_string(),
+    ];
+    let out = run_json_client("python3", &args).await;
+
+    let listed = |name: &str| -> Value {
+        out["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} not listed: {out}"))
+    };
+    let word_count = listed("py__word_count");
+    assert_eq!(
+        word_count["output_schema"]["properties"]["result"]["type"], "integer",
+        "{word_count}"
+    );
+    assert!(listed("py__tiny_image").get("output_schema").is_none());
+
+    assert_eq!(
+        out["results"][0]["content"],
+        json!([
+            { "type": "text", "text": "A tiny image:" },
+            { "type": "image", "data": TINY_PNG, "mimeType": "image/png" },
+        ]),
+        "{out}"
+    );
+    assert_eq!(
+        out["results"][1]["structuredContent"],
+        json!({ "result": 2 })
+    );
+    assert_eq!(
+        out["results"][1]["content"],
+        json!([{ "type": "text", "text": "2" }])
+    );
+}
+
+#[tokio::test]
+async fn the_model_reads_the_caption_and_a_note_for_the_image_not_its_bytes() {
+    let llm = MockLlm::start().await;
+    let host = host(&llm);
+    let (status, connected) = host.post_json("/connect/py", "").await;
+    assert_eq!(status, StatusCode::OK, "{connected}");
+    llm.respond(vec![
+        role_chunk(),
+        tool_start_chunk(0, "call_img", "py__tiny_image"),
+        tool_args_chunk(0, "{}"),
+        finish_chunk("tool_calls"),
+        DONE.into(),
+    ]);
+    llm.respond(vec![
+        text_chunk("A dot."),
+        finish_chunk("stop"),
+        DONE.into(),
+    ]);
+    let (status, body) = host
+        .post("/chat/stream", r#"{"message": "Show me the image"}"#)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    assert_eq!(
+        llm.tool_message_in(1),
+        "A tiny image:\n[an image (image/png, 70 bytes) is in the result but not shown to the model]"
+    );
+}
