@@ -1,7 +1,8 @@
 //! Tool results without loss. What a third-party server (the Python SDK's
 //! FastMCP) returns reaches clients of `/mcp/` whole: an image block byte
 //! for byte, `structuredContent`, and `outputSchema` in the listing. The
-//! model reads the text, with a note for the image it is not given.
+//! model reads the text, with a note for the image it is not given. And a
+//! server configured with `tool_prefix = false` keeps its own tool names.
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -95,5 +96,49 @@ async fn the_model_reads_the_caption_and_a_note_for_the_image_not_its_bytes() {
     assert_eq!(
         llm.tool_message_in(1),
         "A tiny image:\n[an image (image/png, 70 bytes) is in the result but not shown to the model]"
+    );
+}
+
+#[tokio::test]
+async fn a_server_without_tool_prefix_keeps_its_own_names_where_no_other_took_them() {
+    let python = |id: &str| {
+        format!(
+            "[[mcp_servers]]\nid = \"{id}\"\ntransport = \"stdio\"\ncommand = \"python3\"\nargs = [{:?}]\ntool_prefix = false\n",
+            fixture("fastmcp_server.py").display().to_string()
+        )
+    };
+    let llm = MockLlm::start().await;
+    let config = format!(
+        "{}{}{}{}[agent]\ntools_wait_secs = 60\n[[api_keys]]\nkey = \"{KEY}\"\norg = \"acme\"\nrole = \"admin\"\n",
+        llm.provider_toml(),
+        demo_server_toml(),
+        python("first"),
+        python("second"),
+    );
+    let host = Agenthost::start_with_env(&config, &[("AGENTHOST_TEST_KEY", "sk-test")]);
+    let args = [
+        fixture("mcp_client.py").display().to_string(),
+        host.url("/mcp/"),
+        KEY.to_owned(),
+        "-".to_owned(),
+        json!([["word_count", { "text": "a b c" }]]).to_string(),
+    ];
+    let out = run_json_client("python3", &args).await;
+    let mut names: Vec<&str> = out["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .filter(|name| name.contains("word_count") || name.contains("calculate"))
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["demo__calculate", "second__word_count", "word_count"],
+        "the first server keeps the name, the second is prefixed: {out}"
+    );
+    assert_eq!(
+        out["results"][0]["structuredContent"],
+        json!({ "result": 3 })
     );
 }

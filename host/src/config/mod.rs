@@ -185,6 +185,11 @@ pub struct McpServerConfig {
     /// what a viewer may call: `{ add_note = "write" }`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tool_access: BTreeMap<String, ToolAccess>,
+    /// `false`: offer the tools under the server's own names where no
+    /// name offered before takes them, for clients that expect one
+    /// server's exact names. Absent: `server__tool`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_prefix: Option<bool>,
 }
 
 /// Whether calling a tool only reads, for role checks.
@@ -218,6 +223,7 @@ impl McpServerConfig {
             startup_timeout: None,
             integration_fqn: None,
             tool_access: BTreeMap::new(),
+            tool_prefix: None,
         }
     }
 
@@ -227,6 +233,11 @@ impl McpServerConfig {
             Some(access) => *access == ToolAccess::Read,
             None => hint.unwrap_or(false),
         }
+    }
+
+    /// Whether its tools are offered as `server__tool`.
+    pub fn prefixes_tools(&self) -> bool {
+        self.tool_prefix != Some(false)
     }
 
     pub fn display_name(&self) -> &str {
@@ -577,6 +588,7 @@ impl Config {
                 startup_timeout: None,
                 integration_fqn: None,
                 tool_access: BTreeMap::new(),
+                tool_prefix: None,
             }]
         })
     }

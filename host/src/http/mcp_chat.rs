@@ -84,6 +84,7 @@ impl ServerSpec {
             startup_timeout: self.timeout,
             integration_fqn: None,
             tool_access: Default::default(),
+            tool_prefix: None,
         }
     }
 }

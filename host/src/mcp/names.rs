@@ -2,7 +2,9 @@
 //!
 //! Providers accept only `^[a-zA-Z0-9_-]{1,64}$`, and two MCP servers may
 //! both have a `search` tool, so each tool is offered as `server__tool`
-//! (the seed 004 convention), sanitized, truncated and de-duplicated.
+//! (the seed 004 convention), sanitized, truncated and de-duplicated; a
+//! server configured with `tool_prefix = false` offers its tools under
+//! their own names where those are valid and still free.
 
 const MAX_LEN: usize = 64;
 
@@ -24,6 +26,16 @@ impl NameAllocator {
         }
         self.taken.insert(name.clone());
         name
+    }
+
+    /// `tool` itself if it is a valid name no tool took before, else as
+    /// [`NameAllocator::allocate`] names it.
+    pub fn allocate_unprefixed(&mut self, server: &str, tool: &str) -> String {
+        let valid = tool.len() <= MAX_LEN && sanitize(tool) == tool;
+        if valid && self.taken.insert(tool.to_owned()) {
+            return tool.to_owned();
+        }
+        self.allocate(server, tool)
     }
 }
 
@@ -53,6 +65,23 @@ fn truncate(mut name: String, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unprefixed_names_are_kept_where_valid_and_free() {
+        let mut names = NameAllocator::default();
+        assert_eq!(names.allocate("demo", "calculate"), "demo__calculate");
+        assert_eq!(names.allocate_unprefixed("ref", "echo"), "echo");
+        assert_eq!(names.allocate_unprefixed("other", "echo"), "other__echo");
+        assert_eq!(
+            names.allocate_unprefixed("ref", "demo__calculate"),
+            "ref__demo__calculate",
+            "a name taken before is not taken again"
+        );
+        assert_eq!(
+            names.allocate_unprefixed("ref", "has space"),
+            "ref__has_space"
+        );
+    }
 
     /// Whether `name` is acceptable to every provider we speak to.
     fn is_valid(name: &str) -> bool {

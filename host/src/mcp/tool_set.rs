@@ -79,9 +79,14 @@ pub async fn tool_set(selections: &[Selection]) -> Result<ToolSet, McpError> {
                 .as_ref()
                 .is_none_or(|only| only.contains(&t.name))
         });
+        let prefixed = entry.config.prefixes_tools();
         for tool in chosen {
+            let name = match prefixed {
+                true => names.allocate(id, &tool.name),
+                false => names.allocate_unprefixed(id, &tool.name),
+            };
             tools.push(ToolBinding {
-                name: names.allocate(id, &tool.name),
+                name,
                 server: id.clone(),
                 tool: tool.name.clone(),
                 description: tool.description.clone(),
