@@ -90,7 +90,7 @@ async fn servers_on_all_three_transports_serve_tools_and_chats() {
             .zip(["stdio", "sse", "streamable_http"])
     {
         assert_eq!(server["transport"], transport);
-        assert_eq!(server["tools_count"], 4);
+        assert_eq!(server["tools_count"], 5);
         assert_eq!(
             server["tools"][0],
             json!({ "name": "reverse_text", "description": "Reverse a piece of text." })
@@ -102,9 +102,9 @@ async fn servers_on_all_three_transports_serve_tools_and_chats() {
     assert_eq!(listed[1]["name"], "pysse");
 
     let (_, tools) = host.get("/tools").await;
-    assert_eq!(tools.as_array().unwrap().len(), 12);
+    assert_eq!(tools.as_array().unwrap().len(), 15);
     assert_eq!(
-        tools[4],
+        tools[5],
         json!({ "server_name": "pysse", "tool_name": "reverse_text", "full_name": "pysse__reverse_text", "description": "Reverse a piece of text." })
     );
 
