@@ -20,8 +20,9 @@ use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt, Tracer 
 use opentelemetry::{Context, KeyValue, StringValue, Value};
 use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
+use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider, SpanData, SpanExporter};
 
 use crate::config::{OtlpProtocol, TelemetryConfig};
 use crate::plugins::{ChatRequest, FinishReason, TokenUsage};
@@ -76,13 +77,13 @@ pub async fn start(config: &TelemetryConfig) -> Result<(Traces, Option<TraceExpo
     let built = tokio::task::spawn_blocking(move || {
         opentelemetry_otlp::SpanExporter::builder()
             .with_http()
-            .with_endpoint(url)
+            .with_endpoint(url.clone())
             .with_protocol(protocol)
             .with_timeout(EXPORT_TIMEOUT)
             .build()
-            .map(|exporter| {
+            .map(|inner| {
                 SdkTracerProvider::builder()
-                    .with_batch_exporter(exporter)
+                    .with_batch_exporter(SayingExporter { inner, url })
                     .with_resource(
                         Resource::builder()
                             .with_service_name("agenthost")
@@ -119,6 +120,37 @@ pub async fn start(config: &TelemetryConfig) -> Result<(Traces, Option<TraceExpo
         },
         Some(TraceExport(provider)),
     ))
+}
+
+/// The OTLP exporter, saying in our log when a batch could not be sent:
+/// the SDK's own word on it goes nowhere.
+#[derive(Debug)]
+struct SayingExporter {
+    inner: opentelemetry_otlp::SpanExporter,
+    url: String,
+}
+
+impl SpanExporter for SayingExporter {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let spans = batch.len();
+        let sent = self.inner.export(batch).await;
+        if let Err(e) = &sent {
+            tracing::warn!("cannot send {spans} spans to {}: {e}", self.url);
+        }
+        sent
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
 }
 
 /// A collector's base URL gets the traces path; a full one is kept.

@@ -289,3 +289,44 @@ fn an_endpoint_that_is_not_an_http_url_is_refused_at_start() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn a_collector_that_cannot_be_reached_is_said_in_the_log() {
+    let llm = MockLlm::start().await;
+    // A port that was free a moment ago: nothing listens on it.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = format!(
+        "{}\n[telemetry]\notlp_endpoint = \"http://127.0.0.1:{closed}\"\n",
+        llm.provider_toml()
+    );
+    let host = Agenthost::start_with_env(
+        &config,
+        &[
+            ("AGENTHOST_TEST_KEY", "sk-test"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ],
+    );
+    let (status, connected) = host.post_json("/connect/demo", "").await;
+    assert_eq!(status, StatusCode::OK, "{connected}");
+    llm.respond(answer_turn());
+    let (status, body) = host.post("/chat/stream", r#"{"message": "hi"}"#).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !host.logs().contains("cannot send") {
+        assert!(Instant::now() < deadline, "{}", host.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let logs = host.logs();
+    let line = logs
+        .lines()
+        .find(|line| line.contains("cannot send"))
+        .unwrap();
+    assert!(
+        line.contains(&format!("spans to http://127.0.0.1:{closed}/v1/traces: ")),
+        "{line}"
+    );
+}
