@@ -13,6 +13,7 @@
 //! chat's future is not wrapped, so chats pay one branch for traces.
 
 use std::collections::HashMap;
+use std::fmt::Display;
 use std::time::Duration;
 
 use opentelemetry::propagation::TextMapPropagator;
@@ -188,8 +189,9 @@ impl Traces {
         Some(Context::current_with_span(span))
     }
 
-    /// Ends the current chat's span, with the error that ended the chat.
-    pub fn end_chat(&self, error: Option<(&'static str, String)>) {
+    /// Ends the current chat's span, with the kind and text of the error
+    /// that ended the chat; the text is only made when traces are on.
+    pub fn end_chat(&self, error: Option<(&'static str, &dyn Display)>) {
         if self.tracer.is_none() {
             return;
         }
@@ -197,7 +199,7 @@ impl Traces {
         let span = cx.span();
         if let Some((kind, message)) = error {
             span.set_attribute(KeyValue::new("error.type", kind));
-            span.set_status(Status::error(message));
+            span.set_status(Status::error(message.to_string()));
         }
         span.end();
     }
@@ -279,7 +281,7 @@ impl ModelSpan {
         response_model: Option<&str>,
         usage: Option<&TokenUsage>,
         finish: Option<FinishReason>,
-        error: Option<(&'static str, String)>,
+        error: Option<(&'static str, &dyn Display)>,
     ) {
         let Some(mut span) = self.0 else {
             return;
@@ -306,7 +308,7 @@ impl ModelSpan {
         }
         if let Some((kind, message)) = error {
             span.set_attribute(KeyValue::new("error.type", kind));
-            span.set_status(Status::error(message));
+            span.set_status(Status::error(message.to_string()));
         }
         span.end();
     }

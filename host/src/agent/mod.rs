@@ -218,7 +218,7 @@ impl Agent {
                 }
                 Err(e) => {
                     tracing::warn!("chat failed: {e}");
-                    agent.traces.end_chat(Some((e.kind(), e.to_string())));
+                    agent.traces.end_chat(Some((e.kind(), &e)));
                     ChatEvent::Error(e.to_string())
                 }
             };
@@ -292,7 +292,10 @@ impl Agent {
                     turn.response_model.as_deref(),
                     turn.usage.as_ref(),
                     turn.reason(),
-                    answered.as_ref().err().map(|e| (e.kind(), e.to_string())),
+                    answered
+                        .as_ref()
+                        .err()
+                        .map(|e| (e.kind(), e as &dyn std::fmt::Display)),
                 );
                 if let Some(used) = turn.usage.take() {
                     count_usage(meter, &route, used);
