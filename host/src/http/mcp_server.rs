@@ -20,7 +20,6 @@ use axum::{Json, Router};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorData,
     Implementation, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
-    Tool,
 };
 use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -215,7 +214,7 @@ impl ServerHandler for Aggregate {
                 .tools
                 .iter()
                 .filter(|binding| caller.may_call(binding.read_only))
-                .map(as_tool)
+                .map(ToolBinding::as_listed)
                 .collect(),
         ))
     }
@@ -237,15 +236,4 @@ impl ServerHandler for Aggregate {
         };
         Ok(result.into())
     }
-}
-
-/// The tool as its server listed it (title, output schema, annotations,
-/// icons and `_meta` included), under the name this endpoint gives it and
-/// with the read-only hint the config may override.
-fn as_tool(binding: &ToolBinding) -> Tool {
-    let mut tool = (*binding.listed).clone();
-    tool.name = binding.name.clone().into();
-    let annotations = tool.annotations.take().unwrap_or_default();
-    tool.annotations = Some(annotations.read_only(binding.read_only));
-    tool
 }

@@ -26,6 +26,20 @@ pub struct ToolBinding {
     pub entry: Arc<ServerEntry>,
 }
 
+impl ToolBinding {
+    /// The tool as its server listed it (title, output schema,
+    /// annotations, icons and `_meta` included), under this binding's name
+    /// and with the read-only hint the config may override: what `/mcp/`
+    /// lists.
+    pub fn as_listed(&self) -> Tool {
+        let mut tool = (*self.listed).clone();
+        tool.name = self.name.clone().into();
+        let annotations = tool.annotations.take().unwrap_or_default();
+        tool.annotations = Some(annotations.read_only(self.read_only));
+        tool
+    }
+}
+
 /// The tools offered to the model in one request.
 #[derive(Debug, Clone, Default)]
 pub struct ToolSet {
@@ -109,8 +123,8 @@ pub async fn tool_set(selections: &[Selection]) -> Result<ToolSet, McpError> {
 pub fn result_text(result: &CallToolResult) -> String {
     let mut text = String::new();
     let mut has_text = false;
-    for block in &result.content {
-        if !text.is_empty() {
+    for (i, block) in result.content.iter().enumerate() {
+        if i > 0 {
             text.push('\n');
         }
         match block {
