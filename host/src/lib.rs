@@ -13,7 +13,7 @@
 //!         dispatch        every tool call: role check and audit log
 //!         usage           token usage: each chat's, recorded and summed
 //!           mcp  store  plugins  traces
-//!             auth  config  sealing  timestamp  metrics
+//!             auth  config  sealing  timestamp  metrics  wasm
 //! ```
 //!
 //! `http` reaches `plugins` only for the operator's plugin routes. The
@@ -40,3 +40,4 @@ pub mod store;
 pub mod timestamp;
 pub mod traces;
 pub mod usage;
+pub mod wasm;

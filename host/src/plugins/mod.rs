@@ -10,7 +10,6 @@
 mod api;
 mod bindings;
 mod builtin;
-mod cache;
 mod capabilities;
 mod instance;
 mod sandbox;
@@ -25,8 +24,8 @@ pub use bindings::*;
 pub use instance::{EncoderInstance, ProviderInstance};
 pub use sandbox::SandboxLimits;
 
+use crate::wasm::CompileCache;
 use api::{EncoderApi, EncoderApiPre, ProviderApi, ProviderApiPre, World};
-use cache::CompileCache;
 use sandbox::Sandbox;
 use shared::InstancePool;
 

@@ -10,11 +10,10 @@
 use std::time::Duration;
 
 use wasmtime::component::{Linker, ResourceTable};
-use wasmtime::{Config, Engine, ResourceLimiter, Store};
+use wasmtime::{Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-/// How often the engine's epoch advances; deadlines are whole ticks.
-const EPOCH_TICK: Duration = Duration::from_millis(5);
+use crate::wasm::{MemoryCap, ticks_for};
 
 #[derive(Debug, Clone, Copy)]
 pub struct SandboxLimits {
@@ -54,38 +53,6 @@ impl WasiView for PluginState {
     }
 }
 
-/// Refuses growth past the cap with a trap whose message says so, rather
-/// than letting the guest see a failed allocation it might misreport.
-struct MemoryCap {
-    max_bytes: usize,
-}
-
-impl ResourceLimiter for MemoryCap {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        if desired > self.max_bytes {
-            return Err(wasmtime::Error::msg(format!(
-                "memory limit of {} MiB exceeded",
-                self.max_bytes >> 20
-            )));
-        }
-        Ok(true)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
-    }
-}
-
 pub struct Sandbox {
     engine: Engine,
     linker: Linker<PluginState>,
@@ -94,19 +61,12 @@ pub struct Sandbox {
 
 impl Sandbox {
     pub fn new(limits: SandboxLimits) -> wasmtime::Result<Sandbox> {
-        let mut config = Config::new();
-        config.epoch_interruption(true);
-        config.wasm_component_model(true);
-        // Memory reservation and guards stay at their defaults (4 GiB plus
-        // a guard region on 64-bit), so compiled code needs no bounds
-        // checks: instances are few, since streams share them (see
-        // `shared`). The memory cap is the limiter's job.
-        let engine = Engine::new(&config)?;
+        // Instances are few, since streams share them (see `shared`), so
+        // the engine's large default reservations are affordable.
+        let engine = crate::wasm::engine()?;
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-
-        spawn_epoch_ticker(&engine);
         Ok(Sandbox {
             engine,
             linker,
@@ -135,9 +95,7 @@ impl Sandbox {
         let state = PluginState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
-            limiter: MemoryCap {
-                max_bytes: self.limits.memory_bytes,
-            },
+            limiter: MemoryCap::new(self.limits.memory_bytes),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
@@ -145,25 +103,4 @@ impl Sandbox {
         store.set_epoch_deadline(ticks_for(self.limits.call_timeout.as_millis()));
         store
     }
-}
-
-/// Epoch ticks that make up a deadline of `timeout_ms`.
-pub fn ticks_for(timeout_ms: u128) -> u64 {
-    (timeout_ms / EPOCH_TICK.as_millis()).max(1) as u64
-}
-
-/// Advances the epoch until the engine is dropped.
-fn spawn_epoch_ticker(engine: &Engine) {
-    let weak = engine.weak();
-    std::thread::Builder::new()
-        .name("plugin-epoch".into())
-        .spawn(move || {
-            while let Some(engine) = weak.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                std::thread::sleep(EPOCH_TICK);
-            }
-        })
-        .map(drop)
-        .unwrap_or_else(|e| tracing::error!("cannot start the plugin deadline thread: {e}"));
 }

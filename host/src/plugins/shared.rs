@@ -24,8 +24,9 @@ use wasmtime::Store;
 use wasmtime::component::ResourceAny;
 
 use super::PluginFailure;
-use super::sandbox::{PluginState, Sandbox, ticks_for};
+use super::sandbox::{PluginState, Sandbox};
 use crate::metrics::PluginCounters;
+use crate::wasm::ticks_for;
 
 /// Streams an instance serves over its life before it is retired.
 const LIFETIME_STREAMS: usize = 1_000;

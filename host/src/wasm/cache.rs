@@ -1,4 +1,4 @@
-//! Compiled plugin code cached on disk by content hash.
+//! Compiled components cached on disk by content hash.
 //!
 //! Compiling a component with Cranelift takes hundreds of milliseconds;
 //! loading precompiled code takes microseconds. The key covers the
@@ -23,7 +23,7 @@ impl CompileCache {
             && let Err(e) = std::fs::create_dir_all(dir)
         {
             tracing::warn!(
-                "plugin cache disabled: cannot create {}: {e}",
+                "compile cache disabled: cannot create {}: {e}",
                 dir.display()
             );
             return CompileCache { dir: None };
@@ -46,7 +46,7 @@ impl CompileCache {
         }
         let compiled = engine.precompile_component(wasm)?;
         if let Err(e) = write_atomically(&path, &compiled) {
-            tracing::warn!("cannot cache compiled plugin at {}: {e}", path.display());
+            tracing::warn!("cannot cache compiled component at {}: {e}", path.display());
         }
         // SAFETY: `compiled` was produced just now by this engine.
         unsafe { Component::deserialize(engine, &compiled) }
