@@ -185,7 +185,7 @@ async fn demo_tools() -> Value {
         { "id": "demo", "transport": "stdio", "command": bin(), "args": ["demo-mcp"] },
     ]))
     .unwrap();
-    let pool = McpPool::new(servers, UrlPolicy::default(), 1 << 20);
+    let pool = McpPool::new(servers, UrlPolicy::default(), 1 << 20, None);
     let reachable = pool.reachable(None, Duration::from_secs(30)).await;
     let tools = agenthost::mcp::tool_set(&reachable.shared)
         .await
@@ -875,19 +875,29 @@ async fn open_streams() {
 }
 
 /// Benchmark 5: tool calls through agenthost's MCP pool to the demo
-/// server over stdio and over streamable HTTP.
+/// server over stdio and over streamable HTTP, and to the component
+/// server fixture run in the host (`transport = "wasm"`); then how long
+/// each kind takes to start a session.
 async fn mcp_round_trips() {
     let http = serve_demo_over_http().await;
+    let component = plugin_build_dir().join("wasm_mcp_server.wasm");
     let servers: Vec<McpServerConfig> = serde_json::from_value(json!([
         { "id": "stdio", "transport": "stdio", "command": bin(), "args": ["demo-mcp"] },
         { "id": "http", "transport": "streamable_http", "url": http },
+        { "id": "wasm", "transport": "wasm", "component": component },
     ]))
     .unwrap();
-    let pool = McpPool::new(servers, UrlPolicy::default(), 1 << 20);
-    println!("\n### MCP round trip: `calculate` on the demo server, through agenthost's pool\n");
+    let pool = McpPool::new(servers, UrlPolicy::default(), 1 << 20, None);
+    println!(
+        "\n### MCP round trip: `calculate` on the demo server, `echo` on the component, through agenthost's pool\n"
+    );
     println!("| transport | callers | calls | calls/s | p50 µs | p99 µs |");
     println!("|---|---|---|---|---|---|");
-    for id in ["stdio", "http"] {
+    for id in ["stdio", "http", "wasm"] {
+        let (tool, argument, value) = match id {
+            "wasm" => ("echo", "text", "42"),
+            _ => ("calculate", "expression", "6*7"),
+        };
         let server = pool.server(None, id).unwrap();
         server.tools().await.unwrap();
         for (callers, calls_each) in [(1, 4_000), (64, 100)] {
@@ -899,9 +909,9 @@ async fn mcp_round_trips() {
                     let mut latencies = Vec::with_capacity(calls_each);
                     for _ in 0..calls_each {
                         let mut arguments = Map::new();
-                        arguments.insert("expression".into(), "6*7".into());
+                        arguments.insert(argument.into(), value.into());
                         let call = Instant::now();
-                        let result = server.call("calculate", arguments, None).await.unwrap();
+                        let result = server.call(tool, arguments, None).await.unwrap();
                         latencies.push(call.elapsed());
                         assert_ne!(result.is_error, Some(true));
                     }
@@ -921,7 +931,37 @@ async fn mcp_round_trips() {
             );
         }
     }
+    println!("\n### MCP session start: connect, initialize and list tools, median of ten\n");
+    println!("| server | ms |\n|---|---|");
+    for id in ["stdio", "wasm"] {
+        let server = pool.server(None, id).unwrap();
+        let mut starts = Vec::new();
+        for _ in 0..10 {
+            pool.disconnect(None, id).await.unwrap();
+            let start = Instant::now();
+            server.tools().await.unwrap();
+            starts.push(start.elapsed());
+        }
+        starts.sort();
+        println!("| {id} | {} |", ms(starts[5]));
+    }
     pool.shutdown().await;
+    let fresh = McpPool::new(
+        serde_json::from_value(
+            json!([{ "id": "wasm", "transport": "wasm", "component": component }]),
+        )
+        .unwrap(),
+        UrlPolicy::default(),
+        1 << 20,
+        None,
+    );
+    let start = Instant::now();
+    fresh.server(None, "wasm").unwrap().tools().await.unwrap();
+    println!(
+        "| wasm, first start (compiles the component, no cache) | {} |",
+        ms(start.elapsed())
+    );
+    fresh.shutdown().await;
 }
 
 /// The demo tools on rmcp's streamable-HTTP server, in this process.

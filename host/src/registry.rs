@@ -320,9 +320,9 @@ impl Registry {
             self,
             vec![(tenant.unwrap_or_default().to_owned(), id.to_owned())],
         );
-        if server.config.transport == Transport::Stdio && !self.may_run_commands(role) {
+        if server.config.runs_on_host() && !self.may_run_commands(role) {
             return Err(RegistryError::Forbidden(
-                "removing a stdio server needs an admin API key".into(),
+                "removing a server that runs on this host needs an admin API key".into(),
             ));
         }
         self.pool.remove(tenant, id).await.map_err(|e| match e {

@@ -52,14 +52,13 @@ pub async fn serve(config: Config, own_exe: &Path) -> Result<(), ServeError> {
     // Before anything that keeps a metric's handle is made.
     let metrics = crate::metrics::install();
     let (traces, trace_export) = crate::traces::start(&config.telemetry).await?;
+    let cache_dir = config
+        .cache_dir
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("plugin-cache"));
     let mut plugins = PluginRuntime::new(
         SandboxLimits::from_config(&config.limits),
-        Some(
-            config
-                .cache_dir
-                .clone()
-                .unwrap_or_else(|| config.data_dir.join("plugin-cache")),
-        ),
+        Some(cache_dir.clone()),
     )
     .await?;
     plugins.allow_replacing(config.replace_builtin_plugins.clone());
@@ -99,6 +98,7 @@ pub async fn serve(config: Config, own_exe: &Path) -> Result<(), ServeError> {
         config.mcp_servers(own_exe),
         url_policy,
         config.limits.tool_result_max_bytes,
+        Some(cache_dir),
     ));
     let keys = ApiKeys::from_config(&config.api_keys, &ProcessEnv)?;
     announce_mode(&config, &keys)?;

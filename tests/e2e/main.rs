@@ -5,6 +5,7 @@
 //! `tests/golden` (`BLESS=1` rewrites them).
 
 mod bad_input;
+mod component_servers;
 mod crash_safety;
 mod feather;
 mod health;

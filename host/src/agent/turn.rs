@@ -172,7 +172,7 @@ mod tests {
     fn tools() -> ToolSet {
         let config: crate::config::McpServerConfig =
             toml::from_str("id = \"demo\"\ntransport = \"stdio\"\ncommand = \"true\"").unwrap();
-        let pool = crate::mcp::McpPool::new(vec![config], Default::default(), 1 << 20);
+        let pool = crate::mcp::McpPool::new(vec![config], Default::default(), 1 << 20, None);
         ToolSet {
             tools: vec![ToolBinding {
                 name: "demo__calculate".into(),

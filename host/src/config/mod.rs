@@ -11,10 +11,12 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 mod database;
+mod grants;
 mod keys;
 mod providers;
 
 pub use database::{Database, PoolLimits};
+pub use grants::{DirGrant, Grants};
 pub use keys::{ApiKeyConfig, Role};
 
 pub use providers::{
@@ -143,6 +145,9 @@ pub enum Transport {
     /// The legacy HTTP+SSE transport of protocol 2024-11-05.
     Sse,
     StreamableHttp,
+    /// A `wasi:cli` command component run inside the host, speaking MCP
+    /// over its stdin and stdout, with only what `grants` gives it.
+    Wasm,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -170,6 +175,12 @@ pub struct McpServerConfig {
     pub url: Option<String>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// The component file of a `wasm` server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub component: Option<PathBuf>,
+    /// What a `wasm` server may reach; nothing when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grants: Option<Grants>,
     /// Seconds a single tool call may take.
     #[serde(default)]
     pub timeout: Option<f64>,
@@ -219,6 +230,8 @@ impl McpServerConfig {
             cwd: None,
             url: Some(url),
             headers,
+            component: None,
+            grants: None,
             timeout: None,
             startup_timeout: None,
             integration_fqn: None,
@@ -252,7 +265,18 @@ impl McpServerConfig {
                 .collect::<Vec<_>>()
                 .join(" "),
             Transport::Sse | Transport::StreamableHttp => self.url.clone().unwrap_or_default(),
+            Transport::Wasm => self
+                .component
+                .as_deref()
+                .map(|path| path.display().to_string())
+                .unwrap_or_default(),
         }
+    }
+
+    /// Whether it runs on this host (a command or a component), which
+    /// only an admin may register.
+    pub fn runs_on_host(&self) -> bool {
+        matches!(self.transport, Transport::Stdio | Transport::Wasm)
     }
 
     pub fn call_timeout(&self) -> Duration {
@@ -294,8 +318,39 @@ impl McpServerConfig {
                     self.id, self.transport
                 )))
             }
+            Transport::Wasm => self.validate_component(),
+            _ if self.grants.is_some() => Err(ConfigError::Invalid(format!(
+                "mcp server `{}`: `grants` apply to transport = \"wasm\" only",
+                self.id
+            ))),
             _ => Ok(()),
         }
+    }
+
+    /// A component server takes its file and its grants, and nothing a
+    /// process or a remote server would.
+    fn validate_component(&self) -> Result<(), ConfigError> {
+        let invalid =
+            |what: &str| ConfigError::Invalid(format!("mcp server `{}` uses wasm {what}", self.id));
+        if self.component.is_none() {
+            return Err(invalid("but has no `component` (the .wasm file)"));
+        }
+        if self.command.is_some() || !self.args.is_empty() || self.cwd.is_some() {
+            return Err(invalid(
+                "and runs no command: drop `command`, `args` and `cwd`",
+            ));
+        }
+        if !self.env.is_empty() || !self.env_passthrough.is_empty() {
+            return Err(invalid(
+                "and gets variables from `grants.env` only: move `env` there",
+            ));
+        }
+        if self.url.is_some() || !self.headers.is_empty() {
+            return Err(invalid("and has no `url` or `headers`"));
+        }
+        self.grants
+            .as_ref()
+            .map_or(Ok(()), |grants| grants.validate(&self.id))
     }
 }
 
@@ -584,6 +639,8 @@ impl Config {
                 cwd: None,
                 url: None,
                 headers: BTreeMap::new(),
+                component: None,
+                grants: None,
                 timeout: None,
                 startup_timeout: None,
                 integration_fqn: None,
@@ -653,6 +710,42 @@ mod tests {
                 .contains("no `command`")
         );
         assert!(toml::from_str::<Config>("lisen = \"x\"").is_err());
+    }
+
+    #[test]
+    fn a_component_server_takes_a_file_and_grants_and_nothing_a_process_would() {
+        let refused = |extra: &str| {
+            let text = format!("[[mcp_servers]]\nid = \"w\"\ntransport = \"wasm\"\n{extra}");
+            let config: Config = toml::from_str(&text).unwrap();
+            config.validate().err().map(|e| e.to_string())
+        };
+        assert_eq!(refused("component = \"s.wasm\"\n"), None);
+        let granted = "component = \"s.wasm\"\ngrants = { hosts = [\"a.example:443\"], env = { A = \"1\" } }\n";
+        assert_eq!(refused(granted), None);
+        for (extra, says) in [
+            ("", "no `component`"),
+            (
+                "component = \"s.wasm\"\ncommand = \"x\"\n",
+                "runs no command",
+            ),
+            (
+                "component = \"s.wasm\"\nenv = { A = \"1\" }\n",
+                "`grants.env` only",
+            ),
+            ("component = \"s.wasm\"\nurl = \"http://x\"\n", "no `url`"),
+            (
+                "component = \"s.wasm\"\ngrants = { hosts = [\"a.example\"] }\n",
+                "`host:port`",
+            ),
+        ] {
+            let error = refused(extra).unwrap_or_else(|| panic!("{extra} was accepted"));
+            assert!(error.contains(says), "{extra}: {error}");
+        }
+        let stdio_with_grants =
+            "[[mcp_servers]]\nid = \"s\"\ntransport = \"stdio\"\ncommand = \"x\"\ngrants = {}\n";
+        let config: Config = toml::from_str(stdio_with_grants).unwrap();
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("transport = \"wasm\" only"), "{error}");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::path::Path;
 pub use conformance::test;
 pub use scaffold::{Kind, new};
 
+use crate::mcp::{ComponentHost, ServerCheck};
 use crate::plugins::{Checked, PluginFailure, PluginRuntime, SandboxLimits, kind_name};
 
 #[derive(Debug, thiserror::Error)]
@@ -48,12 +49,31 @@ fn read(path: &Path) -> Result<Vec<u8>, DevError> {
     })
 }
 
-/// Loads the component as the server would and describes it.
+/// Loads the component as the server would and describes it: as an MCP
+/// server when it is a `wasi:cli` command, else as a plugin.
 pub async fn check(path: &Path) -> Result<String, DevError> {
-    let checked = runtime()?
-        .check(&path.display().to_string(), &read(path)?)
-        .await?;
+    let wasm = read(path)?;
+    let servers = ComponentHost::new(Default::default(), None);
+    let refused = |reason| PluginFailure::Load {
+        origin: path.display().to_string(),
+        reason,
+    };
+    if let Some(server) = servers.check(&wasm).map_err(refused)? {
+        return Ok(describe_server(&server));
+    }
+    let checked = runtime()?.check(&path.display().to_string(), &wasm).await?;
     Ok(describe(&checked))
+}
+
+fn describe_server(server: &ServerCheck) -> String {
+    let grants = match server.grants.as_slice() {
+        [] => "none needed".to_owned(),
+        grants => grants.join("\n             "),
+    };
+    format!(
+        "kind:        MCP server (a wasi:cli command, for transport = \"wasm\")\nimports:     {}\ngrants:      {grants}\nresult:      the host can run it\n",
+        server.imports.join(", ")
+    )
 }
 
 fn describe(checked: &Checked) -> String {

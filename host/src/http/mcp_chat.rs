@@ -43,13 +43,33 @@ async fn health() -> Json<Value> {
     Json(json!({ "status": "ok", "message": "MCP Chat API is running" }))
 }
 
+/// The transports seed 004 names. Component servers (`wasm`) are the
+/// operator's to grant, in the config file, so this surface has none.
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum SpecTransport {
+    Stdio,
+    Sse,
+    StreamableHttp,
+}
+
+impl From<SpecTransport> for Transport {
+    fn from(transport: SpecTransport) -> Transport {
+        match transport {
+            SpecTransport::Stdio => Transport::Stdio,
+            SpecTransport::Sse => Transport::Sse,
+            SpecTransport::StreamableHttp => Transport::StreamableHttp,
+        }
+    }
+}
+
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ServerSpec {
     name: String,
     /// `stdio`, `sse` or `streamable_http`.
     #[schema(value_type = String)]
-    transport: Transport,
+    transport: SpecTransport,
     command: Option<String>,
     #[serde(default)]
     args: Vec<String>,
@@ -72,7 +92,7 @@ impl ServerSpec {
             id: self.name,
             name: None,
             description: None,
-            transport: self.transport,
+            transport: self.transport.into(),
             command: self.command,
             args: self.args,
             env: self.env,
@@ -80,6 +100,8 @@ impl ServerSpec {
             cwd: self.cwd,
             url: self.url,
             headers: self.headers,
+            component: None,
+            grants: None,
             timeout: self.call_timeout,
             startup_timeout: self.timeout,
             integration_fqn: None,

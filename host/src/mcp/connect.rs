@@ -1,32 +1,66 @@
 //! Opening an MCP client session over each transport.
 
-use std::collections::VecDeque;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
-use tokio::io::AsyncBufReadExt;
+use std::sync::Arc;
 
 use rmcp::service::RunningService;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use rmcp::{RoleClient, ServiceExt};
 
+use super::component::{ComponentHost, Guest};
+use super::stderr::{STDERR_GRACE, StderrTail, log_stderr};
 use super::{call_meta, sse_client};
 use crate::config::{McpServerConfig, Transport};
 
 pub type Client = RunningService<RoleClient, ()>;
 
-/// Connects over the configured transport; `http_client`, when given,
-/// carries the HTTP connections (ad-hoc servers pin their addresses).
-pub async fn connect(
-    config: &McpServerConfig,
-    http_client: Option<reqwest::Client>,
-) -> Result<Client, String> {
-    match config.transport {
-        Transport::Stdio => connect_stdio(config).await,
-        Transport::Sse => connect_sse(config, http_client).await,
-        Transport::StreamableHttp => connect_http(config, http_client).await,
+/// What a server is reached through, besides its config.
+#[derive(Clone)]
+pub enum Link {
+    /// Its own command, or a plain HTTP client.
+    Direct,
+    /// An HTTP client made for it (ad-hoc servers pin their addresses).
+    Http(reqwest::Client),
+    /// The host that runs component servers.
+    Component(Arc<ComponentHost>),
+}
+
+/// An open session, and the instance serving it when that is a component.
+pub struct Connection {
+    pub client: Client,
+    pub guest: Option<Guest>,
+}
+
+impl From<Client> for Connection {
+    fn from(client: Client) -> Connection {
+        Connection {
+            client,
+            guest: None,
+        }
+    }
+}
+
+/// Connects over the configured transport.
+pub async fn connect(config: &McpServerConfig, link: &Link) -> Result<Connection, String> {
+    let http_client = match link {
+        Link::Http(client) => Some(client.clone()),
+        Link::Direct | Link::Component(_) => None,
+    };
+    match (config.transport, link) {
+        (Transport::Stdio, _) => connect_stdio(config).await.map(Connection::from),
+        (Transport::Sse, _) => connect_sse(config, http_client).await.map(Connection::from),
+        (Transport::StreamableHttp, _) => connect_http(config, http_client)
+            .await
+            .map(Connection::from),
+        (Transport::Wasm, Link::Component(host)) => {
+            let (client, guest) = host.start(config).await?;
+            Ok(Connection {
+                client,
+                guest: Some(guest),
+            })
+        }
+        (Transport::Wasm, _) => Err("no component runtime was given for it".into()),
     }
 }
 
@@ -83,83 +117,6 @@ async fn connect_stdio(config: &McpServerConfig) -> Result<Client, String> {
         Some(lines) => format!("{failure}; the last lines of its stderr: {lines}"),
         None => failure,
     })
-}
-
-/// Longest stderr line logged whole; the rest of a longer one is dropped,
-/// so a server cannot make the host buffer without bound.
-const STDERR_LINE_MAX: usize = 4096;
-/// Lines of stderr kept for a start-up failure's message, and how much of
-/// each.
-const TAIL_LINES: usize = 5;
-const TAIL_LINE_MAX: usize = 300;
-/// How long a server that failed to start is given to finish its stderr.
-const STDERR_GRACE: Duration = Duration::from_secs(1);
-
-/// The last lines a stdio server wrote to stderr.
-#[derive(Clone, Default)]
-struct StderrTail(Arc<Mutex<VecDeque<String>>>);
-
-impl StderrTail {
-    fn push(&self, line: &str) {
-        let mut lines = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if lines.len() == TAIL_LINES {
-            lines.pop_front();
-        }
-        let mut kept: String = line.chars().take(TAIL_LINE_MAX).collect();
-        if kept.len() < line.len() {
-            kept.push('…');
-        }
-        lines.push_back(kept);
-    }
-
-    /// The lines joined with ` | `, if there were any.
-    fn lines(&self) -> Option<String> {
-        let lines = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        (!lines.is_empty()).then(|| {
-            lines
-                .iter()
-                .map(String::as_str)
-                .collect::<Vec<_>>()
-                .join(" | ")
-        })
-    }
-}
-
-/// Logs a stdio server's stderr line by line under its id, so its
-/// messages can be told from the host's and from other servers', and
-/// keeps the last few for a start-up failure's message. Reads until the
-/// server closes it, so the server never blocks on a full pipe.
-async fn log_stderr(server: String, stderr: tokio::process::ChildStderr, tail: StderrTail) {
-    let mut reader = tokio::io::BufReader::new(stderr);
-    let mut line = Vec::new();
-    loop {
-        let buf = match reader.fill_buf().await {
-            Ok([]) | Err(_) => break,
-            Ok(buf) => buf,
-        };
-        let end = buf.iter().position(|b| *b == b'\n');
-        let chunk = &buf[..end.unwrap_or(buf.len())];
-        let room = STDERR_LINE_MAX.saturating_sub(line.len());
-        line.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        let consumed = chunk.len() + usize::from(end.is_some());
-        reader.consume(consumed);
-        if end.is_some() {
-            log_stderr_line(&server, &line, &tail);
-            line.clear();
-        }
-    }
-    if !line.is_empty() {
-        log_stderr_line(&server, &line, &tail);
-    }
-}
-
-fn log_stderr_line(server: &str, line: &[u8], tail: &StderrTail) {
-    let line = String::from_utf8_lossy(line);
-    let line = line.trim_end();
-    tracing::info!(target: "agenthost::mcp::stderr", server, "{line}");
-    if !line.is_empty() {
-        tail.push(line);
-    }
 }
 
 /// Asks the kernel to kill the child when this process dies, so even a

@@ -7,15 +7,18 @@
 
 mod backoff;
 pub mod call_meta;
+mod component;
 mod connect;
 mod error;
 pub mod names;
 mod pool;
 mod server;
 mod sse_client;
+mod stderr;
 mod tool_set;
 mod url_policy;
 
+pub use component::{ComponentHost, ServerCheck};
 pub use error::McpError;
 pub use pool::{McpPool, Reach, Reachable, RuntimeServer};
 pub use server::{OfferedTool, Origin, ServerEntry, ToolSummary};

@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use super::component::ComponentHost;
+use super::connect::Link;
 use super::server::{Origin, ServerEntry};
 use super::tool_set::Selection;
 use super::{McpError, UrlPolicy, url_policy};
@@ -46,15 +48,24 @@ pub struct McpPool {
 }
 
 impl McpPool {
-    /// `result_limit` caps a tool result's serialized size, in bytes.
+    /// `result_limit` caps a tool result's serialized size, in bytes;
+    /// `cache_dir` keeps component servers' compiled code.
     pub fn new(
         configs: Vec<McpServerConfig>,
         url_policy: UrlPolicy,
         result_limit: usize,
+        cache_dir: Option<std::path::PathBuf>,
     ) -> McpPool {
+        let components = Arc::new(ComponentHost::new(url_policy.clone(), cache_dir));
         let servers = configs
             .into_iter()
-            .map(|config| ServerEntry::new(config, Origin::Config, None, None, result_limit))
+            .map(|config| {
+                let link = match config.transport {
+                    Transport::Wasm => Link::Component(components.clone()),
+                    _ => Link::Direct,
+                };
+                ServerEntry::new(config, Origin::Config, link, None, result_limit)
+            })
             .collect();
         McpPool {
             servers: RwLock::new(servers),
@@ -126,7 +137,7 @@ impl McpPool {
         Ok(ServerEntry::new(
             config,
             Origin::AdHoc,
-            Some(client),
+            Link::Http(client),
             None,
             self.result_limit,
         ))
@@ -198,7 +209,7 @@ impl McpPool {
         Ok(ServerEntry::new(
             config,
             Origin::Connection,
-            Some(client),
+            Link::Http(client),
             Some(connection_id),
             self.result_limit,
         ))
@@ -212,19 +223,19 @@ impl McpPool {
             reach,
             config,
         } = server;
-        let client = match (&config.url, config.transport, reach) {
+        let link = match (&config.url, config.transport, reach) {
             (Some(url), Transport::Sse | Transport::StreamableHttp, Reach::Public) => {
-                Some(self.pinned_client(url).await?.1)
+                Link::Http(self.pinned_client(url).await?.1)
             }
             (Some(_), Transport::Sse | Transport::StreamableHttp, Reach::Any) => {
-                Some(no_redirects(reqwest::Client::builder(), &config.id)?)
+                Link::Http(no_redirects(reqwest::Client::builder(), &config.id)?)
             }
-            _ => None,
+            _ => Link::Direct,
         };
         Ok(ServerEntry::new(
             config,
             Origin::Runtime { owner, reach },
-            client,
+            link,
             None,
             self.result_limit,
         ))

@@ -16,9 +16,11 @@ use rmcp::model::{
 };
 use serde_json::{Map, Value};
 
+use super::component::Guest;
+use super::connect::{self, Link};
 use super::pool::Reach;
-use super::{McpError, backoff, connect};
-use crate::config::{McpServerConfig, Transport};
+use super::{McpError, backoff};
+use crate::config::McpServerConfig;
 
 /// Most a server may list: more pages, tools or bytes of them is refused
 /// rather than kept, and the server is left out.
@@ -47,9 +49,9 @@ pub struct ServerEntry {
     pub connection: Option<String>,
     /// Set once removed from the pool: holders fail instead of reconnecting.
     removed: AtomicBool,
-    /// For ad-hoc servers: a client pinned to the addresses that passed
-    /// the URL policy.
-    http_client: Option<reqwest::Client>,
+    /// What it is reached through: for ad-hoc servers, a client pinned to
+    /// the addresses that passed the URL policy.
+    link: Link,
     /// Largest tool result, serialized, handed on to the caller.
     result_limit: usize,
     slot: tokio::sync::Mutex<Slot>,
@@ -72,6 +74,8 @@ impl std::fmt::Debug for ServerEntry {
 
 struct Session {
     client: connect::Client,
+    /// The instance serving it, for a component server.
+    guest: Option<Arc<Guest>>,
     tools: Arc<Vec<Tool>>,
     offered: Arc<Vec<OfferedTool>>,
     connected_at: String,
@@ -192,7 +196,7 @@ impl ServerEntry {
     pub(super) fn new(
         config: McpServerConfig,
         origin: Origin,
-        http_client: Option<reqwest::Client>,
+        link: Link,
         connection: Option<String>,
         result_limit: usize,
     ) -> Arc<ServerEntry> {
@@ -201,7 +205,7 @@ impl ServerEntry {
             origin,
             connection,
             removed: AtomicBool::new(false),
-            http_client,
+            link,
             result_limit,
             slot: Default::default(),
         })
@@ -245,7 +249,8 @@ impl ServerEntry {
     }
 
     async fn open(&self) -> Result<Session, String> {
-        let client = connect::connect(&self.config, self.http_client.clone()).await?;
+        let connect::Connection { client, guest } =
+            connect::connect(&self.config, &self.link).await?;
         let tools = list_tools(client.peer()).await?;
         tracing::info!(server = %self.config.id, tools = tools.len(), "MCP server connected");
         let offered = tools
@@ -254,6 +259,7 @@ impl ServerEntry {
             .collect();
         Ok(Session {
             client,
+            guest: guest.map(Arc::new),
             tools: Arc::new(tools),
             offered: Arc::new(offered),
             connected_at: crate::timestamp::now(),
@@ -356,9 +362,10 @@ impl ServerEntry {
         meta: Option<RequestMetaObject>,
     ) -> Result<CallToolResult, McpError> {
         let server = &self.config.id;
-        let (peer, tools) = self
-            .session(|s| (s.client.peer().clone(), s.tools.clone()))
+        let (peer, tools, guest) = self
+            .session(|s| (s.client.peer().clone(), s.tools.clone(), s.guest.clone()))
             .await?;
+        let _in_flight = guest.as_deref().map(Guest::call_started);
         let timeout = self.config.call_timeout();
         let mut params = CallToolRequestParams::new(tool.to_owned());
         params.arguments = Some(arguments);
@@ -378,8 +385,11 @@ impl ServerEntry {
                 })
             }
             Ok(Err(rmcp::ServiceError::TransportClosed)) => Err(failed(
-                "the server went away mid-call (its process exited or its connection closed)"
-                    .into(),
+                match guest.as_deref().and_then(Guest::stopped) {
+                    Some(reason) => format!("{reason}; it starts afresh on the next call"),
+                    None => "the server went away mid-call (its process exited or its connection closed)"
+                        .into(),
+                },
             )),
             Ok(Err(rmcp::ServiceError::UnexpectedResponse)) => Err(failed(
                 "the server answered with something that is not a tool result (malformed JSON-RPC)"
@@ -393,13 +403,13 @@ impl ServerEntry {
         }
     }
 
-    /// A stdio server that let a call time out is presumed stuck (a hung
-    /// tool often hangs the whole process, and restarting is the only
-    /// remedy a client has): it is stopped, to start afresh on next use.
-    /// `tools` names the session that timed out, so a session started
-    /// since is left alone.
+    /// A server running here (a process or a component) that let a call
+    /// time out is presumed stuck (a hung tool often hangs the whole
+    /// server, and restarting is the only remedy a client has): it is
+    /// stopped, to start afresh on next use. `tools` names the session
+    /// that timed out, so a session started since is left alone.
     async fn stop_if_stuck(&self, tools: &Arc<Vec<Tool>>) {
-        if self.config.transport != Transport::Stdio {
+        if !self.config.runs_on_host() {
             return;
         }
         let mut slot = self.slot.lock().await;
