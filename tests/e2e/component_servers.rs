@@ -135,8 +135,8 @@ async fn a_component_server_reaches_what_it_is_granted_and_nothing_else() {
     assert!(texts[5].contains("HttpRequestDenied"), "{}", texts[5]);
     assert!(texts[6].contains("DestinationIpProhibited"), "{}", texts[6]);
     assert_eq!(texts[7], "GREETING=hi");
-    assert_eq!(texts[8], "AGENTHOST_TEST_KEY is not set");
-    assert_eq!(texts[9], "PATH is not set");
+    assert_eq!(texts[8], "ERROR: AGENTHOST_TEST_KEY is not set");
+    assert_eq!(texts[9], "ERROR: PATH is not set");
 
     let logs = host.logs();
     assert!(
