@@ -373,7 +373,7 @@ async fn errors_follow_the_seed() {
         ),
         (
             json!([{ "name": "x", "transport": "sse" }]),
-            "invalid config: mcp server `x` uses Sse but has no `url`",
+            "invalid config: mcp server `x` uses transport \"sse\" but has no `url`",
         ),
         (
             json!([{ "name": "x", "transport": "sse", "url": "http://10.1.1.1/sse" }]),

@@ -150,6 +150,18 @@ pub enum Transport {
     Wasm,
 }
 
+impl Transport {
+    /// Its name in the config file and the APIs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Stdio => "stdio",
+            Transport::Sse => "sse",
+            Transport::StreamableHttp => "streamable_http",
+            Transport::Wasm => "wasm",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct McpServerConfig {
@@ -314,8 +326,9 @@ impl McpServerConfig {
             ))),
             Transport::Sse | Transport::StreamableHttp if self.url.is_none() => {
                 Err(ConfigError::Invalid(format!(
-                    "mcp server `{}` uses {:?} but has no `url`",
-                    self.id, self.transport
+                    "mcp server `{}` uses transport \"{}\" but has no `url`",
+                    self.id,
+                    self.transport.name()
                 )))
             }
             Transport::Wasm => self.validate_component(),

@@ -459,8 +459,9 @@ fn describe_unknown_world(exports: &[String]) -> String {
 fn expect_kind(metadata: &PluginMetadata, kind: PluginKind) -> Result<(), String> {
     if metadata.kind != kind {
         return Err(format!(
-            "its metadata says {:?} but it implements the {kind:?} world",
-            metadata.kind
+            "its metadata says it is a {} but it implements the {} world",
+            kind_name(metadata.kind),
+            kind_name(kind)
         ));
     }
     if metadata.name.is_empty() {
