@@ -4,12 +4,14 @@
 //! reach unless the operator allowed them). The connection is pinned to
 //! the addresses that were checked and follows no redirects.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
+use crate::config::Grants;
 use crate::mcp::UrlPolicy;
 
 /// Largest request body a component may send.
@@ -27,15 +29,15 @@ type Sent = Result<
 #[derive(Clone)]
 pub struct OutboundHttp {
     server: String,
-    hosts: Vec<String>,
+    grants: Arc<Grants>,
     policy: UrlPolicy,
 }
 
 impl OutboundHttp {
-    pub fn new(server: &str, hosts: &[String], policy: UrlPolicy) -> OutboundHttp {
+    pub fn new(server: &str, grants: Arc<Grants>, policy: UrlPolicy) -> OutboundHttp {
         OutboundHttp {
             server: server.to_owned(),
-            hosts: hosts.to_vec(),
+            grants,
             policy,
         }
     }
@@ -62,11 +64,7 @@ impl OutboundHttp {
                 Error::HttpRequestUriInvalid,
             );
         };
-        if !self
-            .hosts
-            .iter()
-            .any(|h| h.eq_ignore_ascii_case(&authority))
-        {
+        if !self.grants.allows_host(&authority) {
             return refused(
                 format!("{authority} is not in its grants.hosts"),
                 Error::HttpRequestDenied,

@@ -201,7 +201,7 @@ impl ComponentHost {
             .as_deref()
             .ok_or("no component configured")?;
         let command = self.command(path).await?;
-        let grants = config.grants.clone().unwrap_or_default();
+        let grants = Arc::new(config.grants.clone().unwrap_or_default());
         let (host_in, guest_in) = tokio::io::duplex(PIPE_BYTES);
         let (guest_out, host_out) = tokio::io::duplex(PIPE_BYTES);
         let (guest_err, host_err) = tokio::io::duplex(PIPE_BYTES);
@@ -210,7 +210,7 @@ impl ComponentHost {
         let state = ServerState {
             wasi,
             http: WasiHttpCtx::new(),
-            hooks: http::OutboundHttp::new(&config.id, &grants.hosts, self.policy.clone()),
+            hooks: http::OutboundHttp::new(&config.id, grants.clone(), self.policy.clone()),
             table: ResourceTable::new(),
             limiter: MemoryCap::new(grants.memory_bytes()),
             cpu: CpuMeter::new(clock.clone(), grants.cpu_time()),
@@ -291,19 +291,23 @@ async fn run(
         Err(e) => Err(e),
     };
     let reason = match result {
+        // Its stdin closed: the session ended it, as it ends a process.
         Ok(Ok(())) => {
             tracing::debug!(server, "the component exited");
             "the component exited".to_owned()
         }
-        Ok(Err(())) => "the component exited with a failure status".to_owned(),
-        Err(e) => match e.downcast_ref::<Trap>() {
-            Some(trap) => format!("the component crashed: {trap}"),
-            None => format!("the component was stopped: {}", e.root_cause()),
-        },
+        failed => {
+            let reason = match failed {
+                Err(e) => match e.downcast_ref::<Trap>() {
+                    Some(trap) => format!("the component crashed: {trap}"),
+                    None => format!("the component was stopped: {}", e.root_cause()),
+                },
+                Ok(_) => "the component exited with a failure status".to_owned(),
+            };
+            tracing::warn!(server, "{reason}");
+            reason
+        }
     };
-    if !reason.ends_with("exited") {
-        tracing::warn!(server, "{reason}");
-    }
     let _ = stopped.set(reason);
     drop(store);
 }
