@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of agenthost on a fresh machine: installs what the tests
-# need (the wasm32-wasip2 target, the Python MCP and OpenAI SDKs, a Node
-# EventSource client, PostgreSQL, Chromium and its driver for the chat
+# need (the wasm32-wasip2 target, the Python MCP and OpenAI SDKs, the MCP
+# SDK 2.x in a virtual environment of its own, a Node EventSource client and
+# the reference MCP server, PostgreSQL, Chromium and its driver for the chat
 # page), starts a throwaway PostgreSQL cluster,
 # then checks formatting, runs the unit and end-to-end tests (the
 # end-to-end ones on SQLite, then again on PostgreSQL), and lints.
@@ -10,6 +11,8 @@ cd "$(dirname "$0")/.."
 
 rustup target add wasm32-wasip2
 python3 -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+[ -x target/python-mcp2/bin/python ] || python3 -m venv target/python-mcp2
+target/python-mcp2/bin/pip install --quiet --disable-pip-version-check -r tests/requirements-mcp2.txt
 npm ci --silent --no-audit --no-fund --prefix tests/fixtures/node
 
 # The distribution's PostgreSQL, and Chromium with chromedriver (the chat

@@ -12,6 +12,7 @@ mod health;
 mod hostile;
 mod load;
 mod logs;
+mod mcp_catalog;
 mod mcp_chat;
 mod mcp_failures;
 mod mcp_results;

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use super::{ChatError, ChatService};
 use crate::auth::Caller;
-use crate::mcp::{self, McpError, Selection, ToolSet};
+use crate::mcp::{self, Catalog, McpError, Selection, ToolSet};
 
 /// The tools a chat offers the model.
 pub enum ToolChoice {
@@ -57,12 +57,8 @@ impl ChatService {
         let tenant = caller.tenant();
         match choice {
             ToolChoice::Reachable | ToolChoice::WithConnections => {
-                let reachable = self.pool.reachable(tenant, self.tools_wait).await;
-                let mut selections = reachable.shared;
-                if let (ToolChoice::WithConnections, Some(org)) = (choice, tenant) {
-                    selections.extend(self.connections.selections(org).await);
-                }
-                selections.extend(reachable.owned);
+                let with_connections = matches!(choice, ToolChoice::WithConnections);
+                let selections = self.reachable(tenant, with_connections).await;
                 Ok(mcp::tool_set(&selections).await.unwrap_or_default())
             }
             ToolChoice::Connected => {
@@ -91,6 +87,28 @@ impl ChatService {
     }
 }
 
+impl ChatService {
+    /// The resources and prompts of the servers the caller's tenant sees
+    /// (its org's connections included), named in the order tools are.
+    pub async fn catalog(&self, caller: &Caller) -> Catalog {
+        let selections = self.reachable(caller.tenant(), true).await;
+        Catalog::new(selections.into_iter().map(|s| s.server).collect())
+    }
+
+    /// The servers `tenant` sees that can be reached now, in naming order:
+    /// configured ones, then (`with_connections`) the org's connections,
+    /// then the tenant's own.
+    async fn reachable(&self, tenant: Option<&str>, with_connections: bool) -> Vec<Selection> {
+        let reachable = self.pool.reachable(tenant, self.tools_wait).await;
+        let mut selections = reachable.shared;
+        if let (true, Some(org)) = (with_connections, tenant) {
+            selections.extend(self.connections.selections(org).await);
+        }
+        selections.extend(reachable.owned);
+        selections
+    }
+}
+
 impl ChatError {
     /// A server that cannot be reached now is the server's failure; an
     /// unknown server or tool, or a refused URL, is the request's.
@@ -101,8 +119,12 @@ impl ChatError {
             | McpError::Timeout { .. }
             | McpError::Call { .. }
             | McpError::Removed(_)
-            | McpError::TooLarge { .. } => ChatError::ToolsUnreachable(error),
+            | McpError::TooLarge { .. }
+            | McpError::Answered { .. }
+            | McpError::Request { .. } => ChatError::ToolsUnreachable(error),
             McpError::UnknownServer { .. }
+            | McpError::UnknownResource(_)
+            | McpError::UnknownPrompt { .. }
             | McpError::UnknownTool { .. }
             | McpError::Refused(_)
             | McpError::Duplicate(_)

@@ -1,6 +1,7 @@
 //! The aggregated MCP server at `/mcp/` (streamable HTTP): remote MCP
 //! clients see the tools of this host's pool and of their org's
-//! connections, as the models in our chats do.
+//! connections, as the models in our chats do, and those servers'
+//! resources and prompts (see `crate::mcp::Catalog`).
 //!
 //! A middleware authenticates every HTTP request (`x-api-key` or Bearer)
 //! before rmcp sees it and hands the caller on in the request's
@@ -19,7 +20,9 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorData,
-    Implementation, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
+    GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult,
+    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
+    ReadResourceRequestParams, ReadResourceResponse, ResultType, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -33,6 +36,7 @@ use super::caller::identify;
 use super::feather::{authenticate, end_user_header};
 use crate::auth::Caller;
 use crate::chat::{ToolBinding, ToolChoice, ToolSet};
+use crate::mcp::{Catalog, McpError};
 
 /// The `/mcp` and `/mcp/` routes.
 pub fn routes(
@@ -184,6 +188,11 @@ impl Aggregate {
             })
     }
 
+    async fn catalog(&self, context: &RequestContext<RoleServer>) -> Result<Catalog, ErrorData> {
+        let caller = Self::caller(context)?;
+        Ok(self.state.chat.catalog(&caller).await)
+    }
+
     async fn tools_for(&self, caller: &Caller) -> Result<ToolSet, ErrorData> {
         self.state
             .chat
@@ -193,12 +202,21 @@ impl Aggregate {
     }
 }
 
+/// Results handed on from a server of the 2025-11-25 era carry no
+/// `resultType`, which the 2026-07-28 era requires; each handler below
+/// marks them complete, and rmcp takes the mark off again for a client of
+/// the older era.
 impl ServerHandler for Aggregate {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        let capabilities = ServerCapabilities::builder()
+            .enable_tools()
+            .enable_resources()
+            .enable_prompts()
+            .build();
+        ServerConfig::new(capabilities)
             .with_server_info(Implementation::new("agenthost", env!("CARGO_PKG_VERSION")))
             .with_instructions(
-                "agenthost: the tools of this host's MCP servers and of your org's connections",
+                "agenthost: the tools, resources and prompts of this host's MCP servers and of your org's connections",
             )
     }
 
@@ -230,10 +248,87 @@ impl ServerHandler for Aggregate {
             ErrorData::invalid_params(format!("unknown tool `{}`", request.name), None)
         })?;
         let arguments = request.arguments.unwrap_or_default();
-        let result = match self.state.chat.call_tool(binding, arguments, &caller).await {
+        let mut result = match self.state.chat.call_tool(binding, arguments, &caller).await {
             Ok(result) => result,
             Err(e) => CallToolResult::error(vec![ContentBlock::text(e.to_string())]),
         };
+        result.result_type.get_or_insert(ResultType::COMPLETE);
         Ok(result.into())
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let catalog = self.catalog(&context).await?;
+        Ok(ListResourcesResult::with_all_items(
+            catalog.resources().await,
+        ))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        let catalog = self.catalog(&context).await?;
+        Ok(ListResourceTemplatesResult::with_all_items(
+            catalog.templates().await,
+        ))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let catalog = self.catalog(&context).await?;
+        match catalog.read(request).await.map_err(handed_on)? {
+            ReadResourceResponse::Complete(mut result) => {
+                result.result_type.get_or_insert(ResultType::COMPLETE);
+                Ok(result.into())
+            }
+            other => Ok(other),
+        }
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        let catalog = self.catalog(&context).await?;
+        Ok(ListPromptsResult::with_all_items(catalog.prompts().await))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        let catalog = self.catalog(&context).await?;
+        match catalog.get_prompt(request).await.map_err(handed_on)? {
+            GetPromptResponse::Complete(mut result) => {
+                result.result_type.get_or_insert(ResultType::COMPLETE);
+                Ok(result.into())
+            }
+            other => Ok(other),
+        }
+    }
+}
+
+/// A server's own error is handed on as it came; a resource no server
+/// offers is the spec's "resource not found"; an unknown prompt is the
+/// client's mistake; the rest is this host's failure to reach a server.
+fn handed_on(error: McpError) -> ErrorData {
+    let message = error.to_string();
+    match error {
+        McpError::Answered { error, .. } => *error,
+        McpError::UnknownResource(uri) => {
+            ErrorData::resource_not_found(message, Some(json!({ "uri": uri })))
+        }
+        McpError::UnknownPrompt { .. } => ErrorData::invalid_params(message, None),
+        _ => ErrorData::internal_error(message, None),
     }
 }

@@ -34,6 +34,24 @@ pub enum McpError {
         tool: String,
         reason: String,
     },
+    #[error("no MCP server offers resource `{0}`")]
+    UnknownResource(String),
+    #[error("unknown prompt `{name}` (offered: {available})")]
+    UnknownPrompt { name: String, available: String },
+    /// The server answered a request other than a tool call with an error,
+    /// which is handed on as it came.
+    #[error("MCP server `{server}` refused {method}: {}", .error.message)]
+    Answered {
+        server: String,
+        method: &'static str,
+        error: Box<rmcp::model::ErrorData>,
+    },
+    #[error("{method} of MCP server `{server}` failed: {reason}")]
+    Request {
+        server: String,
+        method: &'static str,
+        reason: String,
+    },
     #[error(
         "tool `{tool}` of MCP server `{server}` returned {bytes} bytes, over the limit of {limit} bytes for a tool result; the result was dropped"
     )]

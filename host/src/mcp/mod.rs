@@ -7,9 +7,11 @@
 
 mod backoff;
 pub mod call_meta;
+mod catalog;
 mod component;
 mod connect;
 mod error;
+mod listing;
 pub mod names;
 mod pool;
 mod server;
@@ -18,6 +20,7 @@ mod stderr;
 mod tool_set;
 mod url_policy;
 
+pub use catalog::Catalog;
 pub use component::{ComponentHost, ServerCheck};
 pub use error::McpError;
 pub use pool::{McpPool, Reach, Reachable, RuntimeServer};

@@ -6,27 +6,23 @@
 //! Dropping a session kills its child process; children are also bound to
 //! this process's life (see `connect`).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, PaginatedRequestParams,
-    RequestMetaObject, Tool,
+    CallToolRequestParams, CallToolResponse, CallToolResult, Cursor, PaginatedRequestParams,
+    RequestMetaObject, ServerCapabilities, Tool,
 };
+use rmcp::{Peer, RoleClient};
 use serde_json::{Map, Value};
 
 use super::component::Guest;
 use super::connect::{self, Link};
 use super::pool::Reach;
-use super::{McpError, backoff};
+use super::{McpError, backoff, listing};
 use crate::config::McpServerConfig;
-
-/// Most a server may list: more pages, tools or bytes of them is refused
-/// rather than kept, and the server is left out.
-const MAX_TOOL_PAGES: usize = 100;
-const MAX_TOOLS: usize = 1000;
-const MAX_TOOL_LIST_BYTES: usize = 8 << 20;
 
 /// Where a server came from; only run-time ones can be removed by API.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,53 +141,6 @@ impl Session {
     }
 }
 
-/// Every page of the server's tools, within the caps.
-async fn list_tools(peer: &rmcp::Peer<rmcp::RoleClient>) -> Result<Vec<Tool>, String> {
-    let mut tools = Vec::new();
-    let mut bytes = ByteCount(0);
-    let mut cursor = None;
-    for _ in 0..MAX_TOOL_PAGES {
-        let page = peer
-            .list_tools(Some(PaginatedRequestParams::default().with_cursor(cursor)))
-            .await
-            .map_err(|e| format!("tools/list failed: {e}"))?;
-        serde_json::to_writer(&mut bytes, &page.tools).map_err(|e| e.to_string())?;
-        tools.extend(page.tools);
-        if tools.len() > MAX_TOOLS {
-            return Err(format!(
-                "it lists more than {MAX_TOOLS} tools, which is more than a chat can offer; it was left out"
-            ));
-        }
-        if bytes.0 > MAX_TOOL_LIST_BYTES {
-            return Err(format!(
-                "its tool list is larger than {} MiB; it was left out",
-                MAX_TOOL_LIST_BYTES >> 20
-            ));
-        }
-        match page.next_cursor {
-            Some(next) => cursor = Some(next),
-            None => return Ok(tools),
-        }
-    }
-    Err(format!(
-        "it lists its tools in more than {MAX_TOOL_PAGES} pages; it was left out"
-    ))
-}
-
-/// Measures serialized JSON without keeping it.
-struct ByteCount(usize);
-
-impl std::io::Write for ByteCount {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0 += bytes.len();
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 impl ServerEntry {
     pub(super) fn new(
         config: McpServerConfig,
@@ -251,7 +200,13 @@ impl ServerEntry {
     async fn open(&self) -> Result<Session, String> {
         let connect::Connection { client, guest } =
             connect::connect(&self.config, &self.link).await?;
-        let tools = list_tools(client.peer()).await?;
+        let peer = client.peer();
+        let tools = listing::all_pages("tools", |cursor| async move {
+            let page = PaginatedRequestParams::default().with_cursor(cursor);
+            let listed = peer.list_tools(Some(page)).await?;
+            Ok((listed.tools, listed.next_cursor))
+        })
+        .await?;
         tracing::info!(server = %self.config.id, tools = tools.len(), "MCP server connected");
         let offered = tools
             .iter()
@@ -403,6 +358,82 @@ impl ServerEntry {
         }
     }
 
+    /// What the server said it offers when its session opened.
+    pub(super) async fn capabilities(&self) -> Result<ServerCapabilities, McpError> {
+        self.session(|s| {
+            s.client
+                .peer_info()
+                .map(|info| info.capabilities.clone())
+                .unwrap_or_default()
+        })
+        .await
+    }
+
+    /// The session's peer, opening the session if needed.
+    pub(super) async fn peer(&self) -> Result<Peer<RoleClient>, McpError> {
+        self.session(|s| s.client.peer().clone()).await
+    }
+
+    /// Sends a request other than a tool call (`method` names it in
+    /// errors) under the server's call timeout; `send` is given the peer.
+    /// An error the server answers with is kept whole, to be handed on.
+    pub(super) async fn request<T, F, Fut>(
+        &self,
+        method: &'static str,
+        send: F,
+    ) -> Result<T, McpError>
+    where
+        F: FnOnce(Peer<RoleClient>) -> Fut,
+        Fut: Future<Output = Result<T, rmcp::ServiceError>>,
+    {
+        let peer = self.peer().await?;
+        match tokio::time::timeout(self.config.call_timeout(), send(peer)).await {
+            Err(_) => Err(self.no_answer(method)),
+            Ok(Err(rmcp::ServiceError::McpError(error))) => Err(McpError::Answered {
+                server: self.config.id.clone(),
+                method,
+                error: Box::new(error),
+            }),
+            Ok(Err(e)) => Err(self.request_failed(method, e.to_string())),
+            Ok(Ok(answer)) => Ok(answer),
+        }
+    }
+
+    /// Every page of a list (`method`, of `what`), each fetched by `page`,
+    /// within the caps of [`listing`] and the server's call timeout.
+    pub(super) async fn list<T, F, Fut>(
+        &self,
+        method: &'static str,
+        what: &str,
+        page: F,
+    ) -> Result<Vec<T>, McpError>
+    where
+        T: serde::Serialize,
+        F: Fn(Peer<RoleClient>, Option<Cursor>) -> Fut,
+        Fut: Future<Output = Result<listing::Page<T>, rmcp::ServiceError>>,
+    {
+        let peer = self.peer().await?;
+        let pages = listing::all_pages(what, |cursor| page(peer.clone(), cursor));
+        match tokio::time::timeout(self.config.call_timeout(), pages).await {
+            Err(_) => Err(self.no_answer(method)),
+            Ok(Err(reason)) => Err(self.request_failed(method, reason)),
+            Ok(Ok(items)) => Ok(items),
+        }
+    }
+
+    fn no_answer(&self, method: &'static str) -> McpError {
+        let secs = self.config.call_timeout().as_secs_f64();
+        self.request_failed(method, format!("no answer within {secs} s"))
+    }
+
+    fn request_failed(&self, method: &'static str, reason: String) -> McpError {
+        McpError::Request {
+            server: self.config.id.clone(),
+            method,
+            reason,
+        }
+    }
+
     /// A server running here (a process or a component) that let a call
     /// time out is presumed stuck (a hung tool often hangs the whole
     /// server, and restarting is the only remedy a client has): it is
@@ -430,7 +461,7 @@ impl ServerEntry {
     /// A result too big to hand on becomes an error the model can read,
     /// rather than megabytes in its context and the client's stream.
     fn within_limit(&self, tool: &str, result: CallToolResult) -> Result<CallToolResult, McpError> {
-        let mut counted = ByteCount(0);
+        let mut counted = listing::ByteCount(0);
         let bytes = serde_json::to_writer(&mut counted, &result).map_or(0, |()| counted.0);
         if bytes <= self.result_limit {
             return Ok(result);

@@ -2,11 +2,32 @@
 //! as the tests' peers.
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
 
 use crate::binary::fixture;
+
+/// The Python of the virtual environment that holds the `mcp` 2.x SDK,
+/// beside the 1.x the fixtures' servers need (`tests/run.sh` makes it).
+pub fn python_mcp2() -> String {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/python-mcp2/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing; `tests/run.sh` makes it (python3 -m venv target/python-mcp2 && target/python-mcp2/bin/pip install -r tests/requirements-mcp2.txt)",
+        python.display()
+    );
+    python.display().to_string()
+}
+
+/// The reference server `@modelcontextprotocol/server-everything`, as
+/// `tests/run.sh` installs it, to run with `node` and a transport.
+pub fn server_everything() -> String {
+    fixture("node/node_modules/@modelcontextprotocol/server-everything/dist/index.js")
+        .display()
+        .to_string()
+}
 
 /// The Python SDK test server on an HTTP transport (`sse` or
 /// `streamable-http`), stopped on drop.
