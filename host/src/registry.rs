@@ -62,6 +62,8 @@ pub struct ServerView {
     pub transport: Transport,
     pub tools: Vec<ToolSummary>,
     pub connected_at: Option<String>,
+    /// The MCP revision its live session speaks.
+    pub protocol_version: Option<String>,
 }
 
 /// What a stored server keeps sealed.
@@ -480,9 +482,13 @@ fn shown_name(server: &ServerEntry) -> &str {
 }
 
 async fn view(server: &ServerEntry) -> ServerView {
-    let (tools, connected_at) = match server.snapshot().await {
-        Some((tools, at)) => (ToolSummary::of(&tools), Some(at)),
-        None => (Vec::new(), None),
+    let (tools, connected_at, protocol_version) = match server.snapshot().await {
+        Some(live) => (
+            ToolSummary::of(&live.tools),
+            Some(live.connected_at),
+            live.protocol_version,
+        ),
+        None => (Vec::new(), None, None),
     };
     let config = &server.config;
     ServerView {
@@ -493,5 +499,6 @@ async fn view(server: &ServerEntry) -> ServerView {
         transport: config.transport,
         tools,
         connected_at,
+        protocol_version,
     }
 }

@@ -90,6 +90,10 @@ async fn servers_on_all_three_transports_serve_tools_and_chats() {
             .zip(["stdio", "sse", "streamable_http"])
     {
         assert_eq!(server["transport"], transport);
+        assert_eq!(
+            server["protocol_version"], "2025-11-25",
+            "the Python SDK 1.x knows the older era only; the pool falls back to it"
+        );
         assert_eq!(server["tools_count"], 5);
         assert_eq!(
             server["tools"][0],

@@ -1,8 +1,10 @@
 //! Tool results without loss. What a third-party server (the Python SDK's
 //! FastMCP) returns reaches clients of `/mcp/` whole: an image block byte
 //! for byte, `structuredContent`, and `outputSchema` in the listing. The
-//! model reads the text, with a note for the image it is not given. And a
+//! model reads the text, with a note for the image it is not given. A
 //! server configured with `tool_prefix = false` keeps its own tool names.
+//! A server's word that its tools changed refreshes the offer, in either
+//! protocol era.
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -140,5 +142,67 @@ async fn a_server_without_tool_prefix_keeps_its_own_names_where_no_other_took_th
     assert_eq!(
         out["results"][0]["structuredContent"],
         json!({ "result": 3 })
+    );
+}
+
+/// A host in front of one server, `growing`, started by `command`.
+fn growing_host(command: &str, script: &str, args: &str) -> Agenthost {
+    let config = format!(
+        "[[mcp_servers]]\nid = \"growing\"\ntransport = \"stdio\"\ncommand = {command:?}\nargs = [{:?}{args}]\n[agent]\ntools_wait_secs = 60\n[[api_keys]]\nkey = \"{KEY}\"\norg = \"acme\"\nrole = \"admin\"\n",
+        fixture(script).display().to_string()
+    );
+    Agenthost::start(&config).with_key(KEY)
+}
+
+/// Calls `growing__grow`, which adds a tool and tells of it, then, from a
+/// second client, calls the new tool: what the two clients saw.
+async fn grow_and_call_the_new_tool(host: &Agenthost) -> (Value, Value) {
+    let client = |calls: Value| {
+        let args = [
+            fixture("mcp_client.py").display().to_string(),
+            host.url("/mcp/"),
+            KEY.to_owned(),
+            "-".to_owned(),
+            calls.to_string(),
+        ];
+        async move { run_json_client("python3", &args).await }
+    };
+    let offers_grown = |out: &Value| {
+        out["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "growing__grown")
+    };
+    let before = client(json!([["growing__grow", {}]])).await;
+    assert!(!offers_grown(&before), "{before}");
+    assert_eq!(before["results"][0]["content"][0]["text"], "grown");
+    let after = client(json!([["growing__grown", {}]])).await;
+    assert!(offers_grown(&after), "{after}");
+    assert_eq!(after["results"][0]["content"][0]["text"], "I am new");
+    (before, after)
+}
+
+#[tokio::test]
+async fn a_servers_word_that_its_tools_changed_refreshes_what_clients_are_offered() {
+    // The Python SDK 1.x sends `notifications/tools/list_changed`.
+    let host = growing_host("python3", "fastmcp_server.py", ", \"--growing\"");
+    grow_and_call_the_new_tool(&host).await;
+    let (_, servers) = host.get("/servers").await;
+    assert_eq!(servers[0]["protocol_version"], "2025-11-25");
+}
+
+#[tokio::test]
+async fn a_2026_07_28_server_tells_of_changed_tools_on_the_subscription_the_pool_opens() {
+    let host = growing_host(&python_mcp2(), "mcp2_server.py", "");
+    let (before, _) = grow_and_call_the_new_tool(&host).await;
+    let (_, servers) = host.get("/servers").await;
+    assert_eq!(servers[0]["protocol_version"], "2026-07-28");
+    // The era's envelope stays with the server: its identity stamp in the
+    // result's `_meta` is not handed on as if it were this host's.
+    assert_eq!(before["results"][0].get("meta"), None, "{before}");
+    assert_eq!(
+        before["results"][0]["structuredContent"],
+        json!({ "result": "grown" })
     );
 }

@@ -170,6 +170,10 @@ async fn newcomer_path_works_offline_with_the_mock_provider() {
             "read_note"
         ]
     );
+    // The demo server is rmcp's, which speaks the stateless era; the pool
+    // asks for it first.
+    let (_, servers) = host.get("/servers").await;
+    assert_eq!(servers[0]["protocol_version"], "2026-07-28", "{servers}");
 
     // `curl -d` without `-H 'content-type: application/json'` sends a form
     // content type, as a page elsewhere can without a CORS preflight: it is

@@ -43,7 +43,10 @@ const TAGS: &[(&str, &str)] = &[
         "Health, readiness, metrics, usage and plugins, for operators",
     ),
     ("ui", "The chat page"),
-    ("mcp", "This host's tools, re-exposed as one MCP server"),
+    (
+        "mcp",
+        "This host's tools, resources and prompts, re-exposed as one MCP server",
+    ),
 ];
 
 pub fn routes(api: OpenApi) -> Router<Arc<AppState>> {

@@ -47,6 +47,7 @@ pub fn describe(server: &ServerView) -> Value {
         "tools_count": tools.len(),
         "tools": tools,
         "connected_at": server.connected_at,
+        "protocol_version": server.protocol_version,
     })
 }
 

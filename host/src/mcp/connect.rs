@@ -3,17 +3,30 @@
 use std::process::Stdio;
 use std::sync::Arc;
 
-use rmcp::service::RunningService;
+use rmcp::service::{ClientInitializeError, RunningService};
+use rmcp::transport::IntoTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
-use rmcp::{RoleClient, ServiceExt};
+use rmcp::{ClientServiceExt, RoleClient};
 
 use super::component::{ComponentHost, Guest};
+use super::pool_client::{PoolClient, lifecycle};
 use super::stderr::{STDERR_GRACE, StderrTail, log_stderr};
 use super::{call_meta, sse_client};
 use crate::config::{McpServerConfig, Transport};
 
-pub type Client = RunningService<RoleClient, ()>;
+pub type Client = RunningService<RoleClient, PoolClient>;
+
+/// Opens an MCP session over `transport`, in the era the server speaks.
+pub async fn open<T, E, A>(transport: T) -> Result<Client, ClientInitializeError>
+where
+    T: IntoTransport<RoleClient, E, A>,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    PoolClient::default()
+        .serve_with_lifecycle(transport, lifecycle())
+        .await
+}
 
 /// What a server is reached through, besides its config.
 #[derive(Clone)]
@@ -104,7 +117,7 @@ async fn connect_stdio(config: &McpServerConfig) -> Result<Client, String> {
     let tail = StderrTail::default();
     let reader =
         stderr.map(|stderr| tokio::spawn(log_stderr(config.id.clone(), stderr, tail.clone())));
-    let failure = match ().serve(transport).await {
+    let failure = match open(transport).await {
         Ok(client) => return Ok(client),
         Err(e) => e.to_string(),
     };
@@ -147,7 +160,7 @@ async fn connect_http(
     transport_config.custom_headers = headers;
     let client = call_meta::MetaHeadersClient(http_client.unwrap_or_default());
     let transport = StreamableHttpClientTransport::with_client(client, transport_config);
-    ().serve(transport).await.map_err(|e| e.to_string())
+    open(transport).await.map_err(|e| e.to_string())
 }
 
 async fn connect_sse(
@@ -162,9 +175,7 @@ async fn connect_sse(
             .map_err(|e| e.to_string())?,
     };
     let (outgoing, incoming) = sse_client::connect(client, url, header_map(config)?).await?;
-    ().serve((outgoing, incoming))
-        .await
-        .map_err(|e| e.to_string())
+    open((outgoing, incoming)).await.map_err(|e| e.to_string())
 }
 
 fn header_map(config: &McpServerConfig) -> Result<reqwest::header::HeaderMap, String> {

@@ -8,7 +8,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rmcp::model::{
@@ -17,11 +17,12 @@ use rmcp::model::{
 };
 use rmcp::{Peer, RoleClient};
 use serde_json::{Map, Value};
+use tokio_util::task::AbortOnDropHandle;
 
 use super::component::Guest;
 use super::connect::{self, Link};
 use super::pool::Reach;
-use super::{McpError, backoff, listing};
+use super::{McpError, backoff, listing, pool_client};
 use crate::config::McpServerConfig;
 
 /// Where a server came from; only run-time ones can be removed by API.
@@ -69,7 +70,12 @@ impl std::fmt::Debug for ServerEntry {
 }
 
 struct Session {
+    /// Unique in this process: which session a late decision is about
+    /// (its tools may be listed again, so they cannot tell).
+    number: u64,
     client: connect::Client,
+    /// Reads the server's word of changed tools, in the 2026-07-28 era.
+    _changes: Option<AbortOnDropHandle<()>>,
     /// The instance serving it, for a component server.
     guest: Option<Arc<Guest>>,
     tools: Arc<Vec<Tool>>,
@@ -91,6 +97,14 @@ pub struct OfferedTool {
     /// The tool exactly as the server listed it, for `/mcp/` to list on
     /// with its title, output schema, annotations and icons.
     pub listed: Arc<Tool>,
+}
+
+/// A live session as operators see it.
+pub struct Snapshot {
+    pub tools: Arc<Vec<Tool>>,
+    pub connected_at: String,
+    /// The protocol revision the server and this host agreed on.
+    pub protocol_version: Option<String>,
 }
 
 /// A server's tool as the frontends list it.
@@ -141,6 +155,16 @@ impl Session {
     }
 }
 
+/// Every page of the server's tools, within the caps.
+async fn list_tools(peer: &Peer<RoleClient>) -> Result<Vec<Tool>, String> {
+    listing::all_pages("tools", |cursor| async move {
+        let page = PaginatedRequestParams::default().with_cursor(cursor);
+        let listed = peer.list_tools(Some(page)).await?;
+        Ok((listed.tools, listed.next_cursor))
+    })
+    .await
+}
+
 impl ServerEntry {
     pub(super) fn new(
         config: McpServerConfig,
@@ -166,7 +190,10 @@ impl ServerEntry {
         if self.removed.load(Ordering::SeqCst) {
             return Err(McpError::Removed(self.config.id.clone()));
         }
-        if let Some(session) = slot.session.as_ref().filter(|s| s.is_alive()) {
+        if let Some(session) = slot.session.as_mut().filter(|s| s.is_alive()) {
+            if session.client.service().take_tools_changed() {
+                self.relist(session).await;
+            }
             return Ok(pick(session));
         }
         // Dropping a dead session reaps its child before a new one starts.
@@ -198,27 +225,56 @@ impl ServerEntry {
     }
 
     async fn open(&self) -> Result<Session, String> {
+        static SESSIONS: AtomicU64 = AtomicU64::new(0);
         let connect::Connection { client, guest } =
             connect::connect(&self.config, &self.link).await?;
-        let peer = client.peer();
-        let tools = listing::all_pages("tools", |cursor| async move {
-            let page = PaginatedRequestParams::default().with_cursor(cursor);
-            let listed = peer.list_tools(Some(page)).await?;
-            Ok((listed.tools, listed.next_cursor))
-        })
-        .await?;
-        tracing::info!(server = %self.config.id, tools = tools.len(), "MCP server connected");
+        let tools = list_tools(client.peer()).await?;
+        let version = client
+            .peer_info()
+            .map(|info| info.protocol_version.to_string());
+        tracing::info!(
+            server = %self.config.id,
+            tools = tools.len(),
+            protocol = version.as_deref().unwrap_or("unknown"),
+            "MCP server connected"
+        );
+        let changes = pool_client::listen_for_changes(&self.config.id, &client).await;
+        let mut session = Session {
+            number: SESSIONS.fetch_add(1, Ordering::Relaxed),
+            _changes: changes,
+            client,
+            guest: guest.map(Arc::new),
+            tools: Default::default(),
+            offered: Default::default(),
+            connected_at: crate::timestamp::now(),
+        };
+        self.offer(&mut session, tools);
+        Ok(session)
+    }
+
+    fn offer(&self, session: &mut Session, tools: Vec<Tool>) {
         let offered = tools
             .iter()
             .map(|tool| OfferedTool::prepare(&self.config, tool))
             .collect();
-        Ok(Session {
-            client,
-            guest: guest.map(Arc::new),
-            tools: Arc::new(tools),
-            offered: Arc::new(offered),
-            connected_at: crate::timestamp::now(),
-        })
+        session.tools = Arc::new(tools);
+        session.offered = Arc::new(offered);
+    }
+
+    /// Lists a live session's tools again, after the server said they
+    /// changed. A listing that fails keeps the old tools and is tried
+    /// again on the next use.
+    async fn relist(&self, session: &mut Session) {
+        match list_tools(session.client.peer()).await {
+            Ok(tools) => {
+                tracing::info!(server = %self.config.id, tools = tools.len(), "MCP server's tools changed");
+                self.offer(session, tools);
+            }
+            Err(reason) => {
+                tracing::warn!(server = %self.config.id, "listing the changed tools failed: {reason}");
+                session.client.service().note_tools_changed();
+            }
+        }
     }
 
     /// Opens (or reuses) the session and returns the server's tools.
@@ -286,13 +342,20 @@ impl ServerEntry {
         self.snapshot().await.is_some()
     }
 
-    /// The tools and connection time of a live session, without opening one.
-    pub async fn snapshot(&self) -> Option<(Arc<Vec<Tool>>, String)> {
+    /// What a live session holds, without opening one.
+    pub async fn snapshot(&self) -> Option<Snapshot> {
         let slot = self.slot.lock().await;
         slot.session
             .as_ref()
             .filter(|s| s.is_alive())
-            .map(|s| (s.tools.clone(), s.connected_at.clone()))
+            .map(|s| Snapshot {
+                tools: s.tools.clone(),
+                connected_at: s.connected_at.clone(),
+                protocol_version: s
+                    .client
+                    .peer_info()
+                    .map(|info| info.protocol_version.to_string()),
+            })
     }
 
     /// Stops the server for good: holders get an error, not a reconnect.
@@ -317,8 +380,8 @@ impl ServerEntry {
         meta: Option<RequestMetaObject>,
     ) -> Result<CallToolResult, McpError> {
         let server = &self.config.id;
-        let (peer, tools, guest) = self
-            .session(|s| (s.client.peer().clone(), s.tools.clone(), s.guest.clone()))
+        let (peer, session, guest) = self
+            .session(|s| (s.client.peer().clone(), s.number, s.guest.clone()))
             .await?;
         let _in_flight = guest.as_deref().map(Guest::call_started);
         let timeout = self.config.call_timeout();
@@ -332,7 +395,7 @@ impl ServerEntry {
         };
         match tokio::time::timeout(timeout, peer.call_tool_once(params)).await {
             Err(_) => {
-                self.stop_if_stuck(&tools).await;
+                self.stop_if_stuck(session).await;
                 Err(McpError::Timeout {
                     server: server.clone(),
                     tool: tool.to_owned(),
@@ -351,7 +414,18 @@ impl ServerEntry {
                     .into(),
             )),
             Ok(Err(e)) => Err(failed(e.to_string())),
-            Ok(Ok(CallToolResponse::Complete(result))) => self.within_limit(tool, result),
+            Ok(Ok(CallToolResponse::Complete(mut result))) => {
+                // The 2026-07-28 era's envelope (the result's type, the
+                // server's identity stamped in `_meta`), not the tool's
+                // answer: a result reads the same whichever era its server
+                // speaks, and is never taken for this host's own stamp.
+                result.result_type.take_if(|kind| kind.is_complete());
+                if let Some(meta) = result.meta.as_mut() {
+                    meta.retain(|key, _| !key.starts_with("io.modelcontextprotocol/"));
+                }
+                result.meta.take_if(|meta| meta.is_empty());
+                self.within_limit(tool, result)
+            }
             Ok(Ok(_)) => Err(failed(
                 "the tool asked for user input, which is not supported".into(),
             )),
@@ -437,17 +511,14 @@ impl ServerEntry {
     /// A server running here (a process or a component) that let a call
     /// time out is presumed stuck (a hung tool often hangs the whole
     /// server, and restarting is the only remedy a client has): it is
-    /// stopped, to start afresh on next use. `tools` names the session
+    /// stopped, to start afresh on next use. `number` names the session
     /// that timed out, so a session started since is left alone.
-    async fn stop_if_stuck(&self, tools: &Arc<Vec<Tool>>) {
+    async fn stop_if_stuck(&self, number: u64) {
         if !self.config.runs_on_host() {
             return;
         }
         let mut slot = self.slot.lock().await;
-        if slot
-            .session
-            .as_ref()
-            .is_some_and(|s| Arc::ptr_eq(&s.tools, tools))
+        if slot.session.as_ref().is_some_and(|s| s.number == number)
             && let Some(session) = slot.session.take()
         {
             tracing::warn!(server = %self.config.id, "a tool call timed out; stopping the server");

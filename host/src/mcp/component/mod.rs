@@ -23,7 +23,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::SystemTime;
 
-use rmcp::ServiceExt;
 use tokio::io::{AsyncRead, DuplexStream, ReadBuf};
 use tokio_util::task::AbortOnDropHandle;
 use wasmtime::component::{Linker, ResourceTable};
@@ -34,7 +33,7 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::UrlPolicy;
-use super::connect::Client;
+use super::connect::{self, Client};
 use super::stderr::{STDERR_GRACE, StderrTail, log_stderr};
 use crate::config::{Grants, McpServerConfig};
 use crate::wasm::{CompileCache, MemoryCap};
@@ -235,7 +234,7 @@ impl ComponentHost {
             pipe: host_out,
             _instance: AbortOnDropHandle::new(run),
         };
-        let failure = match ().serve((stdout, host_in)).await {
+        let failure = match connect::open((stdout, host_in)).await {
             Ok(client) => return Ok((client, Guest { stopped, clock })),
             Err(e) => e.to_string(),
         };
