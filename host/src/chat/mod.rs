@@ -24,10 +24,10 @@ use crate::auth::{Caller, Principal, tenant};
 use crate::connections::Connections;
 pub use crate::dispatch::DispatchError;
 use crate::dispatch::Dispatcher;
+use crate::mcp::McpPool;
 /// The header naming the end user a request's tool calls are pinned to.
 pub use crate::mcp::call_meta::END_USER_HEADER;
-use crate::mcp::{McpError, McpPool};
-pub use crate::mcp::{ToolBinding, ToolSet, ToolSummary};
+pub use crate::mcp::{Catalog, McpError, ToolBinding, ToolSet, ToolSummary};
 use crate::plugins::{EncoderPlugin, PluginFailure, PluginRuntime};
 pub use crate::store::{SessionSummary, StoredMessage, ToolCallRecord};
 use crate::store::{Store, StoreError};

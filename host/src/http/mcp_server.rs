@@ -35,8 +35,7 @@ use super::AppState;
 use super::caller::identify;
 use super::feather::{authenticate, end_user_header};
 use crate::auth::Caller;
-use crate::chat::{ToolBinding, ToolChoice, ToolSet};
-use crate::mcp::{Catalog, McpError};
+use crate::chat::{Catalog, McpError, ToolBinding, ToolChoice, ToolSet};
 
 /// The `/mcp` and `/mcp/` routes.
 pub fn routes(
