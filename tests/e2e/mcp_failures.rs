@@ -230,3 +230,24 @@ async fn a_server_that_fails_to_start_is_named_with_the_end_of_its_stderr() {
         "the log names the server beside the end of its stderr: {logged}"
     );
 }
+
+#[tokio::test]
+async fn a_server_that_answers_discover_with_anything_is_reached_by_the_older_handshake() {
+    // It answers `server/discover` with `{}`, as if it were a ping.
+    let servers = failing_server_toml("flaky", ", \"--answer-anything\"", "");
+    let (llm, host) = host_with(&servers).await;
+    let (status, body) = host.post_json("/connect/flaky", "").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (echo, _) = call_tool(&llm, &host, "echo", json!({"text": "hi"})).await;
+    assert!(echo.starts_with("echo: hi (pid "), "{echo}");
+    let (_, servers) = host.get("/servers").await;
+    assert_eq!(servers[0]["protocol_version"], "2025-11-25");
+    assert!(
+        host.logs()
+            .contains("connecting again with the 2025-11-25 handshake"),
+        "{}",
+        host.logs()
+    );
+    // The first connection's process is gone: one child is left.
+    settle_children(&host, 1);
+}

@@ -3,7 +3,7 @@
 use std::process::Stdio;
 use std::sync::Arc;
 
-use rmcp::service::{ClientInitializeError, RunningService};
+use rmcp::service::{ClientInitializeError, ClientLifecycleMode, RunningService};
 use rmcp::transport::IntoTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
@@ -17,15 +17,57 @@ use crate::config::{McpServerConfig, Transport};
 
 pub type Client = RunningService<RoleClient, PoolClient>;
 
-/// Opens an MCP session over `transport`, in the era the server speaks.
-pub async fn open<T, E, A>(transport: T) -> Result<Client, ClientInitializeError>
+/// Opens an MCP session over `transport` with `lifecycle`.
+pub async fn open<T, E, A>(
+    transport: T,
+    lifecycle: ClientLifecycleMode,
+) -> Result<Client, ClientInitializeError>
 where
     T: IntoTransport<RoleClient, E, A>,
     E: std::error::Error + Send + Sync + 'static,
 {
     PoolClient::default()
-        .serve_with_lifecycle(transport, lifecycle())
+        .serve_with_lifecycle(transport, lifecycle)
         .await
+}
+
+/// Why a session did not open, and whether the server answered
+/// `server/discover` with something that is no answer to it: some
+/// 2025-11-25 servers answer every request they do not know with `{}`
+/// (the conformance suite's own test server does), and reach the older
+/// handshake on a new connection.
+struct Unopened {
+    reason: String,
+    discover_misread: bool,
+}
+
+impl From<String> for Unopened {
+    fn from(reason: String) -> Unopened {
+        Unopened {
+            reason,
+            discover_misread: false,
+        }
+    }
+}
+
+impl From<&str> for Unopened {
+    fn from(reason: &str) -> Unopened {
+        Unopened::from(reason.to_owned())
+    }
+}
+
+impl From<ClientInitializeError> for Unopened {
+    fn from(error: ClientInitializeError) -> Unopened {
+        let discover_misread = matches!(
+            error,
+            ClientInitializeError::ExpectedInitResult(Some(_))
+                | ClientInitializeError::ExpectedInitResponse(Some(_))
+        );
+        Unopened {
+            reason: error.to_string(),
+            discover_misread,
+        }
+    }
 }
 
 /// What a server is reached through, besides its config.
@@ -54,16 +96,39 @@ impl From<Client> for Connection {
     }
 }
 
-/// Connects over the configured transport.
+/// Connects over the configured transport, in the newest era the server
+/// speaks.
 pub async fn connect(config: &McpServerConfig, link: &Link) -> Result<Connection, String> {
+    match connect_with(config, link, lifecycle()).await {
+        Err(unopened) if unopened.discover_misread => {
+            tracing::info!(
+                server = %config.id,
+                "the server answered server/discover with something else ({}); connecting again with the 2025-11-25 handshake",
+                unopened.reason
+            );
+            connect_with(config, link, ClientLifecycleMode::Initialize)
+                .await
+                .map_err(|unopened| unopened.reason)
+        }
+        opened => opened.map_err(|unopened| unopened.reason),
+    }
+}
+
+async fn connect_with(
+    config: &McpServerConfig,
+    link: &Link,
+    lifecycle: ClientLifecycleMode,
+) -> Result<Connection, Unopened> {
     let http_client = match link {
         Link::Http(client) => Some(client.clone()),
         Link::Direct | Link::Component(_) => None,
     };
     match (config.transport, link) {
-        (Transport::Stdio, _) => connect_stdio(config).await.map(Connection::from),
-        (Transport::Sse, _) => connect_sse(config, http_client).await.map(Connection::from),
-        (Transport::StreamableHttp, _) => connect_http(config, http_client)
+        (Transport::Stdio, _) => connect_stdio(config, lifecycle).await.map(Connection::from),
+        (Transport::Sse, _) => connect_sse(config, http_client, lifecycle)
+            .await
+            .map(Connection::from),
+        (Transport::StreamableHttp, _) => connect_http(config, http_client, lifecycle)
             .await
             .map(Connection::from),
         (Transport::Wasm, Link::Component(host)) => {
@@ -98,7 +163,10 @@ fn child_env(config: &McpServerConfig) -> Vec<(String, String)> {
     env
 }
 
-async fn connect_stdio(config: &McpServerConfig) -> Result<Client, String> {
+async fn connect_stdio(
+    config: &McpServerConfig,
+    lifecycle: ClientLifecycleMode,
+) -> Result<Client, Unopened> {
     let program = config.command.as_deref().ok_or("no command configured")?;
     let mut command = tokio::process::Command::new(program);
     command
@@ -117,19 +185,19 @@ async fn connect_stdio(config: &McpServerConfig) -> Result<Client, String> {
     let tail = StderrTail::default();
     let reader =
         stderr.map(|stderr| tokio::spawn(log_stderr(config.id.clone(), stderr, tail.clone())));
-    let failure = match open(transport).await {
+    let mut failure = match open(transport, lifecycle).await {
         Ok(client) => return Ok(client),
-        Err(e) => e.to_string(),
+        Err(e) => Unopened::from(e),
     };
     // A server that fails to start usually says why on stderr and exits;
     // its last lines are the most useful part of the error.
     if let Some(reader) = reader {
         let _ = tokio::time::timeout(STDERR_GRACE, reader).await;
     }
-    Err(match tail.lines() {
-        Some(lines) => format!("{failure}; the last lines of its stderr: {lines}"),
-        None => failure,
-    })
+    if let Some(lines) = tail.lines() {
+        failure.reason = format!("{}; the last lines of its stderr: {lines}", failure.reason);
+    }
+    Err(failure)
 }
 
 /// Asks the kernel to kill the child when this process dies, so even a
@@ -150,7 +218,8 @@ fn die_with_parent(command: &mut tokio::process::Command) {
 async fn connect_http(
     config: &McpServerConfig,
     http_client: Option<reqwest::Client>,
-) -> Result<Client, String> {
+    lifecycle: ClientLifecycleMode,
+) -> Result<Client, Unopened> {
     let url = config.url.as_deref().ok_or("no url configured")?;
     let headers = header_map(config)?
         .into_iter()
@@ -160,13 +229,14 @@ async fn connect_http(
     transport_config.custom_headers = headers;
     let client = call_meta::MetaHeadersClient(http_client.unwrap_or_default());
     let transport = StreamableHttpClientTransport::with_client(client, transport_config);
-    open(transport).await.map_err(|e| e.to_string())
+    Ok(open(transport, lifecycle).await?)
 }
 
 async fn connect_sse(
     config: &McpServerConfig,
     http_client: Option<reqwest::Client>,
-) -> Result<Client, String> {
+    lifecycle: ClientLifecycleMode,
+) -> Result<Client, Unopened> {
     let url = config.url.as_deref().ok_or("no url configured")?;
     let client = match http_client {
         Some(client) => client,
@@ -175,7 +245,7 @@ async fn connect_sse(
             .map_err(|e| e.to_string())?,
     };
     let (outgoing, incoming) = sse_client::connect(client, url, header_map(config)?).await?;
-    open((outgoing, incoming)).await.map_err(|e| e.to_string())
+    Ok(open((outgoing, incoming), lifecycle).await?)
 }
 
 fn header_map(config: &McpServerConfig) -> Result<reqwest::header::HeaderMap, String> {

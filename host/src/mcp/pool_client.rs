@@ -48,10 +48,13 @@ pub fn lifecycle() -> ClientLifecycleMode {
 
 impl ClientHandler for PoolClient {
     fn get_info(&self) -> ClientConfig {
+        // The version offered in an `initialize` handshake, which exists
+        // in the 2025-11-25 era only.
         ClientConfig::new(
             ClientCapabilities::default(),
             Implementation::new("agenthost", env!("CARGO_PKG_VERSION")),
         )
+        .with_protocol_version(ProtocolVersion::V_2025_11_25)
     }
 
     async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {

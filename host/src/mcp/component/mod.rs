@@ -34,6 +34,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::UrlPolicy;
 use super::connect::{self, Client};
+use super::pool_client::lifecycle;
 use super::stderr::{STDERR_GRACE, StderrTail, log_stderr};
 use crate::config::{Grants, McpServerConfig};
 use crate::wasm::{CompileCache, MemoryCap};
@@ -234,7 +235,7 @@ impl ComponentHost {
             pipe: host_out,
             _instance: AbortOnDropHandle::new(run),
         };
-        let failure = match connect::open((stdout, host_in)).await {
+        let failure = match connect::open((stdout, host_in), lifecycle()).await {
             Ok(client) => return Ok((client, Guest { stopped, clock })),
             Err(e) => e.to_string(),
         };
