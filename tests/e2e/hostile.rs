@@ -116,7 +116,7 @@ async fn a_server_whose_tool_list_never_ends_is_left_out_and_chats_go_on() {
 
 #[tokio::test]
 async fn a_dripping_sse_stream_and_a_hanging_start_hold_no_chat_for_long() {
-    let drip = PythonMcpServer::start_script("slow_sse_server.py", &["--megabytes", "8"]);
+    let drip = FixtureServer::start_script("slow_sse_server.py", &["--megabytes", "8"]);
     let config = format!(
         "{}{}[[mcp_servers]]\nid = \"drip\"\ntransport = \"sse\"\nurl = \"http://127.0.0.1:{}/sse\"\nstartup_timeout = 60\n\
          [agent]\ntools_wait_secs = 1\n",

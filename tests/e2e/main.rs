@@ -6,6 +6,7 @@
 
 mod bad_input;
 mod component_servers;
+mod conformance;
 mod crash_safety;
 mod feather;
 mod health;

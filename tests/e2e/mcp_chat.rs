@@ -73,8 +73,8 @@ async fn servers_on_all_three_transports_serve_tools_and_chats() {
         )
     );
 
-    let sse = PythonMcpServer::start("sse");
-    let http = PythonMcpServer::start("streamable-http");
+    let sse = FixtureServer::start("sse");
+    let http = FixtureServer::start("streamable-http");
     let servers = json!([
         python_stdio("pystdio"),
         { "name": "pysse", "transport": "sse", "url": format!("http://127.0.0.1:{}/sse", sse.port) },
@@ -148,7 +148,7 @@ async fn servers_on_all_three_transports_serve_tools_and_chats() {
 async fn history_keeps_tool_messages_and_survives_a_restart() {
     let data = tempfile::tempdir().unwrap();
     let extra = format!("data_dir = {:?}", data.path().display().to_string());
-    let http = PythonMcpServer::start("streamable-http");
+    let http = FixtureServer::start("streamable-http");
     let session;
     {
         let host = Agenthost::start(&config(&extra));

@@ -148,7 +148,7 @@ async fn chats_on_one_session_sent_to_two_replicas_at_once_take_turns() {
 /// the bound here only has to hold on a busy machine.
 #[tokio::test]
 async fn what_one_replica_registers_or_removes_the_other_uses_without_a_restart() {
-    let python = PythonMcpServer::start("streamable-http");
+    let python = FixtureServer::start("streamable-http");
     let (a, b) = replicas(&fresh_database(), "");
     let server = json!([{ "name": "py", "transport": "streamable_http",
                           "url": format!("http://127.0.0.1:{}/mcp", python.port) }]);
@@ -183,7 +183,7 @@ async fn what_one_replica_registers_or_removes_the_other_uses_without_a_restart(
 
 #[tokio::test]
 async fn connections_and_their_tools_follow_across_replicas() {
-    let crm = PythonMcpServer::start_script("crm_mcp_server.py", &["--token", "crm-token-41"]);
+    let crm = FixtureServer::start_script("crm_mcp_server.py", &["--token", "crm-token-41"]);
     let keys = format!(
         "[[api_keys]]\nkey = \"{ADMIN}\"\norg = \"acme\"\nrole = \"admin\"\n\
          [security]\nallow_mcp_networks = [\"127.0.0.0/8\"]\n"

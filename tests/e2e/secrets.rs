@@ -40,7 +40,7 @@ impl Transcript<'_> {
 
 #[tokio::test]
 async fn no_credential_reaches_a_response_or_a_log_line() {
-    let crm = PythonMcpServer::start_script("crm_mcp_server.py", &["--token", CRM_TOKEN]);
+    let crm = FixtureServer::start_script("crm_mcp_server.py", &["--token", CRM_TOKEN]);
     let crm_url = format!("http://127.0.0.1:{}/mcp", crm.port);
     let llm = MockLlm::start().await;
     let config = format!(

@@ -140,8 +140,8 @@ fn answer_turn() -> Vec<String> {
 /// Starts a host exporting to a fresh collector with `protocol` (a config
 /// line), runs one chat that calls the CRM's lookup tool, and returns the
 /// host, the collector's exports and what the tool answered.
-async fn traced_chat(protocol: &str) -> (Agenthost, Exports, Value, PythonMcpServer) {
-    let crm = PythonMcpServer::start_script("crm_mcp_server.py", &["--token", CRM_TOKEN]);
+async fn traced_chat(protocol: &str) -> (Agenthost, Exports, Value, FixtureServer) {
+    let crm = FixtureServer::start_script("crm_mcp_server.py", &["--token", CRM_TOKEN]);
     let llm = MockLlm::start().await;
     let (url, exports) = collector().await;
     let host = Agenthost::start_with_env(

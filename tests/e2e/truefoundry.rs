@@ -267,7 +267,7 @@ async fn the_official_openai_sdk_accumulates_the_stream() {
 async fn an_ad_hoc_url_server_works_when_its_network_is_allowed() {
     let llm = MockLlm::start().await;
     let host = start(&llm, "").await;
-    let python = PythonMcpServer::start("streamable-http");
+    let python = FixtureServer::start("streamable-http");
     let url = format!("http://127.0.0.1:{}/mcp", python.port);
     let server_id = format!("127.0.0.1:{}", python.port);
     let model_name = format!("127_0_0_1_{}__word_count", python.port);

@@ -303,7 +303,7 @@ async fn viewers_are_denied_write_tools_on_every_surface_and_nothing_is_written(
 
 #[tokio::test]
 async fn tenants_see_only_their_own_sessions_servers_and_conversations() {
-    let python = PythonMcpServer::start("streamable-http");
+    let python = FixtureServer::start("streamable-http");
     let http_server = |name: &str| {
         json!([{ "name": name, "transport": "streamable_http",
                  "url": format!("http://127.0.0.1:{}/mcp", python.port) }])

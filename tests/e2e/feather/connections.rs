@@ -11,7 +11,7 @@ use super::*;
 /// The Python CRM server, a host that may reach it, and the connection
 /// to it, created by the admin with a bearer token.
 struct Connected {
-    _crm: PythonMcpServer,
+    _crm: FixtureServer,
     llm: MockLlm,
     data: tempfile::TempDir,
     host: Agenthost,
@@ -21,7 +21,7 @@ struct Connected {
 
 impl Connected {
     async fn start() -> Connected {
-        let crm = PythonMcpServer::start_script("crm_mcp_server.py", &["--token", CRM_TOKEN]);
+        let crm = FixtureServer::start_script("crm_mcp_server.py", &["--token", CRM_TOKEN]);
         let llm = MockLlm::start().await;
         let data = tempfile::tempdir().unwrap();
         let host = start(&llm, Some(data.path()));
@@ -52,7 +52,7 @@ impl Connected {
     }
 }
 
-fn crm_url(crm: &PythonMcpServer) -> String {
+fn crm_url(crm: &FixtureServer) -> String {
     format!("http://127.0.0.1:{}/mcp", crm.port)
 }
 
@@ -68,7 +68,7 @@ fn update() -> String {
 
 #[tokio::test]
 async fn a_connection_is_stored_only_with_working_credentials_a_writers_key_and_a_new_name() {
-    let crm = PythonMcpServer::start_script("crm_mcp_server.py", &["--token", CRM_TOKEN]);
+    let crm = FixtureServer::start_script("crm_mcp_server.py", &["--token", CRM_TOKEN]);
     let llm = MockLlm::start().await;
     let host = start(&llm, None);
     let crm_url = crm_url(&crm);

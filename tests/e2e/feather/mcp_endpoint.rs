@@ -9,7 +9,7 @@ use super::*;
 
 #[tokio::test]
 async fn the_mcp_endpoint_serves_tools_by_role_to_a_real_mcp_client() {
-    let crm = PythonMcpServer::start_script("crm_mcp_server.py", &["--token", CRM_TOKEN]);
+    let crm = FixtureServer::start_script("crm_mcp_server.py", &["--token", CRM_TOKEN]);
     let llm = MockLlm::start().await;
     // The same customer server on stdio, in the pool: pinned by `_meta` alone.
     let stdio_crm = format!(

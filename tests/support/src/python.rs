@@ -29,32 +29,39 @@ pub fn server_everything() -> String {
         .to_string()
 }
 
-/// The Python SDK test server on an HTTP transport (`sse` or
-/// `streamable-http`), stopped on drop.
-pub struct PythonMcpServer {
+/// A fixture server process listening on a port of the kernel's choosing
+/// (the Python SDK test server on an HTTP transport, by default), stopped
+/// on drop.
+pub struct FixtureServer {
     child: Child,
     pub port: u16,
     /// Held open so a late print in the fixture never meets a closed pipe.
     _stdout: BufReader<std::process::ChildStdout>,
 }
 
-impl PythonMcpServer {
-    pub fn start(transport: &str) -> PythonMcpServer {
+impl FixtureServer {
+    pub fn start(transport: &str) -> FixtureServer {
         Self::start_script("fastmcp_server.py", &["--transport", transport])
     }
 
     /// A fixture server script, given `args`. The fixture binds a port of
     /// the kernel's choosing and prints it once it listens
     /// (`fixtures/listen.py`).
-    pub fn start_script(script: &str, args: &[&str]) -> PythonMcpServer {
-        let mut child = Command::new("python3")
+    pub fn start_script(script: &str, args: &[&str]) -> FixtureServer {
+        Self::start_with("python3", script, args)
+    }
+
+    /// A fixture script run by `program` (`python3`, `node`), given `args`,
+    /// that prints its port once it listens.
+    pub fn start_with(program: &str, script: &str, args: &[&str]) -> FixtureServer {
+        let mut child = Command::new(program)
             .arg(fixture(script))
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .expect("python3 starts");
+            .unwrap_or_else(|e| panic!("{program} {script} does not start: {e}"));
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
         stdout.read_line(&mut line).unwrap();
@@ -62,7 +69,7 @@ impl PythonMcpServer {
             .trim()
             .parse()
             .unwrap_or_else(|_| panic!("{script} printed no port, only {line:?}"));
-        PythonMcpServer {
+        FixtureServer {
             child,
             port,
             _stdout: stdout,
@@ -70,7 +77,7 @@ impl PythonMcpServer {
     }
 }
 
-impl Drop for PythonMcpServer {
+impl Drop for FixtureServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
