@@ -112,14 +112,7 @@ async fn a_component_server_reaches_what_it_is_granted_and_nothing_else() {
         ["w__env", { "name": "AGENTHOST_TEST_KEY" }],
         ["w__env", { "name": "PATH" }],
     ]);
-    let args = [
-        fixture("mcp_client.py").display().to_string(),
-        host.url("/mcp/"),
-        KEY.to_owned(),
-        "-".to_owned(),
-        calls.to_string(),
-    ];
-    let out = run_json_client("python3", &args).await;
+    let out = run_mcp_client(&host.url("/mcp/"), KEY, None, &calls).await;
     let texts = texts(&out);
 
     assert_eq!(texts[0], "granted text", "{out}");

@@ -29,14 +29,8 @@ fn host(llm: &MockLlm) -> Agenthost {
 async fn images_structured_content_and_output_schemas_reach_mcp_clients_whole() {
     let llm = MockLlm::start().await;
     let host = host(&llm);
-    let args = [
-        fixture("mcp_client.py").display().to_string(),
-        host.url("/mcp/"),
-        KEY.to_owned(),
-        "-".to_owned(),
-        json!([["py__tiny_image", {}], ["py__word_count", { "text": "one two" }]]).to_string(),
-    ];
-    let out = run_json_client("python3", &args).await;
+    let calls = json!([["py__tiny_image", {}], ["py__word_count", { "text": "one two" }]]);
+    let out = run_mcp_client(&host.url("/mcp/"), KEY, None, &calls).await;
 
     let listed = |name: &str| -> Value {
         out["tools"]
@@ -118,14 +112,8 @@ async fn a_server_without_tool_prefix_keeps_its_own_names_where_no_other_took_th
         python("second"),
     );
     let host = Agenthost::start_with_env(&config, &[("AGENTHOST_TEST_KEY", "sk-test")]);
-    let args = [
-        fixture("mcp_client.py").display().to_string(),
-        host.url("/mcp/"),
-        KEY.to_owned(),
-        "-".to_owned(),
-        json!([["word_count", { "text": "a b c" }]]).to_string(),
-    ];
-    let out = run_json_client("python3", &args).await;
+    let calls = json!([["word_count", { "text": "a b c" }]]);
+    let out = run_mcp_client(&host.url("/mcp/"), KEY, None, &calls).await;
     let mut names: Vec<&str> = out["tools"]
         .as_array()
         .unwrap()
@@ -157,15 +145,10 @@ fn growing_host(command: &str, script: &str, args: &str) -> Agenthost {
 /// Calls `growing__grow`, which adds a tool and tells of it, then, from a
 /// second client, calls the new tool: what the two clients saw.
 async fn grow_and_call_the_new_tool(host: &Agenthost) -> (Value, Value) {
+    let url = host.url("/mcp/");
     let client = |calls: Value| {
-        let args = [
-            fixture("mcp_client.py").display().to_string(),
-            host.url("/mcp/"),
-            KEY.to_owned(),
-            "-".to_owned(),
-            calls.to_string(),
-        ];
-        async move { run_json_client("python3", &args).await }
+        let url = url.clone();
+        async move { run_mcp_client(&url, KEY, None, &calls).await }
     };
     let offers_grown = |out: &Value| {
         out["tools"]

@@ -240,14 +240,8 @@ async fn viewers_are_denied_write_tools_on_every_surface_and_nothing_is_written(
         "{truefoundry}"
     );
 
-    let args = [
-        fixture("mcp_client.py").display().to_string(),
-        host.url("/mcp/"),
-        VIEWER.to_owned(),
-        "-".to_owned(),
-        json!([["demo__add_note", { "title": "t", "text": "x" }]]).to_string(),
-    ];
-    let mcp = run_json_client("python3", &args).await;
+    let calls = json!([["demo__add_note", { "title": "t", "text": "x" }]]);
+    let mcp = run_mcp_client(&host.url("/mcp/"), VIEWER, None, &calls).await;
     assert_eq!(mcp["results"][0]["isError"], true, "{mcp}");
     assert!(
         mcp["tools"]

@@ -33,14 +33,11 @@ async fn the_mcp_endpoint_serves_tools_by_role_to_a_real_mcp_client() {
 
     let endpoint = host.url("/mcp/");
     let client = |key: &str, end_user: &str, calls: Value| {
-        let args = vec![
-            fixture("mcp_client.py").display().to_string(),
-            endpoint.clone(),
-            key.to_owned(),
-            end_user.to_owned(),
-            calls.to_string(),
-        ];
-        async move { run_json_client("python3", &args).await }
+        let (endpoint, key, end_user) = (endpoint.clone(), key.to_owned(), end_user.to_owned());
+        async move {
+            let end_user = Some(end_user.as_str()).filter(|u| *u != "-");
+            run_mcp_client(&endpoint, &key, end_user, &calls).await
+        }
     };
     let names = |out: &Value| -> Vec<String> {
         out["tools"]

@@ -102,6 +102,21 @@ pub async fn run_client(program: &str, args: &[&str], dir: &std::path::Path) -> 
     String::from_utf8(output.stdout).unwrap()
 }
 
+/// The official Python MCP client (`fixtures/mcp_client.py`) against the
+/// MCP endpoint at `url`, with `key`, pinned to `end_user` if given: it
+/// lists the tools, makes `calls` (`[[name, arguments], ...]`) and
+/// returns what it saw.
+pub async fn run_mcp_client(url: &str, key: &str, end_user: Option<&str>, calls: &Value) -> Value {
+    let args = [
+        fixture("mcp_client.py").display().to_string(),
+        url.to_owned(),
+        key.to_owned(),
+        end_user.unwrap_or("-").to_owned(),
+        calls.to_string(),
+    ];
+    run_json_client("python3", &args).await
+}
+
 /// [`run_client`] in this directory, its output parsed as JSON.
 pub async fn run_json_client(program: &str, args: &[String]) -> Value {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
