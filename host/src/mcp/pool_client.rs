@@ -38,11 +38,12 @@ impl PoolClient {
 }
 
 /// Both protocol eras: `server/discover` at 2026-07-28 first, and the
-/// 2025-11-25 `initialize` handshake with a server that does not know it.
+/// `initialize` handshake, at the version `get_info` offers, with a server
+/// that does not know it.
 pub fn lifecycle() -> ClientLifecycleMode {
     ClientLifecycleMode::Auto {
         preferred_versions: vec![ProtocolVersion::V_2026_07_28],
-        legacy_version: Some(ProtocolVersion::V_2025_11_25),
+        legacy_version: None,
     }
 }
 
