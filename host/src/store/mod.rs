@@ -647,4 +647,54 @@ mod tests {
         assert_eq!(contents, ["first", "one"], "the whole first exchange");
         drop(other);
     }
+
+    #[tokio::test]
+    async fn chats_committed_in_groups_keep_each_sessions_exchanges_whole() {
+        let database = Database::Postgres(testkit::postgres::fresh_database());
+        let (a, b) = (
+            Store::open(&database, limits()).await.unwrap(),
+            Store::open(&database, limits()).await.unwrap(),
+        );
+        let mut sessions = Vec::new();
+        for _ in 0..8 {
+            sessions.push(a.create_session("acme").await.unwrap().id);
+        }
+        let chat = |store: Store, session: String, label: String| async move {
+            let opened = store
+                .open_exchange("acme", &session, message("user", &label))
+                .await
+                .unwrap()
+                .unwrap();
+            tokio::task::yield_now().await;
+            store
+                .append(&session, vec![message("assistant", &label)], opened.lease)
+                .await
+                .unwrap();
+        };
+        let mut chats = Vec::new();
+        for (n, session) in sessions.iter().enumerate() {
+            for round in 0..3 {
+                for (replica, store) in [("a", &a), ("b", &b)] {
+                    let label = format!("{n}-{replica}{round}");
+                    chats.push(tokio::spawn(chat(store.clone(), session.clone(), label)));
+                }
+            }
+        }
+        let strangers = b.open_exchange("globex", &sessions[0], message("user", "mine?"));
+        assert!(strangers.await.unwrap().is_none(), "another org's session");
+        for chat in chats {
+            chat.await.unwrap();
+        }
+        for session in &sessions {
+            let history = a.history("acme", session).await.unwrap().unwrap();
+            assert_eq!(history.len(), 12, "six exchanges of two messages");
+            for exchange in history.chunks(2) {
+                assert_eq!(
+                    (exchange[0].role.as_str(), exchange[1].role.as_str()),
+                    ("user", "assistant")
+                );
+                assert_eq!(exchange[0].content, exchange[1].content, "{history:?}");
+            }
+        }
+    }
 }

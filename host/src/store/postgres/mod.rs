@@ -8,6 +8,7 @@
 //! (`listen`); a session's chats hold it by a lease (`SessionLease`).
 
 mod connections;
+mod group;
 mod listen;
 mod servers;
 mod sessions;
@@ -43,6 +44,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
         4,
         include_str!("../../../migrations/postgres/0004_usage.sql"),
     ),
+    (
+        5,
+        include_str!("../../../migrations/postgres/0005_grouped_exchanges.sql"),
+    ),
 ];
 /// The advisory lock replicas take turns on while migrating.
 const MIGRATION_LOCK: i64 = 0x6167_656e_7468_6f73;
@@ -53,6 +58,7 @@ const CHANNEL: &str = "agenthost_changes";
 pub struct PgStore {
     pool: Pool,
     changes: broadcast::Sender<Change>,
+    groups: sessions::Groups,
 }
 
 impl PgStore {
@@ -97,7 +103,12 @@ impl PgStore {
         {
             tracing::warn!("not yet listening for the other replicas' changes; still trying");
         }
-        Ok(PgStore { pool, changes })
+        let groups = sessions::Groups::start(&pool);
+        Ok(PgStore {
+            pool,
+            changes,
+            groups,
+        })
     }
 
     pub fn changes(&self) -> broadcast::Receiver<Change> {

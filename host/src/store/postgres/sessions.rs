@@ -1,17 +1,21 @@
 //! Sessions and their messages, and the lease that gives one chat at a
 //! time, on any replica, a session.
 //!
-//! A chat costs two statements, each its own commit: opening takes the
-//! lease, reads the history and stores the user's message (a function,
-//! `agenthost_open_exchange`); closing stores the rest and gives the lease
-//! back. The lease is two columns of the session's row. Statements are
+//! A chat costs two statements: opening takes the lease, reads the
+//! history and stores the user's message (a function,
+//! `agenthost_open_exchanges`); closing stores the rest and gives the
+//! lease back. Both, and the creation of sessions, are committed in
+//! groups (`group`): one statement and one commit for every chat that
+//! opened, or closed, at about the same time. The lease is two columns of the session's row. Statements are
 //! prepared once per connection.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{GenericClient, Pool};
 use tokio_postgres::types::ToSql;
 
+use super::group::{Commit, Group};
 use super::{PgStore, pg_error, pool_error};
 use crate::store::{OpenedExchange, SessionSummary, StoreError, StoredMessage};
 use crate::timestamp::now;
@@ -24,10 +28,10 @@ const LEASE_SECS: f64 = 15.0;
 /// How often a running chat renews its lease.
 const LEASE_RENEWAL: Duration = Duration::from_secs(5);
 
-/// Takes the lease and, if taken, reads the history and stores the
-/// user's message: one statement, one commit (migration 0003).
-const OPEN_EXCHANGE: &str =
-    "SELECT * FROM agenthost_open_exchange($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+/// For each chat of a group, takes the lease and, if taken, reads the
+/// history and stores the user's message (migration 0005).
+const OPEN_EXCHANGES: &str =
+    "SELECT * FROM agenthost_open_exchanges($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 const RENEW_LEASE: &str = "UPDATE sessions SET lease_expires_at = now() + make_interval(secs => $3)
      WHERE id = $1 AND lease_holder = $2";
 const RELEASE_LEASE: &str = "UPDATE sessions SET lease_holder = NULL, lease_expires_at = NULL
@@ -35,18 +39,78 @@ const RELEASE_LEASE: &str = "UPDATE sessions SET lease_holder = NULL, lease_expi
 const SESSION_EXISTS: &str = "SELECT 1 FROM sessions WHERE id = $1 AND org = $2";
 const READ_MESSAGES: &str = "SELECT role, content, name, tool_call_id, tool_calls, timestamp
      FROM messages WHERE session_id = $1 ORDER BY seq";
-/// Messages in their given order (`seq` is assigned as rows are
-/// inserted, after the sort), giving back the lease of holder `$8` in the
-/// same statement.
+/// A group's messages in their given order (`seq` is assigned as rows are
+/// inserted, after the sort), giving back the leases of sessions `$1`
+/// held by `$2` in the same statement.
 const APPEND_MESSAGES: &str = "WITH given_back AS (
-         UPDATE sessions SET lease_holder = NULL, lease_expires_at = NULL
-         WHERE id = $1 AND lease_holder = $8
+         UPDATE sessions s SET lease_holder = NULL, lease_expires_at = NULL
+         FROM unnest($1::text[], $2::text[]) AS g(id, holder)
+         WHERE s.id = g.id AND s.lease_holder = g.holder
      )
      INSERT INTO messages (session_id, role, content, name, tool_call_id, tool_calls, timestamp)
-     SELECT $1, m.role, m.content, m.name, m.tool_call_id, m.tool_calls, m.timestamp
-     FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
-          WITH ORDINALITY AS m(role, content, name, tool_call_id, tool_calls, timestamp, n)
+     SELECT m.session_id, m.role, m.content, m.name, m.tool_call_id, m.tool_calls, m.timestamp
+     FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
+          WITH ORDINALITY AS m(session_id, role, content, name, tool_call_id, tool_calls, timestamp, n)
      ORDER BY m.n";
+
+/// New sessions, inserted in one statement.
+const CREATE_SESSIONS: &str = "INSERT INTO sessions (id, created_at, org)
+     SELECT * FROM unnest($1::text[], $2::text[], $3::text[])";
+
+/// A session to create.
+struct Creating {
+    id: String,
+    created_at: String,
+    tenant: String,
+}
+
+/// A chat to open: whose session, for which lease holder, and the user's
+/// message.
+struct Opening {
+    tenant: String,
+    session: String,
+    holder: String,
+    user: StoredMessage,
+}
+
+/// A chat to close: the messages it added and the lease it gives back.
+struct Closing {
+    session: String,
+    holder: Option<String>,
+    messages: Vec<StoredMessage>,
+}
+
+/// The history of a session whose lease was taken, with the lease; `None`
+/// when another chat holds it.
+type Opened = Option<(Vec<StoredMessage>, SessionLease)>;
+
+/// The groups sessions are created, and chats opened and closed, in.
+#[derive(Clone)]
+pub(super) struct Groups {
+    creating: Group<Creating, ()>,
+    opening: Group<Opening, Opened>,
+    closing: Group<Closing, ()>,
+}
+
+impl Groups {
+    /// Starts the groups, committed on `pool`.
+    pub(super) fn start(pool: &Pool) -> Groups {
+        Groups {
+            creating: Group::start(committed_on(pool, create_group)),
+            opening: Group::start(committed_on(pool, open_group)),
+            closing: Group::start(committed_on(pool, close_group)),
+        }
+    }
+}
+
+/// `commit`, on a connection of `pool`.
+fn committed_on<I: 'static, O, F>(pool: &Pool, commit: fn(Pool, Vec<I>) -> F) -> Commit<I, O>
+where
+    F: Future<Output = Result<Vec<O>, StoreError>> + Send + 'static,
+{
+    let pool = pool.clone();
+    Arc::new(move |group| Box::pin(commit(pool.clone(), group)))
+}
 
 impl PgStore {
     pub async fn create_session(&self, tenant: &str) -> Result<SessionSummary, StoreError> {
@@ -55,15 +119,12 @@ impl PgStore {
             created_at: now(),
             message_count: 0,
         };
-        let client = self.client().await?;
-        let insert = client
-            .prepare_cached("INSERT INTO sessions (id, created_at, org) VALUES ($1, $2, $3)")
-            .await
-            .map_err(pg_error)?;
-        client
-            .execute(&insert, &[&summary.id, &summary.created_at, &tenant])
-            .await
-            .map_err(pg_error)?;
+        let creating = Creating {
+            id: summary.id.clone(),
+            created_at: summary.created_at.clone(),
+            tenant: tenant.to_owned(),
+        };
+        self.groups.creating.commit(creating).await?;
         Ok(summary)
     }
 
@@ -121,37 +182,17 @@ impl PgStore {
         user: StoredMessage,
     ) -> Result<Option<OpenedExchange>, StoreError> {
         let holder = uuid::Uuid::new_v4().to_string();
-        let tool_calls = user.tool_calls.as_ref().map(|t| t.to_string());
-        let params: [&(dyn ToSql + Sync); 10] = [
-            &id,
-            &holder,
-            &LEASE_SECS,
-            &tenant,
-            &user.role,
-            &user.content,
-            &user.name,
-            &user.tool_call_id,
-            &tool_calls,
-            &user.timestamp,
-        ];
         loop {
-            let client = self.client().await?;
-            let open = client
-                .prepare_cached(OPEN_EXCHANGE)
-                .await
-                .map_err(pg_error)?;
-            let rows = client.query(&open, &params).await.map_err(pg_error)?;
-            drop(client);
-            let taken = rows.first().is_some_and(|row| row.get::<_, bool>(0));
-            if taken {
-                let lease = Lease {
-                    pool: self.pool.clone(),
-                    session: id.to_owned(),
-                    holder,
-                };
+            let opening = Opening {
+                tenant: tenant.to_owned(),
+                session: id.to_owned(),
+                holder: holder.clone(),
+                user: user.clone(),
+            };
+            if let Some((history, lease)) = self.groups.opening.commit(opening).await? {
                 return Ok(Some(OpenedExchange {
-                    history: rows[1..].iter().map(stored_message).collect(),
-                    lease: Some(SessionLease::hold(lease)),
+                    history,
+                    lease: Some(lease),
                 }));
             }
             if !self.session_exists(tenant, id).await? {
@@ -182,27 +223,16 @@ impl PgStore {
         messages: Vec<StoredMessage>,
         lease: Option<SessionLease>,
     ) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        let append = client
-            .prepare_cached(APPEND_MESSAGES)
-            .await
-            .map_err(pg_error)?;
         let holder = lease
             .as_ref()
             .and_then(|l| l.lease.as_ref())
-            .map(|l| l.holder.as_str());
-        let columns = Columns::of(&messages);
-        let params: [&(dyn ToSql + Sync); 8] = [
-            &session,
-            &columns.role,
-            &columns.content,
-            &columns.name,
-            &columns.tool_call_id,
-            &columns.tool_calls,
-            &columns.timestamp,
-            &holder,
-        ];
-        client.execute(&append, &params).await.map_err(pg_error)?;
+            .map(|l| l.holder.clone());
+        let closing = Closing {
+            session: session.to_owned(),
+            holder,
+            messages,
+        };
+        self.groups.closing.commit(closing).await?;
         if let Some(lease) = lease {
             lease.given_back();
         }
@@ -210,34 +240,139 @@ impl PgStore {
     }
 }
 
-/// Messages as one array per column, for [`APPEND_MESSAGES`].
-struct Columns {
-    role: Vec<String>,
-    content: Vec<String>,
-    name: Vec<Option<String>>,
-    tool_call_id: Vec<Option<String>>,
-    tool_calls: Vec<Option<String>>,
-    timestamp: Vec<String>,
+/// Inserts a group's sessions, in one statement.
+async fn create_group(pool: Pool, group: Vec<Creating>) -> Result<Vec<()>, StoreError> {
+    let ids: Vec<&str> = group.iter().map(|c| c.id.as_str()).collect();
+    let created_at: Vec<&str> = group.iter().map(|c| c.created_at.as_str()).collect();
+    let tenants: Vec<&str> = group.iter().map(|c| c.tenant.as_str()).collect();
+    let client = pool.get().await.map_err(pool_error)?;
+    let create = client
+        .prepare_cached(CREATE_SESSIONS)
+        .await
+        .map_err(pg_error)?;
+    client
+        .execute(&create, &[&ids, &created_at, &tenants])
+        .await
+        .map_err(pg_error)?;
+    Ok(vec![(); group.len()])
 }
 
-impl Columns {
-    fn of(messages: &[StoredMessage]) -> Columns {
-        Columns {
-            role: messages.iter().map(|m| m.role.clone()).collect(),
-            content: messages.iter().map(|m| m.content.clone()).collect(),
-            name: messages.iter().map(|m| m.name.clone()).collect(),
-            tool_call_id: messages.iter().map(|m| m.tool_call_id.clone()).collect(),
-            tool_calls: messages
-                .iter()
-                .map(|m| m.tool_calls.as_ref().map(|t| t.to_string()))
-                .collect(),
-            timestamp: messages.iter().map(|m| m.timestamp.clone()).collect(),
+/// Opens a group's chats, in the order of their sessions (see migration
+/// 0005); each outcome in its chat's place.
+async fn open_group(pool: Pool, group: Vec<Opening>) -> Result<Vec<Opened>, StoreError> {
+    let mut order: Vec<usize> = (0..group.len()).collect();
+    order.sort_by(|a, b| group[*a].session.cmp(&group[*b].session));
+    let sorted = || order.iter().map(|i| &group[*i]);
+    let sessions: Vec<&str> = sorted().map(|o| o.session.as_str()).collect();
+    let holders: Vec<&str> = sorted().map(|o| o.holder.as_str()).collect();
+    let tenants: Vec<&str> = sorted().map(|o| o.tenant.as_str()).collect();
+    let columns = Columns::of(sorted().map(|o| &o.user));
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&sessions, &holders, &LEASE_SECS, &tenants];
+    params.extend(columns.params());
+    let client = pool.get().await.map_err(pool_error)?;
+    let open = client
+        .prepare_cached(OPEN_EXCHANGES)
+        .await
+        .map_err(pg_error)?;
+    let rows = client.query(&open, &params).await.map_err(pg_error)?;
+    drop(client);
+    let mut histories: Vec<Option<Vec<StoredMessage>>> = vec![None; group.len()];
+    for row in &rows {
+        let Some(&at) = usize::try_from(row.get::<_, i32>(0) - 1)
+            .ok()
+            .and_then(|position| order.get(position))
+        else {
+            return Err(StoreError::Postgres(
+                "opening chats: the database named a chat that was not asked for".into(),
+            ));
+        };
+        match (&mut histories[at], row.get::<_, bool>(1)) {
+            (history @ None, true) => *history = Some(Vec::new()),
+            (Some(history), true) if row.get::<_, Option<String>>(2).is_some() => {
+                history.push(stored_message(row))
+            }
+            _ => {}
         }
+    }
+    Ok(group
+        .into_iter()
+        .zip(histories)
+        .map(|(opening, history)| {
+            history.map(|history| {
+                let lease = Lease {
+                    pool: pool.clone(),
+                    session: opening.session,
+                    holder: opening.holder,
+                };
+                (history, SessionLease::hold(lease))
+            })
+        })
+        .collect())
+}
+
+/// Stores a group's messages and gives back its leases, in one statement.
+async fn close_group(pool: Pool, group: Vec<Closing>) -> Result<Vec<()>, StoreError> {
+    let sessions: Vec<&str> = group.iter().map(|c| c.session.as_str()).collect();
+    let holders: Vec<Option<&str>> = group.iter().map(|c| c.holder.as_deref()).collect();
+    let owners: Vec<&str> = group
+        .iter()
+        .flat_map(|c| c.messages.iter().map(|_| c.session.as_str()))
+        .collect();
+    let columns = Columns::of(group.iter().flat_map(|c| &c.messages));
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&sessions, &holders, &owners];
+    params.extend(columns.params());
+    let client = pool.get().await.map_err(pool_error)?;
+    let append = client
+        .prepare_cached(APPEND_MESSAGES)
+        .await
+        .map_err(pg_error)?;
+    client.execute(&append, &params).await.map_err(pg_error)?;
+    Ok(vec![(); group.len()])
+}
+
+/// Messages as one array per column, for [`OPEN_EXCHANGES`] and
+/// [`APPEND_MESSAGES`].
+#[derive(Default)]
+struct Columns<'a> {
+    role: Vec<&'a str>,
+    content: Vec<&'a str>,
+    name: Vec<Option<&'a str>>,
+    tool_call_id: Vec<Option<&'a str>>,
+    tool_calls: Vec<Option<String>>,
+    timestamp: Vec<&'a str>,
+}
+
+impl<'a> Columns<'a> {
+    fn of(messages: impl IntoIterator<Item = &'a StoredMessage>) -> Columns<'a> {
+        let mut columns = Columns::default();
+        for m in messages {
+            columns.role.push(&m.role);
+            columns.content.push(&m.content);
+            columns.name.push(m.name.as_deref());
+            columns.tool_call_id.push(m.tool_call_id.as_deref());
+            columns
+                .tool_calls
+                .push(m.tool_calls.as_ref().map(|t| t.to_string()));
+            columns.timestamp.push(&m.timestamp);
+        }
+        columns
+    }
+
+    /// The columns as statement parameters, in the order above.
+    fn params(&self) -> [&(dyn ToSql + Sync); 6] {
+        [
+            &self.role,
+            &self.content,
+            &self.name,
+            &self.tool_call_id,
+            &self.tool_calls,
+            &self.timestamp,
+        ]
     }
 }
 
 /// A message from the rows of [`READ_MESSAGES`], or from those of
-/// [`OPEN_EXCHANGE`], which lead with the `taken` column.
+/// [`OPEN_EXCHANGES`], which lead with the chat's place and `taken`.
 fn stored_message(row: &tokio_postgres::Row) -> StoredMessage {
     let at = row.len() - 6;
     let tool_calls: Option<String> = row.get(at + 4);
