@@ -697,4 +697,28 @@ mod tests {
             }
         }
     }
+
+    #[tokio::test]
+    async fn a_message_postgres_refuses_fails_its_own_chat_and_not_the_others_beside_it() {
+        let database = Database::Postgres(testkit::postgres::fresh_database());
+        let store = Store::open(&database, limits()).await.unwrap();
+        let mut sessions = Vec::new();
+        for _ in 0..3 {
+            sessions.push(store.create_session("acme").await.unwrap().id);
+        }
+        let (first, refused, third) = tokio::join!(
+            store.open_exchange("acme", &sessions[0], message("user", "one")),
+            store.open_exchange("acme", &sessions[1], message("user", "t\0o")),
+            store.open_exchange("acme", &sessions[2], message("user", "three")),
+        );
+        assert!(first.unwrap().is_some() && third.unwrap().is_some());
+        let error = refused.err().expect("PostgreSQL text cannot hold NUL");
+        assert!(error.to_string().contains("0x00"), "{error}");
+        let again = store
+            .open_exchange("acme", &sessions[1], message("user", "two"))
+            .await
+            .unwrap()
+            .expect("the refused chat took no lease");
+        assert!(again.history.is_empty(), "nothing of it was stored");
+    }
 }

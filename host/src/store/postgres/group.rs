@@ -6,7 +6,10 @@
 //! it holds, and under load those costs, not the rows, set how many chats
 //! a replica serves. A lone chat waits for nobody: its group is itself.
 //! Each caller is answered only once its group has committed, so a write
-//! that returned is on disk, as with a commit of its own.
+//! that returned is on disk, as with a commit of its own. A group the
+//! database refuses is tried again one item at a time, so that one item
+//! it cannot take (text with a NUL character, say) fails alone and not
+//! the chats of others that happened to share its group.
 
 use std::sync::Arc;
 
@@ -22,9 +25,10 @@ const IN_FLIGHT: usize = 2;
 const MAX_GROUP: usize = 64;
 
 /// Commits a group's items in one statement; one outcome per item, in
-/// the items' order.
+/// the items' order. The items are shared so that they can be tried again
+/// alone.
 pub(super) type Commit<I, O> =
-    Arc<dyn Fn(Vec<I>) -> BoxFuture<'static, Result<Vec<O>, StoreError>> + Send + Sync>;
+    Arc<dyn Fn(Arc<Vec<I>>) -> BoxFuture<'static, Result<Vec<O>, StoreError>> + Send + Sync>;
 
 type Pending<I, O> = (I, oneshot::Sender<Result<O, StoreError>>);
 
@@ -41,7 +45,7 @@ impl<I, O> Clone for Group<I, O> {
     }
 }
 
-impl<I: Send + 'static, O: Send + 'static> Group<I, O> {
+impl<I: Send + Sync + 'static, O: Send + 'static> Group<I, O> {
     /// Starts gathering groups for `commit`; it stops when the last
     /// `Group` is dropped.
     pub(super) fn start(commit: Commit<I, O>) -> Group<I, O> {
@@ -62,7 +66,7 @@ impl<I: Send + 'static, O: Send + 'static> Group<I, O> {
     }
 }
 
-async fn gather<I: Send + 'static, O: Send + 'static>(
+async fn gather<I: Send + Sync + 'static, O: Send + 'static>(
     mut waiting: mpsc::UnboundedReceiver<Pending<I, O>>,
     commit: Commit<I, O>,
 ) {
@@ -83,20 +87,44 @@ async fn gather<I: Send + 'static, O: Send + 'static>(
         let commit = commit.clone();
         tokio::spawn(async move {
             let (items, replies): (Vec<I>, Vec<_>) = group.into_iter().unzip();
-            match commit(items).await {
-                Ok(outcomes) => {
-                    for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                        let _ = reply.send(Ok(outcome));
-                    }
-                }
-                Err(e) => {
-                    for reply in replies {
-                        let _ = reply.send(Err(each(&e)));
-                    }
-                }
-            }
+            settle(&commit, items, replies).await;
             drop(slot);
         });
+    }
+}
+
+/// Commits `items` and answers their callers.
+async fn settle<I: Send + Sync + 'static, O: Send + 'static>(
+    commit: &Commit<I, O>,
+    items: Vec<I>,
+    replies: Vec<oneshot::Sender<Result<O, StoreError>>>,
+) {
+    let alone = items.len() == 1;
+    let items = Arc::new(items);
+    match commit(items.clone()).await {
+        Ok(outcomes) => {
+            for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                let _ = reply.send(Ok(outcome));
+            }
+        }
+        Err(e) if !alone && !e.is_unavailable() => {
+            let Ok(items) = Arc::try_unwrap(items) else {
+                return fail(replies, &e);
+            };
+            for (item, reply) in items.into_iter().zip(replies) {
+                let outcome = commit(Arc::new(vec![item]))
+                    .await
+                    .and_then(|outcomes| outcomes.into_iter().next().ok_or(StoreError::Task));
+                let _ = reply.send(outcome);
+            }
+        }
+        Err(e) => fail(replies, &e),
+    }
+}
+
+fn fail<O>(replies: Vec<oneshot::Sender<Result<O, StoreError>>>, error: &StoreError) {
+    for reply in replies {
+        let _ = reply.send(Err(each(error)));
     }
 }
 
@@ -117,7 +145,7 @@ mod tests {
     async fn items_waiting_together_are_committed_as_one_group_in_order() {
         let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
         let seen = sizes.clone();
-        let commit: Commit<u32, u32> = Arc::new(move |items: Vec<u32>| {
+        let commit: Commit<u32, u32> = Arc::new(move |items: Arc<Vec<u32>>| {
             seen.lock().unwrap().push(items.len());
             Box::pin(async move {
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -137,7 +165,35 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failed_group_fails_each_of_its_items_with_the_cause() {
+    async fn an_item_the_database_refuses_fails_alone_and_not_its_group() {
+        let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = sizes.clone();
+        let commit: Commit<&'static str, usize> = Arc::new(move |items: Arc<Vec<&'static str>>| {
+            seen.lock().unwrap().push(items.len());
+            Box::pin(async move {
+                if items.iter().any(|i| i.contains('\0')) {
+                    return Err(StoreError::Postgres("invalid byte sequence: 0x00".into()));
+                }
+                Ok(items.iter().map(|i| i.len()).collect())
+            })
+        });
+        let group = Group::start(commit);
+        let (good, bad, also_good) = tokio::join!(
+            group.commit("one"),
+            group.commit("t\0o"),
+            group.commit("three")
+        );
+        assert_eq!(good.unwrap(), 3);
+        assert_eq!(
+            bad.unwrap_err().to_string(),
+            "database error: invalid byte sequence: 0x00"
+        );
+        assert_eq!(also_good.unwrap(), 5);
+        assert_eq!(*sizes.lock().unwrap(), [3, 1, 1, 1], "together, then alone");
+    }
+
+    #[tokio::test]
+    async fn a_group_the_database_is_away_for_fails_each_of_its_items_with_the_cause() {
         let commit: Commit<u32, u32> = Arc::new(|_| {
             Box::pin(async { Err(StoreError::Unavailable("connection refused".into())) })
         });

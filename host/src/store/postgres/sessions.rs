@@ -104,7 +104,7 @@ impl Groups {
 }
 
 /// `commit`, on a connection of `pool`.
-fn committed_on<I: 'static, O, F>(pool: &Pool, commit: fn(Pool, Vec<I>) -> F) -> Commit<I, O>
+fn committed_on<I: 'static, O, F>(pool: &Pool, commit: fn(Pool, Arc<Vec<I>>) -> F) -> Commit<I, O>
 where
     F: Future<Output = Result<Vec<O>, StoreError>> + Send + 'static,
 {
@@ -241,7 +241,7 @@ impl PgStore {
 }
 
 /// Inserts a group's sessions, in one statement.
-async fn create_group(pool: Pool, group: Vec<Creating>) -> Result<Vec<()>, StoreError> {
+async fn create_group(pool: Pool, group: Arc<Vec<Creating>>) -> Result<Vec<()>, StoreError> {
     let ids: Vec<&str> = group.iter().map(|c| c.id.as_str()).collect();
     let created_at: Vec<&str> = group.iter().map(|c| c.created_at.as_str()).collect();
     let tenants: Vec<&str> = group.iter().map(|c| c.tenant.as_str()).collect();
@@ -259,7 +259,7 @@ async fn create_group(pool: Pool, group: Vec<Creating>) -> Result<Vec<()>, Store
 
 /// Opens a group's chats, in the order of their sessions (see migration
 /// 0005); each outcome in its chat's place.
-async fn open_group(pool: Pool, group: Vec<Opening>) -> Result<Vec<Opened>, StoreError> {
+async fn open_group(pool: Pool, group: Arc<Vec<Opening>>) -> Result<Vec<Opened>, StoreError> {
     let mut order: Vec<usize> = (0..group.len()).collect();
     order.sort_by(|a, b| group[*a].session.cmp(&group[*b].session));
     let sorted = || order.iter().map(|i| &group[*i]);
@@ -295,14 +295,14 @@ async fn open_group(pool: Pool, group: Vec<Opening>) -> Result<Vec<Opened>, Stor
         }
     }
     Ok(group
-        .into_iter()
+        .iter()
         .zip(histories)
         .map(|(opening, history)| {
             history.map(|history| {
                 let lease = Lease {
                     pool: pool.clone(),
-                    session: opening.session,
-                    holder: opening.holder,
+                    session: opening.session.clone(),
+                    holder: opening.holder.clone(),
                 };
                 (history, SessionLease::hold(lease))
             })
@@ -311,7 +311,7 @@ async fn open_group(pool: Pool, group: Vec<Opening>) -> Result<Vec<Opened>, Stor
 }
 
 /// Stores a group's messages and gives back its leases, in one statement.
-async fn close_group(pool: Pool, group: Vec<Closing>) -> Result<Vec<()>, StoreError> {
+async fn close_group(pool: Pool, group: Arc<Vec<Closing>>) -> Result<Vec<()>, StoreError> {
     let sessions: Vec<&str> = group.iter().map(|c| c.session.as_str()).collect();
     let holders: Vec<Option<&str>> = group.iter().map(|c| c.holder.as_deref()).collect();
     let owners: Vec<&str> = group
