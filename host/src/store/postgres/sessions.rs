@@ -245,16 +245,19 @@ async fn create_group(pool: Pool, group: Arc<Vec<Creating>>) -> Result<Vec<()>, 
     let ids: Vec<&str> = group.iter().map(|c| c.id.as_str()).collect();
     let created_at: Vec<&str> = group.iter().map(|c| c.created_at.as_str()).collect();
     let tenants: Vec<&str> = group.iter().map(|c| c.tenant.as_str()).collect();
-    let client = pool.get().await.map_err(pool_error)?;
-    let create = client
-        .prepare_cached(CREATE_SESSIONS)
-        .await
-        .map_err(pg_error)?;
-    client
-        .execute(&create, &[&ids, &created_at, &tenants])
-        .await
-        .map_err(pg_error)?;
+    query(&pool, CREATE_SESSIONS, &[&ids, &created_at, &tenants]).await?;
     Ok(vec![(); group.len()])
+}
+
+/// Runs a group's statement on a connection of `pool`, taken for it alone.
+async fn query(
+    pool: &Pool,
+    statement: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+    let client = pool.get().await.map_err(pool_error)?;
+    let prepared = client.prepare_cached(statement).await.map_err(pg_error)?;
+    client.query(&prepared, params).await.map_err(pg_error)
 }
 
 /// Opens a group's chats, in the order of their sessions (see migration
@@ -269,13 +272,7 @@ async fn open_group(pool: Pool, group: Arc<Vec<Opening>>) -> Result<Vec<Opened>,
     let columns = Columns::of(sorted().map(|o| &o.user));
     let mut params: Vec<&(dyn ToSql + Sync)> = vec![&sessions, &holders, &LEASE_SECS, &tenants];
     params.extend(columns.params());
-    let client = pool.get().await.map_err(pool_error)?;
-    let open = client
-        .prepare_cached(OPEN_EXCHANGES)
-        .await
-        .map_err(pg_error)?;
-    let rows = client.query(&open, &params).await.map_err(pg_error)?;
-    drop(client);
+    let rows = query(&pool, OPEN_EXCHANGES, &params).await?;
     let mut histories: Vec<Option<Vec<StoredMessage>>> = vec![None; group.len()];
     for row in &rows {
         let Some(&at) = usize::try_from(row.get::<_, i32>(0) - 1)
@@ -286,11 +283,11 @@ async fn open_group(pool: Pool, group: Arc<Vec<Opening>>) -> Result<Vec<Opened>,
                 "opening chats: the database named a chat that was not asked for".into(),
             ));
         };
-        match (&mut histories[at], row.get::<_, bool>(1)) {
-            (history @ None, true) => *history = Some(Vec::new()),
-            (Some(history), true) if row.get::<_, Option<String>>(2).is_some() => {
-                history.push(stored_message(row))
-            }
+        // A chat's first row says whether its lease was taken; the rows
+        // after it, only for a taken one, are its history.
+        match &mut histories[at] {
+            Some(history) => history.push(stored_message(row)),
+            untaken if row.get::<_, bool>(1) => *untaken = Some(Vec::new()),
             _ => {}
         }
     }
@@ -321,12 +318,7 @@ async fn close_group(pool: Pool, group: Arc<Vec<Closing>>) -> Result<Vec<()>, St
     let columns = Columns::of(group.iter().flat_map(|c| &c.messages));
     let mut params: Vec<&(dyn ToSql + Sync)> = vec![&sessions, &holders, &owners];
     params.extend(columns.params());
-    let client = pool.get().await.map_err(pool_error)?;
-    let append = client
-        .prepare_cached(APPEND_MESSAGES)
-        .await
-        .map_err(pg_error)?;
-    client.execute(&append, &params).await.map_err(pg_error)?;
+    query(&pool, APPEND_MESSAGES, &params).await?;
     Ok(vec![(); group.len()])
 }
 
