@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 
 use crate::auth::Caller;
 use crate::mcp::{McpError, ToolBinding, call_meta};
-use crate::store::{Store, StoreError, ToolCallRecord};
+use crate::store::{Store, StoreError, ToolCallRecord, storable};
 use crate::traces::Traces;
 
 #[derive(Debug, thiserror::Error)]
@@ -91,7 +91,7 @@ impl Dispatcher {
             reason: caller.reason.into(),
             duration_ms: took.as_secs_f64() * 1000.0,
             success: error.is_none(),
-            error,
+            error: error.map(|e| storable(&e).into_owned()),
         };
         if let Err(e) = self.log.log_tool_call(record).await {
             tracing::error!(tool = %binding.name, "cannot write the tool-call log: {e}");

@@ -229,6 +229,51 @@ async fn history_keeps_tool_messages_and_survives_a_restart() {
     assert_eq!(history.as_array().unwrap().len(), 12);
 }
 
+/// PostgreSQL's text cannot hold U+0000, and a session reads the same on
+/// both backends: a user's NUL is refused, a tool's is kept as U+FFFD.
+#[tokio::test]
+async fn a_nul_from_the_user_is_refused_and_one_from_a_tool_is_stored_replaced() {
+    let host = Agenthost::start(&config(""));
+    let (status, _) = add_servers(&host, json!([python_stdio("py")]), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let session = new_session(&host).await;
+    let chat = format!("/chat/{session}");
+
+    let (status, body) = host
+        .post_json(&chat, r#"{"message": "hi\u0000there"}"#)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body,
+        json!({ "detail": "`message` contains a NUL character (U+0000), which a session cannot store: remove it" })
+    );
+
+    let (status, body) = host
+        .post_json(
+            &chat,
+            r#"{"message": "reverse_text {\"text\": \"a\\u0000b\"}"}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["message"], "reverse_text returned: b\u{0}a.");
+    let (_, history) = host.get(&format!("/sessions/{session}/history")).await;
+    let contents: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        contents,
+        [
+            "reverse_text {\"text\": \"a\\u0000b\"}",
+            "",
+            "b\u{FFFD}a",
+            "reverse_text returned: b\u{FFFD}a."
+        ]
+    );
+}
+
 #[tokio::test]
 async fn a_browser_style_eventsource_client_reads_the_stream() {
     let host = Agenthost::start(&config(""));

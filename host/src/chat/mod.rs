@@ -50,6 +50,10 @@ pub enum ChatError {
     NotConnected,
     #[error("Session not found")]
     SessionNotFound,
+    /// PostgreSQL cannot hold U+0000, and a session must read the same on
+    /// every backend.
+    #[error("`message` contains a NUL character (U+0000), which a session cannot store: remove it")]
+    NulInMessage,
     /// An unknown server or tool, or a URL the policy refuses.
     #[error(transparent)]
     ToolsInvalid(McpError),

@@ -14,7 +14,7 @@ use tokio::sync::OwnedMutexGuard;
 
 use super::ChatError;
 use crate::plugins::{Message, Role, ToolCall};
-use crate::store::{SessionLease, Store, StoredMessage};
+use crate::store::{SessionLease, Store, StoredMessage, storable};
 use crate::timestamp::now;
 
 /// A session's history for a new chat, and the lock that keeps the
@@ -33,6 +33,9 @@ pub(super) async fn open(
     session: &str,
     message: String,
 ) -> Result<Exchange, ChatError> {
+    if message.contains('\0') {
+        return Err(ChatError::NulInMessage);
+    }
     let mut guard = locks.lock(session).await;
     let user = StoredMessage::text("user", message);
     let opened = store
@@ -156,7 +159,8 @@ fn to_message(stored: &StoredMessage) -> Message {
 }
 
 /// The messages one chat added, ready to store. Tool messages are
-/// named by the full tool name of the call they answer.
+/// named by the full tool name of the call they answer. What the model
+/// and tools wrote is [`storable`]: a NUL in it must not lose the answer.
 fn from_exchange(added: &[Message]) -> Vec<StoredMessage> {
     let timestamp = now();
     added
@@ -180,7 +184,7 @@ fn from_exchange(added: &[Message]) -> Vec<StoredMessage> {
                         .iter()
                         .flat_map(|a| &a.tool_calls)
                         .find(|c| Some(&c.id) == m.tool_call_id.as_ref())
-                        .map(|c| c.name.clone());
+                        .map(|c| storable(&c.name).into_owned());
                     ("tool", name, None)
                 }
                 Role::System => ("system", None, None),
@@ -188,9 +192,12 @@ fn from_exchange(added: &[Message]) -> Vec<StoredMessage> {
             };
             StoredMessage {
                 role: role.into(),
-                content: m.content.clone(),
+                content: storable(&m.content).into_owned(),
                 name,
-                tool_call_id: m.tool_call_id.clone(),
+                tool_call_id: m
+                    .tool_call_id
+                    .as_deref()
+                    .map(|id| storable(id).into_owned()),
                 tool_calls,
                 timestamp: timestamp.clone(),
             }

@@ -15,7 +15,7 @@ use crate::config::McpServerConfig;
 use crate::mcp::names::NameAllocator;
 use crate::mcp::{self, McpError, McpPool, Selection, ServerEntry, ToolBinding};
 use crate::sealing::{CryptoError, Sealer};
-use crate::store::{ConnectionRow, ConnectionToolRow, Store, StoreError};
+use crate::store::{ConnectionRow, ConnectionToolRow, Store, StoreError, storable};
 
 const MAX_NAME_LEN: usize = 100;
 
@@ -159,6 +159,11 @@ impl Connections {
                 "`name` must be 1 to {MAX_NAME_LEN} characters"
             )));
         }
+        if name.chars().any(char::is_control) {
+            return Err(ConnectionError::Invalid(
+                "`name` must not contain control characters (line breaks, tabs, NUL)".into(),
+            ));
+        }
         let (auth, headers) = credentials(new.headers, new.bearer_token)?;
         let id = uuid::Uuid::new_v4().to_string();
         let server_id = server_id(&name);
@@ -176,8 +181,8 @@ impl Connections {
             .iter()
             .map(|tool| ConnectionToolRow {
                 slug: slugs.allocate(&server_id, &tool.name),
-                name: tool.name.clone(),
-                description: tool.description.clone(),
+                name: storable(&tool.name).into_owned(),
+                description: storable(&tool.description).into_owned(),
                 read_only: tool.read_only,
                 enabled: true,
             })

@@ -149,7 +149,9 @@ impl From<KeyRefusal> for Detail {
 impl From<ChatError> for Detail {
     fn from(error: ChatError) -> Detail {
         let status = match &error {
-            ChatError::UnknownFormat(_) | ChatError::Route { .. } => StatusCode::BAD_REQUEST,
+            ChatError::UnknownFormat(_) | ChatError::Route { .. } | ChatError::NulInMessage => {
+                StatusCode::BAD_REQUEST
+            }
             ChatError::NotConnected => StatusCode::CONFLICT,
             ChatError::ToolsInvalid(_) | ChatError::SessionNotFound => StatusCode::NOT_FOUND,
             ChatError::ToolsUnreachable(_) | ChatError::Plugin(_) => StatusCode::BAD_GATEWAY,

@@ -39,6 +39,18 @@ pub enum StoreError {
     Migrate(String),
 }
 
+/// `text` as both backends can hold it: PostgreSQL's text types cannot
+/// hold the NUL character, so every store writes U+0000 as U+FFFD, the
+/// replacement character. For text a peer produced (a model's answer, a
+/// tool's result or error); a user's own NUL is refused instead, so what
+/// they sent is never changed silently.
+pub fn storable(text: &str) -> std::borrow::Cow<'_, str> {
+    match text.contains('\0') {
+        true => text.replace('\0', "\u{FFFD}").into(),
+        false => text.into(),
+    }
+}
+
 impl StoreError {
     /// Whether the database itself is away, rather than the request wrong.
     pub fn is_unavailable(&self) -> bool {
@@ -318,6 +330,15 @@ mod tests {
 
     fn message(role: &str, content: &str) -> StoredMessage {
         StoredMessage::text(role, content.into())
+    }
+
+    #[test]
+    fn storable_text_replaces_only_nul_and_copies_nothing_without_one() {
+        assert_eq!(storable("a\0b\0"), "a\u{FFFD}b\u{FFFD}");
+        assert!(matches!(
+            storable("plain é"),
+            std::borrow::Cow::Borrowed("plain é")
+        ));
     }
 
     fn connection(id: &str, org: &str, server_id: &str) -> ConnectionRow {

@@ -103,6 +103,20 @@ async fn a_connection_is_stored_only_with_working_credentials_a_writers_key_and_
         answer["detail"],
         json!([{ "type": "extra_forbidden", "loc": ["body", "password"], "msg": "Extra inputs are not permitted", "input": "x" }])
     );
+    let (status, answer) = create_connection(
+        &host,
+        ADMIN,
+        json!({ "name": "Acme\u{0}CRM", "url": crm_url, "bearer_token": CRM_TOKEN }),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["error"].as_str(), answer["message"].as_str()),
+        (
+            StatusCode::BAD_REQUEST,
+            Some("BadRequestError"),
+            Some("`name` must not contain control characters (line breaks, tabs, NUL)")
+        )
+    );
 
     let (status, created) = create_connection(
         &host,
