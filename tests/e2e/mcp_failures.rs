@@ -206,8 +206,9 @@ async fn a_server_that_fails_to_start_is_named_with_the_end_of_its_stderr() {
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
     let detail = body["detail"].as_str().unwrap();
     assert!(
-        detail.starts_with("failed to connect to MCP server `timeless`: ")
-            && detail.contains("; the last lines of its stderr: ")
+        detail.starts_with(
+            "failed to connect to MCP server `timeless`: the server closed the connection before its discover response; the last lines of its stderr: "
+        )
             && detail.ends_with(": No module named mcp_server_time_not_installed"),
         "{detail}"
     );

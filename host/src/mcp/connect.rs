@@ -64,9 +64,44 @@ impl From<ClientInitializeError> for Unopened {
                 | ClientInitializeError::ExpectedInitResponse(Some(_))
         );
         Unopened {
-            reason: error.to_string(),
+            reason: describe(&error),
             discover_misread,
         }
+    }
+}
+
+/// A failed handshake in words a user can act on. rmcp's own text names
+/// Rust types (the transport's, a message's debug form).
+fn describe(error: &ClientInitializeError) -> String {
+    if error.is_authorization_required() {
+        return "the server asks for authorization its credentials do not give: set a valid bearer token or headers (agenthost runs no OAuth flow)".into();
+    }
+    match error {
+        ClientInitializeError::ExpectedInitResponse(_)
+        | ClientInitializeError::ExpectedInitResult(_) => {
+            "the server answered the handshake with something other than its result".into()
+        }
+        ClientInitializeError::ConnectionClosed(during) => {
+            format!("the server closed the connection before its {during}")
+        }
+        ClientInitializeError::TransportError { error, context } => {
+            format!("{context}: {}", error.error)
+        }
+        ClientInitializeError::NoCompatibleProtocolVersion {
+            server_supported, ..
+        } => {
+            let offered: Vec<String> = server_supported.iter().map(|v| v.to_string()).collect();
+            format!(
+                "the server speaks no MCP revision this host does (it offers: {})",
+                offered.join(", ")
+            )
+        }
+        ClientInitializeError::LegacyFallbackFailed { discover, fallback } => format!(
+            "server/discover failed ({}), and so did initialize ({})",
+            describe(discover),
+            describe(fallback)
+        ),
+        other => other.to_string(),
     }
 }
 
@@ -103,8 +138,7 @@ pub async fn connect(config: &McpServerConfig, link: &Link) -> Result<Connection
         Err(unopened) if unopened.discover_misread => {
             tracing::info!(
                 server = %config.id,
-                "the server answered server/discover with something else ({}); connecting again with the 2025-11-25 handshake",
-                unopened.reason
+                "the server answered server/discover with something other than its result; connecting again with the 2025-11-25 handshake"
             );
             connect_with(config, link, ClientLifecycleMode::Initialize)
                 .await
@@ -284,5 +318,28 @@ mod tests {
         assert!(!given.contains(&"CARGO_PKG_NAME".to_owned()), "{given:?}");
         config.env_passthrough.clear();
         assert!(!names(&config).contains(&"CARGO".to_owned()));
+    }
+
+    #[test]
+    fn a_failed_handshake_is_told_without_rust_type_names() {
+        let misread =
+            ClientInitializeError::ExpectedInitResult(Some(rmcp::model::ServerResult::empty(())));
+        let refused = ClientInitializeError::TransportError {
+            error: rmcp::transport::DynamicTransportError::from_parts(
+                "rmcp::transport::worker::WorkerTransport<Client>",
+                std::any::TypeId::of::<()>(),
+                "connection refused".into(),
+            ),
+            context: "send initialize request".into(),
+        };
+        let both = ClientInitializeError::LegacyFallbackFailed {
+            discover: Box::new(misread),
+            fallback: Box::new(refused),
+        };
+        assert_eq!(
+            describe(&both),
+            "server/discover failed (the server answered the handshake with something other \
+             than its result), and so did initialize (send initialize request: connection refused)"
+        );
     }
 }

@@ -82,6 +82,10 @@ async fn a_connection_is_stored_only_with_working_credentials_a_writers_key_and_
     .await;
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{answer}");
     assert_eq!(answer["error"], "McpServerError");
+    assert_eq!(
+        answer["message"],
+        "failed to connect to MCP server `acme_crm`: send discover request: unexpected server response: HTTP 401 Unauthorized: {\"error\": \"unauthorized\"}"
+    );
     let (status, answer) = create_connection(
         &host,
         VIEWER,
