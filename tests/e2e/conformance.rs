@@ -1,9 +1,11 @@
 //! The official MCP conformance suite (`@modelcontextprotocol/conformance`
 //! 0.1.13): its server scenarios against `/mcp/`, fronting a reference
 //! server that implements the suite's test tools, resources and prompts
-//! (`fixtures/conformance_server.py`) with `tool_prefix = false`. The
-//! suite fails a run on a scenario that fails outside
-//! `tests/conformance-baseline.yml`, and on one in it that passes.
+//! (`fixtures/conformance_server.py`) with `tool_prefix = false`; and its
+//! client scenarios with agenthost's pool as the client, driven by
+//! `fixtures/conformance_client.py`. The suite fails a run on a scenario
+//! that fails outside `tests/conformance-baseline.yml`, and on one in it
+//! that passes.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -57,4 +59,30 @@ async fn the_conformance_suites_server_scenarios_pass_against_mcp() {
     let summary = run_suite(&["server", "--url", &url]).await;
     // The counts the README records.
     assert!(summary.contains("Total: 23 passed, 9 failed"), "{summary}");
+}
+
+#[tokio::test]
+async fn the_conformance_suites_client_scenarios_pass_with_the_pool_as_the_client() {
+    // Local mode: the driver registers each scenario's server, as the
+    // MCP Chat API's own flow does, and chats to call its tools.
+    let host = Agenthost::start("mcp_servers = []\n");
+    let driver = format!(
+        "python3 {} {}",
+        fixture("conformance_client.py").display(),
+        host.base
+    );
+    let summary = run_suite(&["client", "--suite", "all", "--command", &driver]).await;
+    for passing in [
+        "initialize",
+        "tools_call",
+        "sse-retry",
+        "auth/resource-mismatch",
+    ] {
+        assert!(
+            summary.contains(&format!("\u{2713} {passing}: ")),
+            "{summary}"
+        );
+    }
+    // The counts the README records.
+    assert!(summary.contains("Total: 6 passed, 50 failed"), "{summary}");
 }
