@@ -1,7 +1,9 @@
 //! Tool results without loss. What a third-party server (the Python SDK's
-//! FastMCP) returns reaches clients of `/mcp/` whole: an image block byte
-//! for byte, `structuredContent`, and `outputSchema` in the listing. The
-//! model reads the text, with a note for the image it is not given. A
+//! FastMCP, and the reference server on stdio and streamable HTTP) returns
+//! reaches clients of `/mcp/` whole: an image block byte for byte,
+//! `structuredContent`, resource links, annotations, and `outputSchema` in
+//! the listing. The model reads the text, with a note for the image it is
+//! not given. A
 //! server configured with `tool_prefix = false` keeps its own tool names.
 //! A server's word that its tools changed refreshes the offer, in either
 //! protocol era.
@@ -66,33 +68,94 @@ async fn images_structured_content_and_output_schemas_reach_mcp_clients_whole() 
     );
 }
 
+/// A chat on the connected server whose model calls `tool` with no
+/// arguments, then answers.
+async fn chat_calling(host: &Agenthost, llm: &MockLlm, tool: &str) {
+    llm.respond(vec![
+        role_chunk(),
+        tool_start_chunk(0, "call_img", tool),
+        tool_args_chunk(0, "{}"),
+        finish_chunk("tool_calls"),
+        DONE.into(),
+    ]);
+    llm.respond(vec![text_chunk("Seen."), finish_chunk("stop"), DONE.into()]);
+    let (status, body) = host
+        .post("/chat/stream", r#"{"message": "Show me the image"}"#)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
 #[tokio::test]
 async fn the_model_reads_the_caption_and_a_note_for_the_image_not_its_bytes() {
     let llm = MockLlm::start().await;
     let host = host(&llm);
     let (status, connected) = host.post_json("/connect/py", "").await;
     assert_eq!(status, StatusCode::OK, "{connected}");
-    llm.respond(vec![
-        role_chunk(),
-        tool_start_chunk(0, "call_img", "py__tiny_image"),
-        tool_args_chunk(0, "{}"),
-        finish_chunk("tool_calls"),
-        DONE.into(),
-    ]);
-    llm.respond(vec![
-        text_chunk("A dot."),
-        finish_chunk("stop"),
-        DONE.into(),
-    ]);
-    let (status, body) = host
-        .post("/chat/stream", r#"{"message": "Show me the image"}"#)
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-
+    chat_calling(&host, &llm, "py__tiny_image").await;
     assert_eq!(
         llm.tool_message_in(1),
         "A tiny image:\n[an image (image/png, 70 bytes) is in the result but not shown to the model]"
     );
+}
+
+/// server-everything, the reference server, on both of its transports:
+/// `/mcp/` clients get its results exactly as it answers its own clients,
+/// and the model reads an image's caption with a note in its place.
+#[tokio::test]
+async fn the_reference_servers_results_pass_through_whole_on_stdio_and_streamable_http() {
+    let everything = FixtureServer::start_with("node", "node/everything_http.mjs", &[]);
+    let url = format!("http://127.0.0.1:{}/mcp", everything.port);
+    let llm = MockLlm::start().await;
+    let config = format!(
+        "{}[[mcp_servers]]\nid = \"stdio\"\ntransport = \"stdio\"\ncommand = \"node\"\nargs = [{:?}, \"stdio\"]\n\
+         [[mcp_servers]]\nid = \"http\"\ntransport = \"streamable_http\"\nurl = \"{url}\"\n\
+         [agent]\ntools_wait_secs = 60\n[[api_keys]]\nkey = \"{KEY}\"\norg = \"acme\"\nrole = \"admin\"\n",
+        llm.provider_toml(),
+        server_everything(),
+    );
+    let host =
+        Agenthost::start_with_env(&config, &[("AGENTHOST_TEST_KEY", "sk-test")]).with_key(KEY);
+    let calls = [
+        ("get-tiny-image", json!({})),
+        ("get-structured-content", json!({ "location": "New York" })),
+        ("get-resource-links", json!({ "count": 2 })),
+        (
+            "get-annotated-message",
+            json!({ "messageType": "success", "includeImage": true }),
+        ),
+    ];
+    let named = |prefix: &str| -> Value {
+        calls
+            .iter()
+            .map(|(tool, arguments)| json!([format!("{prefix}{tool}"), arguments]))
+            .collect()
+    };
+    let direct = run_mcp_client(&url, KEY, None, &named("")).await;
+    assert_eq!(
+        direct["results"][1]["structuredContent"],
+        json!({ "temperature": 33, "conditions": "Cloudy", "humidity": 82 })
+    );
+    for (index, server) in ["stdio", "http"].into_iter().enumerate() {
+        let through = run_mcp_client(
+            &host.url("/mcp/"),
+            KEY,
+            None,
+            &named(&format!("{server}__")),
+        )
+        .await;
+        assert_eq!(through["results"], direct["results"], "{server}");
+
+        let (status, connected) = host.post_json(&format!("/connect/{server}"), "").await;
+        assert_eq!(status, StatusCode::OK, "{connected}");
+        chat_calling(&host, &llm, &format!("{server}__get-tiny-image")).await;
+        assert_eq!(
+            llm.tool_message_in(2 * index + 1),
+            "Here's the image you requested:\n\
+             [an image (image/png, 4033 bytes) is in the result but not shown to the model]\n\
+             The image above is the MCP logo.",
+            "{server}"
+        );
+    }
 }
 
 #[tokio::test]
