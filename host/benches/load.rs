@@ -911,7 +911,7 @@ async fn mcp_round_trips() {
                         let mut arguments = Map::new();
                         arguments.insert(argument.into(), value.into());
                         let call = Instant::now();
-                        let result = server.call(tool, arguments, None).await.unwrap();
+                        let result = server.call(tool, arguments, None, None).await.unwrap();
                         latencies.push(call.elapsed());
                         assert_ne!(result.is_error, Some(true));
                     }

@@ -15,6 +15,7 @@ use rmcp::model::CallToolResult;
 use serde_json::{Map, Value};
 
 use crate::auth::Caller;
+use crate::mcp::progress::ProgressSink;
 use crate::mcp::{McpError, ToolBinding, call_meta};
 use crate::store::{Store, StoreError, ToolCallRecord, storable};
 use crate::traces::Traces;
@@ -55,6 +56,7 @@ impl Dispatcher {
         binding: &ToolBinding,
         arguments: Map<String, Value>,
         caller: &Caller,
+        progress: Option<ProgressSink>,
     ) -> Result<CallToolResult, DispatchError> {
         let started = Instant::now();
         let span = self.traces.tool_call(&binding.server, &binding.tool);
@@ -62,7 +64,7 @@ impl Dispatcher {
             let meta = call_meta::meta(caller.end_user.as_deref(), span.trace_context());
             binding
                 .entry
-                .call(&binding.tool, arguments, meta)
+                .call(&binding.tool, arguments, meta, progress)
                 .await
                 .map_err(DispatchError::from)
         } else {

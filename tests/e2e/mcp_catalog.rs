@@ -2,7 +2,8 @@
 //! (server-everything, Node) and the Python SDK's FastMCP, both over
 //! stdio, reached by the official Python SDK as a client in each protocol
 //! era: 1.x speaks 2025-11-25, 2.x negotiates 2026-07-28. Each lists and
-//! calls tools, lists resources, templates and prompts, reads a listed
+//! calls tools (one long call reporting its progress to the client), lists
+//! resources, templates and prompts, reads a listed
 //! resource and one a template names, and gets a prompt; what is unknown
 //! is refused with the spec's error. The key is a viewer's: reading is
 //! what a viewer may do.
@@ -39,6 +40,7 @@ role = "viewer"
 async fn exercise(host: &Agenthost, python: &str) -> Value {
     let requests = json!({
         "call": ["everything__echo", { "message": "hi" }],
+        "progress_call": ["everything__trigger-long-running-operation", { "duration": 0.3, "steps": 3 }],
         "read": [
             "demo://resource/static/document/features.md",
             "demo://resource/dynamic/text/3",
@@ -69,6 +71,11 @@ fn names(listed: &Value) -> Vec<&str> {
 /// What both eras' clients must see alike.
 fn assert_catalog(out: &Value) {
     assert_eq!(out["server_info"]["name"], "agenthost", "{out}");
+    assert_eq!(
+        out["progress"],
+        json!([[1.0, 3.0], [2.0, 3.0], [3.0, 3.0]]),
+        "a long call's progress reaches the client that asked"
+    );
     let tools: Vec<&str> = out["tools"]
         .as_array()
         .unwrap()

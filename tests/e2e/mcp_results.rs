@@ -99,8 +99,9 @@ async fn the_model_reads_the_caption_and_a_note_for_the_image_not_its_bytes() {
 }
 
 /// server-everything, the reference server, on both of its transports:
-/// `/mcp/` clients get its results exactly as it answers its own clients,
-/// and the model reads an image's caption with a note in its place.
+/// `/mcp/` clients get its results, and a long call's progress, exactly as
+/// it answers its own clients, and the model reads an image's caption
+/// with a note in its place.
 #[tokio::test]
 async fn the_reference_servers_results_pass_through_whole_on_stdio_and_streamable_http() {
     let everything = FixtureServer::start_with("node", "node/everything_http.mjs", &[]);
@@ -123,6 +124,10 @@ async fn the_reference_servers_results_pass_through_whole_on_stdio_and_streamabl
             "get-annotated-message",
             json!({ "messageType": "success", "includeImage": true }),
         ),
+        (
+            "trigger-long-running-operation",
+            json!({ "duration": 0.3, "steps": 3 }),
+        ),
     ];
     let named = |prefix: &str| -> Value {
         calls
@@ -135,6 +140,10 @@ async fn the_reference_servers_results_pass_through_whole_on_stdio_and_streamabl
         direct["results"][1]["structuredContent"],
         json!({ "temperature": 33, "conditions": "Cloudy", "humidity": 82 })
     );
+    assert_eq!(
+        direct["progress"][4],
+        json!([[1.0, 3.0], [2.0, 3.0], [3.0, 3.0]])
+    );
     for (index, server) in ["stdio", "http"].into_iter().enumerate() {
         let through = run_mcp_client(
             &host.url("/mcp/"),
@@ -144,6 +153,7 @@ async fn the_reference_servers_results_pass_through_whole_on_stdio_and_streamabl
         )
         .await;
         assert_eq!(through["results"], direct["results"], "{server}");
+        assert_eq!(through["progress"], direct["progress"], "{server}");
 
         let (status, connected) = host.post_json(&format!("/connect/{server}"), "").await;
         assert_eq!(status, StatusCode::OK, "{connected}");

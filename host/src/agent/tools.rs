@@ -83,7 +83,7 @@ impl Agent {
             )),
             (Ok(args), Some(binding)) => self
                 .dispatcher
-                .call(binding, args, caller)
+                .call(binding, args, caller, None)
                 .await
                 .map_err(|e| e.to_string()),
         };

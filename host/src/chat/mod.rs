@@ -27,6 +27,7 @@ use crate::dispatch::Dispatcher;
 use crate::mcp::McpPool;
 /// The header naming the end user a request's tool calls are pinned to.
 pub use crate::mcp::call_meta::END_USER_HEADER;
+pub use crate::mcp::progress::{Progress, ProgressSink};
 pub use crate::mcp::{Catalog, McpError, ToolBinding, ToolSet, ToolSummary};
 use crate::plugins::{EncoderPlugin, PluginFailure, PluginRuntime};
 pub use crate::store::{SessionSummary, StoredMessage, ToolCallRecord};
@@ -316,14 +317,17 @@ impl ChatService {
     }
 
     /// Calls one tool for `caller` through the dispatcher, the path every
-    /// tool call takes.
+    /// tool call takes; its progress goes to `progress` when given.
     pub async fn call_tool(
         &self,
         binding: &ToolBinding,
         arguments: serde_json::Map<String, Value>,
         caller: &Caller,
+        progress: Option<ProgressSink>,
     ) -> Result<rmcp::model::CallToolResult, DispatchError> {
-        self.dispatcher.call(binding, arguments, caller).await
+        self.dispatcher
+            .call(binding, arguments, caller, progress)
+            .await
     }
 
     /// The org's tool-call log, newest first.

@@ -22,7 +22,8 @@ use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorData,
     GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult,
     ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
-    ReadResourceRequestParams, ReadResourceResponse, ResultType, ServerCapabilities, ServerConfig,
+    ProgressNotificationParam, ProgressToken, ReadResourceRequestParams, ReadResourceResponse,
+    ResultType, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -35,7 +36,8 @@ use super::AppState;
 use super::caller::identify;
 use super::feather::{authenticate, end_user_header};
 use crate::auth::Caller;
-use crate::chat::{Catalog, McpError, ToolBinding, ToolChoice, ToolSet};
+use crate::chat::{Catalog, McpError, Progress, ProgressSink, ToolBinding, ToolChoice, ToolSet};
+use crate::mcp::progress::QUEUED_REPORTS;
 
 /// The `/mcp` and `/mcp/` routes.
 pub fn routes(
@@ -247,7 +249,23 @@ impl ServerHandler for Aggregate {
             ErrorData::invalid_params(format!("unknown tool `{}`", request.name), None)
         })?;
         let arguments = request.arguments.unwrap_or_default();
-        let mut result = match self.state.chat.call_tool(binding, arguments, &caller).await {
+        let (progress, forwarding) = match context.meta.get_progress_token() {
+            Some(token) => {
+                let (sink, forwarding) = forward_progress(context.peer.clone(), token);
+                (Some(sink), Some(forwarding))
+            }
+            None => (None, None),
+        };
+        let called = self
+            .state
+            .chat
+            .call_tool(binding, arguments, &caller, progress)
+            .await;
+        // The call's reports go out before its result.
+        if let Some(forwarding) = forwarding {
+            let _ = forwarding.await;
+        }
+        let mut result = match called {
             Ok(result) => result,
             Err(e) => CallToolResult::error(vec![ContentBlock::text(e.to_string())]),
         };
@@ -320,6 +338,26 @@ impl ServerHandler for Aggregate {
 /// A server's own error is handed on as it came; a resource no server
 /// offers is the spec's "resource not found"; an unknown prompt is the
 /// client's mistake; the rest is this host's failure to reach a server.
+/// Sends a call's progress reports to the client as `notifications/progress`
+/// with the client's own `token`, in order; the task ends once the call
+/// is over and its last report is sent.
+fn forward_progress(
+    peer: rmcp::Peer<RoleServer>,
+    token: ProgressToken,
+) -> (ProgressSink, tokio::task::JoinHandle<()>) {
+    let (sink, mut reports) = tokio::sync::mpsc::channel::<Progress>(QUEUED_REPORTS);
+    let forwarding = tokio::spawn(async move {
+        while let Some(report) = reports.recv().await {
+            let mut notification = ProgressNotificationParam::new(token.clone(), report.progress);
+            notification.total = report.total;
+            notification.message = report.message;
+            // A client that left misses its reports; its call goes on.
+            let _ = peer.notify_progress(notification).await;
+        }
+    });
+    (sink, forwarding)
+}
+
 fn handed_on(error: McpError) -> ErrorData {
     let message = error.to_string();
     match error {

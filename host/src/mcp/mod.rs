@@ -15,6 +15,7 @@ mod listing;
 pub mod names;
 mod pool;
 mod pool_client;
+pub mod progress;
 mod server;
 mod sse_client;
 mod stderr;

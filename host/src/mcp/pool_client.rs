@@ -1,7 +1,8 @@
 //! What this host is to each MCP server it connects: a client named
 //! `agenthost` that declares no capability it has not wired (no sampling,
-//! roots or elicitation), and that notes a server's word that its tools
-//! changed, so the next use lists them again.
+//! roots or elicitation), that notes a server's word that its tools
+//! changed, so the next use lists them again, and that hands a call's
+//! progress to its caller.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,12 +10,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rmcp::model::{
-    ClientCapabilities, ClientConfig, Implementation, ProtocolVersion, ServerNotification,
-    SubscriptionFilter,
+    ClientCapabilities, ClientConfig, Implementation, ProgressNotificationParam, ProtocolVersion,
+    ServerNotification, SubscriptionFilter,
 };
 use rmcp::service::{ClientLifecycleMode, NotificationContext, RunningService};
 use rmcp::{ClientHandler, RoleClient};
 use tokio_util::task::AbortOnDropHandle;
+
+use super::progress::ProgressRoutes;
 
 /// How long a server has to acknowledge a subscription.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -22,6 +25,8 @@ const LISTEN_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone, Default)]
 pub struct PoolClient {
     tools_changed: Arc<AtomicBool>,
+    /// The session's calls in flight that asked for progress.
+    pub progress: ProgressRoutes,
 }
 
 impl PoolClient {
@@ -60,6 +65,14 @@ impl ClientHandler for PoolClient {
 
     async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
         self.note_tools_changed();
+    }
+
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        self.progress.deliver(params);
     }
 }
 

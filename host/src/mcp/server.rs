@@ -22,6 +22,7 @@ use tokio_util::task::AbortOnDropHandle;
 use super::component::Guest;
 use super::connect::{self, Link};
 use super::pool::Reach;
+use super::progress::{self, ProgressSink};
 use super::{McpError, backoff, listing, pool_client};
 use crate::config::McpServerConfig;
 
@@ -372,16 +373,23 @@ impl ServerEntry {
     }
 
     /// Calls one tool under the server's timeout, with `meta` (see
-    /// [`super::call_meta`]) when given.
+    /// [`super::call_meta`]) when given, its progress reported to
+    /// `progress` when given.
     pub async fn call(
         &self,
         tool: &str,
         arguments: Map<String, Value>,
         meta: Option<RequestMetaObject>,
+        progress: Option<ProgressSink>,
     ) -> Result<CallToolResult, McpError> {
         let server = &self.config.id;
-        let (peer, session, guest) = self
-            .session(|s| (s.client.peer().clone(), s.number, s.guest.clone()))
+        let (peer, session, guest, routes) = self
+            .session(|s| {
+                let routes = progress
+                    .as_ref()
+                    .map(|_| s.client.service().progress.clone());
+                (s.client.peer().clone(), s.number, s.guest.clone(), routes)
+            })
             .await?;
         let _in_flight = guest.as_deref().map(Guest::call_started);
         let timeout = self.config.call_timeout();
@@ -393,7 +401,15 @@ impl ServerEntry {
             tool: tool.to_owned(),
             reason,
         };
-        match tokio::time::timeout(timeout, peer.call_tool_once(params)).await {
+        let answer = async {
+            match progress.zip(routes) {
+                Some((sink, routes)) => {
+                    progress::call_reporting(&peer, &routes, params, sink).await
+                }
+                None => peer.call_tool_once(params).await,
+            }
+        };
+        match tokio::time::timeout(timeout, answer).await {
             Err(_) => {
                 self.stop_if_stuck(session).await;
                 Err(McpError::Timeout {

@@ -341,7 +341,7 @@ async fn test_mcp_call(
         end_user,
         reason: "ui_mcp_test_call",
     };
-    match state.chat.call_tool(&binding, input, &caller).await {
+    match state.chat.call_tool(&binding, input, &caller, None).await {
         Ok(result) => Ok(Json(json!({ "result": result }))),
         Err(denied @ DispatchError::Denied(_)) => Err(FeatherError::new(
             StatusCode::FORBIDDEN,
