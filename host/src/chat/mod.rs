@@ -27,7 +27,7 @@ use crate::dispatch::Dispatcher;
 use crate::mcp::McpPool;
 /// The header naming the end user a request's tool calls are pinned to.
 pub use crate::mcp::call_meta::END_USER_HEADER;
-pub use crate::mcp::progress::{Progress, ProgressSink};
+pub use crate::mcp::progress::{Progress, ProgressSink, channel as progress_channel};
 pub use crate::mcp::{Catalog, McpError, ToolBinding, ToolSet, ToolSummary};
 use crate::plugins::{EncoderPlugin, PluginFailure, PluginRuntime};
 pub use crate::store::{SessionSummary, StoredMessage, ToolCallRecord};

@@ -36,8 +36,9 @@ use super::AppState;
 use super::caller::identify;
 use super::feather::{authenticate, end_user_header};
 use crate::auth::Caller;
-use crate::chat::{Catalog, McpError, Progress, ProgressSink, ToolBinding, ToolChoice, ToolSet};
-use crate::mcp::progress::QUEUED_REPORTS;
+use crate::chat::{
+    Catalog, McpError, ProgressSink, ToolBinding, ToolChoice, ToolSet, progress_channel,
+};
 
 /// The `/mcp` and `/mcp/` routes.
 pub fn routes(
@@ -345,7 +346,7 @@ fn forward_progress(
     peer: rmcp::Peer<RoleServer>,
     token: ProgressToken,
 ) -> (ProgressSink, tokio::task::JoinHandle<()>) {
-    let (sink, mut reports) = tokio::sync::mpsc::channel::<Progress>(QUEUED_REPORTS);
+    let (sink, mut reports) = progress_channel();
     let forwarding = tokio::spawn(async move {
         while let Some(report) = reports.recv().await {
             let mut notification = ProgressNotificationParam::new(token.clone(), report.progress);

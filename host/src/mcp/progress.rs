@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 /// Reports one call may queue for its caller. More are dropped until the
 /// caller catches up: progress is advisory, and a slow caller must not
 /// make this host hold a server's flood.
-pub const QUEUED_REPORTS: usize = 64;
+const QUEUED_REPORTS: usize = 64;
 
 /// One report: how far a call is, of how much, and what it is doing.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,6 +32,11 @@ pub struct Progress {
 
 /// Where a call's reports go.
 pub type ProgressSink = mpsc::Sender<Progress>;
+
+/// A sink for one call's reports, and where its caller reads them.
+pub fn channel() -> (ProgressSink, mpsc::Receiver<Progress>) {
+    mpsc::channel(QUEUED_REPORTS)
+}
 
 /// The calls on one server session that asked for progress, by the
 /// token their request carries.
@@ -142,8 +147,8 @@ mod tests {
     #[test]
     fn reports_reach_their_own_call_only_while_it_is_in_flight() {
         let routes = ProgressRoutes::default();
-        let (first_sink, mut first) = mpsc::channel(QUEUED_REPORTS);
-        let (second_sink, mut second) = mpsc::channel(QUEUED_REPORTS);
+        let (first_sink, mut first) = channel();
+        let (second_sink, mut second) = channel();
         let token = |n| ProgressToken(rmcp::model::NumberOrString::Number(n));
         let one = routes.open(token(1), first_sink);
         let two = routes.open(token(2), second_sink);
@@ -163,7 +168,7 @@ mod tests {
     #[test]
     fn a_flood_of_reports_is_bounded() {
         let routes = ProgressRoutes::default();
-        let (sink, mut reports) = mpsc::channel(QUEUED_REPORTS);
+        let (sink, mut reports) = channel();
         let route = routes.open(ProgressToken(rmcp::model::NumberOrString::Number(7)), sink);
         for n in 0..1000 {
             routes.deliver(report(&route.token, f64::from(n)));
