@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, CallToolResponse, CancelledNotificationParam,
@@ -21,6 +22,10 @@ use tokio::sync::mpsc;
 /// caller catches up: progress is advisory, and a slow caller must not
 /// make this host hold a server's flood.
 const QUEUED_REPORTS: usize = 64;
+
+/// How long a route stays open after its call's answer, for the reports
+/// the server sent before it. Only calls that asked for progress wait.
+const REPORTS_IN_FLIGHT: Duration = Duration::from_millis(10);
 
 /// One report: how far a call is, of how much, and what it is doing.
 #[derive(Debug, Clone, PartialEq)]
@@ -106,6 +111,9 @@ pub async fn call_reporting(
     };
     let answer = handle.await_response().await;
     abandoned.id = None;
+    // rmcp hands each notification to a task of its own, so reports sent
+    // just before the answer may still be on their way to the route.
+    tokio::time::sleep(REPORTS_IN_FLIGHT).await;
     match answer? {
         ServerResult::CallToolResult(result) => Ok(CallToolResponse::Complete(result)),
         ServerResult::InputRequiredResult(result) => Ok(CallToolResponse::InputRequired(result)),
