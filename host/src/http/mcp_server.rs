@@ -336,9 +336,6 @@ impl ServerHandler for Aggregate {
     }
 }
 
-/// A server's own error is handed on as it came; a resource no server
-/// offers is the spec's "resource not found"; an unknown prompt is the
-/// client's mistake; the rest is this host's failure to reach a server.
 /// Sends a call's progress reports to the client as `notifications/progress`
 /// with the client's own `token`, in order; the task ends once the call
 /// is over and its last report is sent.
@@ -359,6 +356,9 @@ fn forward_progress(
     (sink, forwarding)
 }
 
+/// A server's own error is handed on as it came; a resource no server
+/// offers is the spec's "resource not found"; an unknown prompt is the
+/// client's mistake; the rest is this host's failure to reach a server.
 fn handed_on(error: McpError) -> ErrorData {
     let message = error.to_string();
     match error {
