@@ -134,9 +134,13 @@ impl Drop for Abandoned {
         let Some(id) = self.id.take() else {
             return;
         };
+        // Without a runtime (this process is stopping) the session goes too.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
         let peer = self.peer.clone();
         let reason = Some("request abandoned by the caller".to_owned());
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             let _ = peer
                 .notify_cancelled(CancelledNotificationParam::new(Some(id), reason))
                 .await;
