@@ -627,13 +627,18 @@ mod tests {
         );
     }
 
+    /// Two replicas' stores on one fresh PostgreSQL database.
+    async fn two_replicas() -> (Store, Store) {
+        let database = Database::Postgres(testkit::postgres::fresh_database());
+        (
+            Store::open(&database, limits()).await.unwrap(),
+            Store::open(&database, limits()).await.unwrap(),
+        )
+    }
+
     #[tokio::test]
     async fn a_session_is_held_by_one_chat_at_a_time_across_replicas() {
-        let database = Database::Postgres(testkit::postgres::fresh_database());
-        let (a, b) = (
-            Store::open(&database, limits()).await.unwrap(),
-            Store::open(&database, limits()).await.unwrap(),
-        );
+        let (a, b) = two_replicas().await;
         let (s, t) = (
             a.create_session("acme").await.unwrap().id,
             a.create_session("acme").await.unwrap().id,
@@ -671,11 +676,7 @@ mod tests {
 
     #[tokio::test]
     async fn chats_committed_in_groups_keep_each_sessions_exchanges_whole() {
-        let database = Database::Postgres(testkit::postgres::fresh_database());
-        let (a, b) = (
-            Store::open(&database, limits()).await.unwrap(),
-            Store::open(&database, limits()).await.unwrap(),
-        );
+        let (a, b) = two_replicas().await;
         let mut sessions = Vec::new();
         for _ in 0..8 {
             sessions.push(a.create_session("acme").await.unwrap().id);
