@@ -56,6 +56,7 @@ pub async fn collect(run: &mut ChatRun) -> ChatOutcome {
                 ChatEvent::ResponseInfo(_)
                 | ChatEvent::ToolCallStart(_)
                 | ChatEvent::ToolCallArgsDelta(_)
+                | ChatEvent::ApprovalRequest(_)
                 | ChatEvent::Done => {}
             }
         }

@@ -201,7 +201,9 @@ pub fn chat_events(events: &[current::ChatEvent]) -> Vec<old::ChatEvent> {
 
 fn chat_event(event: &current::ChatEvent) -> Option<old::ChatEvent> {
     Some(match event {
-        current::ChatEvent::ResponseInfo(_) => return None,
+        current::ChatEvent::ResponseInfo(_) | current::ChatEvent::ApprovalRequest(_) => {
+            return None;
+        }
         current::ChatEvent::TextDelta(text) => old::ChatEvent::TextDelta(text.clone()),
         current::ChatEvent::ToolCallStart(info) => old::ChatEvent::ToolCallStart(call_info(info)),
         current::ChatEvent::ToolCallArgsDelta(delta) => {

@@ -5,6 +5,7 @@
 //! ```text
 //! event: text_delta   data: {"text": "..."}
 //! event: tool_call    data: {"id": "...", "name": "...", "input": {...}}
+//! event: approval_request data: {"run_id": "...", "id": "...", "name": "...", "input": {...}}
 //! event: tool_result  data: {"id": "...", "name": "...", "result": "<JSON text>"}
 //!                  or data: {"id": "...", "name": "...", "error": "<message>"}
 //! event: turn_end     data: {"turn": 1, "stop_reason": "tool_use"}
@@ -24,6 +25,8 @@ use agenthost_plugin::{Encoder, export_encoder};
 
 pub struct Feather {
     turns: u32,
+    /// The run's id, which an approval names.
+    run_id: String,
 }
 
 impl Encoder for Feather {
@@ -34,8 +37,11 @@ impl Encoder for Feather {
     const HEADERS: &'static [(&'static str, &'static str)] =
         &[("cache-control", "no-cache"), ("x-accel-buffering", "no")];
 
-    fn new(_options: StreamOptions) -> Self {
-        Feather { turns: 0 }
+    fn new(options: StreamOptions) -> Self {
+        Feather {
+            turns: 0,
+            run_id: options.response_id,
+        }
     }
 
     fn encode(&mut self, events: Vec<ChatEvent>, out: &mut String) {
@@ -47,6 +53,16 @@ impl Encoder for Feather {
                 }
                 ChatEvent::ToolCall(ready) => {
                     out.push_str("event: tool_call\ndata: {\"id\":");
+                    write_str(out, &ready.call.id);
+                    out.push_str(",\"name\":");
+                    write_str(out, &ready.call.name);
+                    out.push_str(",\"input\":");
+                    out.push_str(&ready.arguments);
+                }
+                ChatEvent::ApprovalRequest(ready) => {
+                    out.push_str("event: approval_request\ndata: {\"run_id\":");
+                    write_str(out, &self.run_id);
+                    out.push_str(",\"id\":");
                     write_str(out, &ready.call.id);
                     out.push_str(",\"name\":");
                     write_str(out, &ready.call.name);

@@ -1,20 +1,22 @@
 //! The MCP Chat API stream (seed 004): `token`, `tool_call`,
-//! `tool_result`, then `done` with the full text, or `error`.
+//! `tool_result`, then `done` with the full text, or `error`; and
+//! agenthost's `approval_request` for a call that waits for a person.
 //!
 //! Frames are spaced the way the seed's Python server prints them. The
 //! full text joins the model turns with a space where neither side has
 //! one, as the seed's example shows.
 
-use agenthost_plugin::json::{write_python_spaced, write_str};
+use agenthost_plugin::json::{write_approval_spaced, write_python_spaced, write_str};
 use agenthost_plugin::tool_result;
 use agenthost_plugin::types::{ChatEvent, StreamOptions};
 use agenthost_plugin::{Encoder, export_encoder};
 
-#[derive(Default)]
 pub struct McpChat {
     full: String,
     /// A model turn ended since the last token.
     at_turn_boundary: bool,
+    /// The run's id, which an approval names.
+    run_id: String,
 }
 
 impl Encoder for McpChat {
@@ -28,8 +30,12 @@ impl Encoder for McpChat {
         ("x-accel-buffering", "no"),
     ];
 
-    fn new(_options: StreamOptions) -> Self {
-        McpChat::default()
+    fn new(options: StreamOptions) -> Self {
+        McpChat {
+            full: String::new(),
+            at_turn_boundary: false,
+            run_id: options.response_id,
+        }
     }
 
     fn encode(&mut self, events: Vec<ChatEvent>, out: &mut String) {
@@ -57,6 +63,11 @@ impl Encoder for McpChat {
                     write_str(out, &ready.call.tool);
                     out.push_str(r#", "arguments": "#);
                     write_python_spaced(out, &ready.arguments);
+                    out.push_str("}}\n\n");
+                }
+                ChatEvent::ApprovalRequest(ready) => {
+                    out.push_str(r#"data: {"type": "approval_request", "content": {"#);
+                    write_approval_spaced(out, &text.run_id, &ready);
                     out.push_str("}}\n\n");
                 }
                 ChatEvent::ToolResult(result) => {

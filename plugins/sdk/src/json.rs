@@ -1,5 +1,7 @@
 //! Writing JSON text by hand, faster than building `serde_json::Value`s.
 
+use crate::types::ToolCallReady;
+
 /// Appends `s` as a JSON string literal (quotes included).
 ///
 /// Non-ASCII characters are written as UTF-8, not `\u` escapes: every
@@ -80,9 +82,45 @@ pub fn write_python_spaced(out: &mut String, json: &str) {
     }
 }
 
+/// Appends an approval request's fields as the simple frontend and the
+/// MCP Chat API show them, spaced as Python prints JSON: `"run_id": ...,
+/// "call_id": ..., "server": ..., "tool": ..., "arguments": {...}`.
+pub fn write_approval_spaced(out: &mut String, run_id: &str, ready: &ToolCallReady) {
+    out.push_str(r#""run_id": "#);
+    write_str(out, run_id);
+    out.push_str(r#", "call_id": "#);
+    write_str(out, &ready.call.id);
+    out.push_str(r#", "server": "#);
+    write_str(out, &ready.call.server);
+    out.push_str(r#", "tool": "#);
+    write_str(out, &ready.call.tool);
+    out.push_str(r#", "arguments": "#);
+    write_python_spaced(out, &ready.arguments);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::ToolCallInfo;
+
+    #[test]
+    fn approval_fields_are_written_in_order_with_the_arguments_spaced() {
+        let ready = ToolCallReady {
+            call: ToolCallInfo {
+                id: "call_1".into(),
+                name: "demo__add_note".into(),
+                server: "demo".into(),
+                tool: "add_note".into(),
+            },
+            arguments: r#"{"title":"t"}"#.into(),
+        };
+        let mut out = String::new();
+        write_approval_spaced(&mut out, "run1", &ready);
+        assert_eq!(
+            out,
+            r#""run_id": "run1", "call_id": "call_1", "server": "demo", "tool": "add_note", "arguments": {"title": "t"}"#
+        );
+    }
 
     #[test]
     fn escapes_controls_and_quotes_but_keeps_unicode() {

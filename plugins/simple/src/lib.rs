@@ -9,10 +9,13 @@
 //! The seed's flow is start, end, start, end for each tool, while the host
 //! runs a turn's calls at once: a call's start waits until the call before
 //! it has ended, and an end that arrives early waits for its start.
+//!
+//! A call that waits for a person is announced at once as agenthost's
+//! `{"type": "approval_request", ...}`.
 
 use std::collections::VecDeque;
 
-use agenthost_plugin::json::{write_python_spaced, write_str};
+use agenthost_plugin::json::{write_approval_spaced, write_python_spaced, write_str};
 use agenthost_plugin::types::{ChatEvent, StreamOptions};
 use agenthost_plugin::{Encoder, export_encoder};
 
@@ -34,6 +37,8 @@ pub struct SimpleStream {
     turn: TurnText,
     /// In the order the calls were made; the first is the one shown open.
     calls: VecDeque<OpenCall>,
+    /// The run's id, which an approval names.
+    run_id: String,
 }
 
 impl Encoder for SimpleStream {
@@ -43,10 +48,11 @@ impl Encoder for SimpleStream {
         "Simple chat frontend SSE: tool_start, tool_end, text, [DONE]";
     const CONTENT_TYPE: &'static str = "text/event-stream";
 
-    fn new(_options: StreamOptions) -> Self {
+    fn new(options: StreamOptions) -> Self {
         SimpleStream {
             turn: TurnText::default(),
             calls: VecDeque::new(),
+            run_id: options.response_id,
         }
     }
 
@@ -77,6 +83,13 @@ impl Encoder for SimpleStream {
                         start,
                         end: None,
                     });
+                }
+                // Someone must act on it, so it goes out at once, whichever
+                // call is shown open.
+                ChatEvent::ApprovalRequest(ready) => {
+                    out.push_str(r#"data: {"type": "approval_request", "#);
+                    write_approval_spaced(out, &self.run_id, &ready);
+                    out.push_str("}\n\n");
                 }
                 ChatEvent::ToolResult(result) => {
                     let mut end = String::from(r#"data: {"type": "tool_end", "id": "#);

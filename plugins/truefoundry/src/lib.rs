@@ -118,6 +118,23 @@ impl Encoder for Stream {
                     write_str(out, &result.call.tool);
                     out.push_str("}}]}\n\n");
                 }
+                // No choices, so an OpenAI SDK client reads past it; the
+                // call waits until someone answers it (see the README).
+                ChatEvent::ApprovalRequest(ready) => {
+                    out.push_str(r#"data: {"id":"#);
+                    write_str(out, &format!("tool-call-approval-{}", ready.call.id));
+                    out.push_str(r#","object":"chat.completion.chunk","choices":[],"approval_request":{"run_id":"#);
+                    write_str(out, &self.options.response_id);
+                    out.push_str(r#","tool_call_id":"#);
+                    write_str(out, &ready.call.id);
+                    out.push_str(r#","mcp_server_integration_id":"#);
+                    write_str(out, &ready.call.server);
+                    out.push_str(r#","tool_name":"#);
+                    write_str(out, &ready.call.tool);
+                    out.push_str(r#","arguments":"#);
+                    write_str(out, &ready.arguments);
+                    out.push_str("}}\n\n");
+                }
                 ChatEvent::Done => out.push_str("data: [DONE]\n\n"),
                 ChatEvent::Error(message) => {
                     out.push_str(r#"data: {"type":"error","error":{"type":"api_error","message":"#);
