@@ -42,6 +42,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &[
             "agent",
             "auth",
+            "config",
             "connections",
             "dispatch",
             "mcp",

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::agent::{Agent, AgentError};
 use crate::auth::ApiKeys;
-use crate::chat::ChatService;
+use crate::chat::{ChatService, ChatSettings};
 use crate::config::{Config, ConfigError, Env, ProcessEnv, seconds};
 use crate::connections::Connections;
 use crate::dispatch::Dispatcher;
@@ -141,7 +141,11 @@ pub async fn serve(config: Config, own_exe: &Path) -> Result<(), ServeError> {
         connections.clone(),
         store,
         dispatcher,
-        seconds(config.agent.tools_wait_secs),
+        ChatSettings {
+            tools_wait: seconds(config.agent.tools_wait_secs),
+            run_retention: seconds(config.agent.run_retention_secs),
+            on_disconnect: config.agent.on_disconnect,
+        },
     );
     let state = Arc::new(AppState {
         chat,

@@ -168,6 +168,7 @@ async fn chat(client: &reqwest::Client, url: &str) -> Result<String, String> {
         .map_err(|e| format!("request: {e:?}"))?;
     let status = response.status();
     let body = response.text().await.map_err(|e| format!("body: {e:?}"))?;
+    let body = unnumbered(&body);
     if status != StatusCode::OK {
         return Err(format!("{status}: {body}"));
     }

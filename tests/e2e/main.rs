@@ -4,6 +4,7 @@
 //! `testkit` crate (`tests/support`), expected streams are golden files in
 //! `tests/golden` (`BLESS=1` rewrites them).
 
+mod approvals;
 mod bad_input;
 mod component_servers;
 mod conformance;
@@ -24,6 +25,7 @@ mod plugin_sandbox;
 mod process_lifecycle;
 mod providers;
 mod replicas;
+mod runs;
 mod secrets;
 mod seed_clients;
 mod shutdown;

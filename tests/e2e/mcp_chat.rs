@@ -58,7 +58,7 @@ async fn stream(
     .unwrap();
     let response = client().get(url).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    (response.headers().clone(), response.text().await.unwrap())
+    (response.headers().clone(), body_text(response).await)
 }
 
 #[tokio::test]
@@ -212,14 +212,7 @@ async fn history_keeps_tool_messages_and_survives_a_restart() {
         ],
     )
     .unwrap();
-    let feather = client()
-        .get(url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let feather = body_text(client().get(url).send().await.unwrap()).await;
     assert!(feather.starts_with("event: tool_call\n"), "{feather}");
     assert!(
         feather.ends_with("event: done\ndata: {\"turns\":2}\n\n"),

@@ -71,7 +71,7 @@ async fn stream(host: &Agenthost, format: &str) -> (StatusCode, String, String) 
         .get("content-type")
         .map(|v| v.to_str().unwrap().to_owned())
         .unwrap_or_default();
-    (response.status(), kind, response.text().await.unwrap())
+    (response.status(), kind, body_text(response).await)
 }
 
 /// The server, with the mock LLM as its default provider (the offline

@@ -4,7 +4,6 @@
 
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use reqwest::StatusCode;
 use testkit::*;
 
@@ -40,19 +39,6 @@ async fn open_stream(host: &Agenthost) -> reqwest::Response {
     response
 }
 
-/// Reads more of a stream: until `seen` is in `text`, or to its end.
-async fn read_until<S>(body: &mut S, text: &mut String, seen: Option<&str>)
-where
-    S: futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin,
-{
-    while seen.is_none_or(|seen| !text.contains(seen)) {
-        match body.next().await {
-            Some(Ok(chunk)) => text.push_str(&String::from_utf8_lossy(&chunk)),
-            Some(Err(_)) | None => return,
-        }
-    }
-}
-
 #[tokio::test]
 async fn sigterm_gives_open_chats_the_grace_period_then_ends_them_and_exits_zero() {
     let (_llm, mut host, child) = host_with_hanging_model(2.0).await;
@@ -75,7 +61,7 @@ async fn sigterm_gives_open_chats_the_grace_period_then_ends_them_and_exits_zero
         "the chat had its grace period: ended after {waited:?}"
     );
     assert_eq!(
-        text,
+        unnumbered(&text),
         "data: {\"type\": \"token\", \"content\": \"Partial \"}\n\n\
          data: {\"type\": \"error\", \"content\": \"the server is shutting down: the chat was ended before its answer was complete\"}\n\n",
         "the stream ends with an error event in its format"

@@ -54,7 +54,7 @@ async fn streams_tool_start_end_and_only_the_final_text() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["content-type"], "text/event-stream");
-    let body = response.text().await.unwrap();
+    let body = body_text(response).await;
     assert_golden("simple/openai_tool_call.sse", &body);
 
     let requests = llm.requests();

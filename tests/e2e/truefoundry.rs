@@ -27,7 +27,7 @@ async fn post(host: &Agenthost, body: &Value, key: Option<&str>) -> (StatusCode,
         request = request.header("authorization", format!("Bearer {key}"));
     }
     let response = request.send().await.unwrap();
-    (response.status(), response.text().await.unwrap())
+    (response.status(), body_text(response).await)
 }
 
 fn request(message: &str, mcp_servers: Value) -> Value {

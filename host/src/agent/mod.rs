@@ -4,6 +4,7 @@
 //! [`ChatEvent`] stream; formats differ only in the encoder plugin that
 //! turns those events into bytes.
 
+mod approvals;
 mod outcome;
 mod routing;
 mod run;
@@ -19,6 +20,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::plugins::{ChatEvent, Message, Role, ToolCall};
+pub use approvals::{Approval, Approver};
 pub use outcome::{ChatOutcome, ToolCallOutcome, collect};
 pub use routing::{Route, Router, RoutingError};
 pub use run::{ChatRun, is_final};
@@ -56,6 +58,8 @@ pub enum AgentError {
     IterationLimit(u32),
     #[error("the server is shutting down: the chat was ended before its answer was complete")]
     ShuttingDown,
+    #[error("the run was cancelled: the chat was stopped before its answer was complete")]
+    Cancelled,
 }
 
 impl AgentError {
@@ -68,6 +72,7 @@ impl AgentError {
             AgentError::Provider(_) => "provider_error",
             AgentError::IterationLimit(_) => "iteration_limit",
             AgentError::ShuttingDown => "shutting_down",
+            AgentError::Cancelled => "cancelled",
         }
     }
 }
@@ -85,6 +90,11 @@ pub struct ChatRequest {
     pub iteration_limit: Option<u32>,
     /// Whose tool calls these are; checked and logged by the dispatcher.
     pub caller: Caller,
+    /// Stops the chat (`POST /runs/{id}/cancel`).
+    pub cancel: CancellationToken,
+    /// Who answers its calls that need approval; without one, they are
+    /// refused.
+    pub approver: Option<Arc<dyn Approver>>,
 }
 
 impl ChatRequest {
@@ -103,6 +113,8 @@ impl ChatRequest {
             temperature: None,
             top_p: None,
             iteration_limit: None,
+            cancel: CancellationToken::new(),
+            approver: None,
         }
     }
 }
@@ -200,6 +212,7 @@ impl Agent {
             &request.route.model,
             request.caller.principal.as_ref().map(|p| p.org.as_str()),
         );
+        let cancel = request.cancel.clone();
         let driver = async move {
             let _running = running;
             let mut added = Vec::new();
@@ -207,6 +220,7 @@ impl Agent {
                 biased;
                 driven = agent.drive(request, &events_tx, &mut added, &mut meter) => driven,
                 () = agent.ending.cancelled() => Err(AgentError::ShuttingDown),
+                () = cancel.cancelled() => Err(AgentError::Cancelled),
             };
             // Before the final event: a client that has seen a chat end
             // finds its usage counted.
@@ -215,6 +229,13 @@ impl Agent {
                 Ok(()) => {
                     agent.traces.end_chat(None);
                     ChatEvent::Done
+                }
+                Err(AgentError::Cancelled) => {
+                    tracing::info!("chat cancelled");
+                    agent
+                        .traces
+                        .end_chat(Some(("cancelled", &AgentError::Cancelled)));
+                    ChatEvent::Error(AgentError::Cancelled.to_string())
                 }
                 Err(e) => {
                     tracing::warn!("chat failed: {e}");
@@ -349,7 +370,13 @@ impl Agent {
                 return Ok(());
             }
             for message in self
-                .execute_calls(calls, &request.tools, &request.caller, events)
+                .execute_calls(
+                    calls,
+                    &request.tools,
+                    &request.caller,
+                    request.approver.as_deref(),
+                    events,
+                )
                 .await
             {
                 wire.messages.push(message.clone());

@@ -6,8 +6,9 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
 use super::turn::PendingCall;
-use super::{Agent, ChatEvent, Message, Role, send};
+use super::{Agent, Approver, ChatEvent, Message, Role, approvals, send};
 use crate::auth::Caller;
+use crate::config::seconds;
 use crate::mcp::{self, ToolSet};
 use crate::plugins::{ToolCallReady, ToolResult};
 
@@ -16,6 +17,8 @@ use crate::plugins::{ToolCallReady, ToolResult};
 pub(super) struct ReadyCall {
     call: PendingCall,
     arguments: Result<Map<String, Value>, String>,
+    /// The arguments as the client was shown them.
+    shown: String,
 }
 
 /// Parses a turn's calls, with the events that announce them: they go
@@ -33,9 +36,13 @@ pub(super) fn ready_calls(calls: Vec<PendingCall>) -> (Vec<ReadyCall>, Vec<ChatE
         };
         announced.push(ChatEvent::ToolCall(ToolCallReady {
             call: call.info.clone(),
-            arguments: shown,
+            arguments: shown.clone(),
         }));
-        ready.push(ReadyCall { call, arguments });
+        ready.push(ReadyCall {
+            call,
+            arguments,
+            shown,
+        });
     }
     (ready, announced)
 }
@@ -48,11 +55,12 @@ impl Agent {
         calls: Vec<ReadyCall>,
         tools: &ToolSet,
         caller: &Caller,
+        approver: Option<&dyn Approver>,
         events: &mpsc::Sender<Vec<ChatEvent>>,
     ) -> Vec<Message> {
         let mut running: FuturesOrdered<_> = calls
             .into_iter()
-            .map(|ready| self.execute(ready.call, ready.arguments, tools, caller))
+            .map(|ready| self.execute(ready, tools, caller, approver, events))
             .collect();
         let mut messages = Vec::new();
         while let Some((result, model_text)) = running.next().await {
@@ -67,25 +75,49 @@ impl Agent {
         messages
     }
 
-    /// One tool call; failures become error results the model can read.
+    /// One tool call, once approved where it must be; failures become
+    /// error results the model can read.
     async fn execute(
         &self,
-        call: PendingCall,
-        arguments: Result<Map<String, Value>, String>,
+        ready: ReadyCall,
         tools: &ToolSet,
         caller: &Caller,
+        approver: Option<&dyn Approver>,
+        events: &mpsc::Sender<Vec<ChatEvent>>,
     ) -> (ToolResult, String) {
+        let ReadyCall {
+            call,
+            arguments,
+            shown,
+        } = ready;
         let outcome = match (arguments, tools.find(&call.info.name)) {
             (Err(e), _) => Err(e),
             (_, None) => Err(format!(
                 "unknown tool `{}`: it is not among the tools offered",
                 call.info.name
             )),
-            (Ok(args), Some(binding)) => self
-                .dispatcher
-                .call(binding, args, caller, None)
-                .await
-                .map_err(|e| e.to_string()),
+            (Ok(args), Some(binding)) => {
+                let approved = match binding.needs_approval {
+                    false => Ok(()),
+                    true => {
+                        let asked = ToolCallReady {
+                            call: call.info.clone(),
+                            arguments: shown,
+                        };
+                        send(events, vec![ChatEvent::ApprovalRequest(asked.clone())]).await;
+                        let limit = seconds(self.config.approval_timeout_secs);
+                        approvals::wait(approver, &asked, binding.read_only, limit).await
+                    }
+                };
+                match approved {
+                    Ok(()) => self
+                        .dispatcher
+                        .call(binding, args, caller, None)
+                        .await
+                        .map_err(|e| e.to_string()),
+                    Err(refused) => Err(refused),
+                }
+            }
         };
         match outcome {
             Ok(result) => {

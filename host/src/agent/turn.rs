@@ -181,6 +181,7 @@ mod tests {
                 description: String::new(),
                 input_schema: "{}".into(),
                 read_only: true,
+                needs_approval: false,
                 listed: std::sync::Arc::new(rmcp::model::Tool::new(
                     "calculate",
                     "",

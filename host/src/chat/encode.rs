@@ -5,15 +5,25 @@
 //! so a fast provider costs fewer plugin calls, not more latency. If the
 //! encoder plugin fails, the response ends with an error encoded by the
 //! surface's built-in format, and the chat is cancelled.
+//!
+//! What is sent is numbered and kept in the chat's run (see `runs`). The
+//! chat is driven by the task writing the body while the client reads;
+//! if the client goes away, `agent.on_disconnect` says whether the chat
+//! stops with it or goes on in a task of its own.
 
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::stream::BoxStream;
+use futures::{Stream, StreamExt};
 
+use super::frames::{Framed, Framer};
+use super::runs::{RunHandle, RunState};
 use crate::agent::{ChatEvent, ChatRun, is_final};
+use crate::config::OnDisconnect;
 use crate::metrics::ChatTimer;
 use crate::plugins::{EncoderInstance, EncoderPlugin, PluginFailure, StreamOptions};
 
@@ -23,6 +33,7 @@ const MAX_BATCH: usize = 256;
 /// A chat's encoded answer: what to send, and how to label it.
 pub struct ChatStream {
     encoder: Arc<EncoderPlugin>,
+    run_id: String,
     /// The encoded bytes; reading them drives the chat.
     pub body: BoxStream<'static, Result<Bytes, std::io::Error>>,
 }
@@ -37,18 +48,21 @@ impl ChatStream {
     pub fn headers(&self) -> &[(String, String)] {
         &self.encoder.info.headers
     }
+
+    /// The run this answer is, for `x-agenthost-run-id`.
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
 }
 
-/// A response id unique within this process and unlikely to repeat
-/// across restarts.
-pub(super) fn response_options(model: &str) -> StreamOptions {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
+/// The run's id is the response's: formats that show one (TrueFoundry's
+/// chunk `id`) name the run with it.
+pub(super) fn response_options(run_id: &str, model: &str) -> StreamOptions {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     StreamOptions {
-        response_id: format!("{:x}{:06x}", now.as_millis(), n & 0xff_ffff),
+        response_id: run_id.to_owned(),
         model: model.to_owned(),
         created: now.as_secs(),
     }
@@ -60,45 +74,57 @@ pub(super) async fn encode(
     encoder: Arc<EncoderPlugin>,
     fallback: Arc<EncoderPlugin>,
     options: StreamOptions,
-    run: ChatRun,
+    chat: ChatRun,
+    run: RunHandle,
+    on_disconnect: OnDisconnect,
 ) -> Result<ChatStream, PluginFailure> {
     let timer = ChatTimer::start(&encoder.metadata.name);
     let instance = encoder.instantiate(&options).await?;
     let state = Encoding {
         timer,
-        run,
+        chat,
         instance: Some(instance),
         fallback,
         options,
+        framer: Framer::new(&encoder.info.content_type),
+        run: run.clone(),
     };
     Ok(ChatStream {
         encoder,
-        body: Box::pin(futures::stream::unfold(state, Encoding::next)),
+        run_id: run.run.id.clone(),
+        body: Box::pin(RunBody {
+            chunks: Some(Box::pin(futures::stream::unfold(state, Encoding::next))),
+            run,
+            on_disconnect,
+        }),
     })
 }
 
 struct Encoding {
     timer: ChatTimer,
     /// The chat, driven as the body is read.
-    run: ChatRun,
+    chat: ChatRun,
     /// `None` once the response has ended.
     instance: Option<EncoderInstance>,
     fallback: Arc<EncoderPlugin>,
     options: StreamOptions,
+    framer: Framer,
+    run: RunHandle,
 }
 
 impl Encoding {
     async fn next(mut self) -> Option<(Result<Bytes, std::io::Error>, Self)> {
         loop {
             let instance = self.instance.as_mut()?;
-            let Some(mut batch) = self.run.next().await else {
+            let Some(mut batch) = self.chat.next().await else {
                 // No final event came (a chat always sends one); end cleanly anyway.
                 let tail = instance.finish().await.unwrap_or_default();
                 self.instance = None;
-                return Some((Ok(Bytes::from(tail)), self));
+                let bytes = self.send(tail, Some(RunState::Failed));
+                return Some((Ok(bytes), self));
             };
             while batch.len() < MAX_BATCH {
-                match self.run.try_next() {
+                match self.chat.try_next() {
                     Some(more) => batch.extend(more),
                     None => break,
                 }
@@ -111,24 +137,55 @@ impl Encoding {
                 }),
                 other => other,
             };
-            let bytes = match encoded {
+            let (bytes, ended) = match encoded {
                 Ok(bytes) => {
                     if last {
                         self.instance = None;
                     }
-                    bytes
+                    (bytes, last.then(|| self.final_state(&batch)))
                 }
                 Err(failure) => {
                     tracing::warn!("encoder failed, ending the response: {failure}");
                     // The response ends here, and the chat with it.
                     self.instance = None;
-                    fallback_error(&self.fallback, &self.options, &failure).await
+                    let bytes = fallback_error(&self.fallback, &self.options, &failure).await;
+                    (bytes, Some(RunState::Failed))
                 }
             };
+            let bytes = self.send(bytes, ended);
             if !bytes.is_empty() {
                 self.timer.bytes_sent();
-                return Some((Ok(Bytes::from(bytes)), self));
+                return Some((Ok(bytes), self));
             }
+        }
+    }
+
+    /// Numbers and keeps what is about to be sent; with the run's end,
+    /// what the framer held back too.
+    fn send(&mut self, output: Vec<u8>, ended: Option<RunState>) -> Bytes {
+        let framed = self.framer.frame(output);
+        self.run.record(&framed);
+        let Some(state) = ended else {
+            return framed.bytes;
+        };
+        let Framed { bytes: tail, .. } = self.framer.finish();
+        self.run.end(state);
+        match tail.is_empty() {
+            true => framed.bytes,
+            false => {
+                let mut joined = BytesMut::from(&framed.bytes[..]);
+                joined.extend_from_slice(&tail);
+                joined.freeze()
+            }
+        }
+    }
+
+    /// How the run ended, from the chat's final batch.
+    fn final_state(&self, batch: &[ChatEvent]) -> RunState {
+        match batch.last() {
+            Some(ChatEvent::Done) => RunState::Done,
+            _ if self.run.run.is_cancelled() => RunState::Cancelled,
+            _ => RunState::Failed,
         }
     }
 }
@@ -143,5 +200,62 @@ async fn fallback_error(
     match fallback.instantiate(options).await {
         Ok(mut encoder) => encoder.encode(&event).await.unwrap_or_default(),
         Err(_) => Vec::new(),
+    }
+}
+
+/// The encoded chunks, as [`Encoding::next`] makes them one after another.
+type Chunks = BoxStream<'static, Result<Bytes, std::io::Error>>;
+
+/// A response body that drives its chat as it is read.
+///
+/// If the client goes away first, the chunks still to come are what
+/// `on_disconnect = "continue"` hands to a task of its own: they hold
+/// the step in flight, and dropping it instead could lose a batch of
+/// events, or the session's history, mid-way.
+struct RunBody {
+    /// `None` once read to the end.
+    chunks: Option<Chunks>,
+    run: RunHandle,
+    on_disconnect: OnDisconnect,
+}
+
+impl Stream for RunBody {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let Some(chunks) = self.chunks.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let next = std::task::ready!(chunks.as_mut().poll_next(cx));
+        if next.is_none() {
+            self.chunks = None;
+            self.run.close(true);
+        }
+        Poll::Ready(next)
+    }
+}
+
+impl Drop for RunBody {
+    fn drop(&mut self) {
+        let Some(mut chunks) = self.chunks.take() else {
+            return;
+        };
+        let runtime = tokio::runtime::Handle::try_current();
+        match (self.on_disconnect, runtime) {
+            (OnDisconnect::Continue, Ok(runtime)) => {
+                let run = self.run.clone();
+                // Its chunks are kept in the run as if they were sent.
+                runtime.spawn(async move {
+                    while chunks.next().await.is_some() {}
+                    run.close(false);
+                });
+            }
+            // Dropping the chat stops it, its provider request and its
+            // tool calls.
+            _ => {
+                self.run.end(RunState::Cancelled);
+                self.run.close(false);
+            }
+        }
     }
 }

@@ -10,6 +10,8 @@
 
 mod conversations;
 mod encode;
+mod frames;
+mod runs;
 mod sessions;
 mod tools;
 
@@ -17,10 +19,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 
-use crate::agent::{Agent, ChatRequest, ChatRun};
-pub use crate::agent::{ChatOutcome, Message, Role, RoutingError, ToolCall, collect};
+use crate::agent::{Agent, Approver, ChatRequest, ChatRun};
+pub use crate::agent::{Approval, ChatOutcome, Message, Role, RoutingError, ToolCall, collect};
 use crate::auth::{Caller, Principal, tenant};
+use crate::config::OnDisconnect;
 use crate::connections::Connections;
 pub use crate::dispatch::DispatchError;
 use crate::dispatch::Dispatcher;
@@ -34,6 +38,7 @@ pub use crate::store::{SessionSummary, StoredMessage, ToolCallRecord};
 use crate::store::{Store, StoreError};
 use conversations::Conversations;
 pub use encode::ChatStream;
+pub use runs::{ApprovalRefusal, CancelRefusal, Run, RunState, RunView, Runs, WaitingFor};
 use sessions::{SessionGuard, SessionLocks};
 pub use tools::{ServerChoice, ServerRef, ToolChoice};
 
@@ -148,6 +153,18 @@ pub struct ChatService {
     conversations: Arc<Conversations>,
     /// Longest a chat waits for MCP servers that are still starting.
     tools_wait: Duration,
+    pub runs: Runs,
+    on_disconnect: OnDisconnect,
+}
+
+/// How the service runs chats, from the config's `[agent]`.
+pub struct ChatSettings {
+    /// Longest a chat waits for MCP servers that are still starting.
+    pub tools_wait: Duration,
+    /// How long an ended run's events are kept.
+    pub run_retention: Duration,
+    /// What a streamed chat does when its client goes away.
+    pub on_disconnect: OnDisconnect,
 }
 
 impl ChatService {
@@ -158,7 +175,7 @@ impl ChatService {
         connections: Arc<Connections>,
         store: Store,
         dispatcher: Dispatcher,
-        tools_wait: Duration,
+        settings: ChatSettings,
     ) -> ChatService {
         ChatService {
             agent,
@@ -169,7 +186,9 @@ impl ChatService {
             dispatcher,
             sessions: SessionLocks::default(),
             conversations: Arc::default(),
-            tools_wait,
+            tools_wait: settings.tools_wait,
+            runs: Runs::new(settings.run_retention),
+            on_disconnect: settings.on_disconnect,
         }
     }
 
@@ -194,20 +213,33 @@ impl ChatService {
         reasons
     }
 
-    /// Starts the chat and returns its answer as an encoded stream; the
-    /// chat runs as the stream is read and stops if it is dropped.
+    /// Starts the chat as a new run and returns its answer as an encoded
+    /// stream; the chat runs as the stream is read, and if the stream is
+    /// dropped, stops or goes on as `agent.on_disconnect` says.
     pub async fn stream(&self, input: ChatInput) -> Result<ChatStream, ChatError> {
         let (encoder, fallback) = self.encoders(&input.format)?;
-        let (run, label) = self.start(input).await?;
-        encode::encode(encoder, fallback, encode::response_options(&label), run)
+        let cancel = CancellationToken::new();
+        let run = self
+            .runs
+            .start(&input.caller, &encoder.info.content_type, cancel.clone());
+        let approver: Arc<dyn Approver> = run.run.clone();
+        let (chat, label) = match self.start(input, cancel, Some(approver)).await {
+            Ok(started) => started,
+            Err(e) => {
+                run.discard();
+                return Err(e);
+            }
+        };
+        let options = encode::response_options(&run.run.id, &label);
+        encode::encode(encoder, fallback, options, chat, run, self.on_disconnect)
             .await
             .map_err(ChatError::Plugin)
     }
 
     /// Runs the chat to its end and folds its events into one answer.
     pub async fn complete(&self, input: ChatInput) -> Result<ChatOutcome, ChatError> {
-        let (mut run, _) = self.start(input).await?;
-        Ok(collect(&mut run).await)
+        let (mut chat, _) = self.start(input, CancellationToken::new(), None).await?;
+        Ok(collect(&mut chat).await)
     }
 
     /// The encoder a request asked for, else the surface's own; and the
@@ -231,8 +263,15 @@ impl ChatService {
     }
 
     /// Routes the model, assembles the conversation and the tools, and
-    /// starts the chat; also the model name the stream is labelled with.
-    async fn start(&self, input: ChatInput) -> Result<(ChatRun, String), ChatError> {
+    /// starts the chat, which `cancel` stops and whose calls that need
+    /// approval ask `approver`; also the model name the stream is labelled
+    /// with.
+    async fn start(
+        &self,
+        input: ChatInput,
+        cancel: CancellationToken,
+        approver: Option<Arc<dyn Approver>>,
+    ) -> Result<(ChatRun, String), ChatError> {
         let ChatInput {
             caller,
             history,
@@ -294,6 +333,8 @@ impl ChatService {
         request.temperature = options.temperature;
         request.top_p = options.top_p;
         request.iteration_limit = options.iteration_limit;
+        request.cancel = cancel;
+        request.approver = approver;
         let run = self.agent.run(request);
         let run = match ending {
             None => run,

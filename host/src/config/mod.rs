@@ -213,6 +213,24 @@ pub struct McpServerConfig {
     /// server's exact names. Absent: `server__tool`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_prefix: Option<bool>,
+    /// Which of its tools' calls in a chat wait for a person's approval;
+    /// `never` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_approval: Option<RequireApproval>,
+    /// Per-tool override of `require_approval`: `{ delete_note = "always" }`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tool_approval: BTreeMap<String, RequireApproval>,
+}
+
+/// Which tool calls wait for a person's approval before they run.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RequireApproval {
+    Never,
+    Always,
+    /// Tools that are not read-only (no `readOnlyHint`, or the config's
+    /// `tool_access` says `write`), and tools with `destructiveHint`.
+    Writes,
 }
 
 /// Whether calling a tool only reads, for role checks.
@@ -249,6 +267,21 @@ impl McpServerConfig {
             integration_fqn: None,
             tool_access: BTreeMap::new(),
             tool_prefix: None,
+            require_approval: None,
+            tool_approval: BTreeMap::new(),
+        }
+    }
+
+    /// Whether a chat's call of `tool` waits for a person's approval.
+    pub fn needs_approval(&self, tool: &str, read_only: bool, destructive: bool) -> bool {
+        let rule = self
+            .tool_approval
+            .get(tool)
+            .or(self.require_approval.as_ref());
+        match rule {
+            None | Some(RequireApproval::Never) => false,
+            Some(RequireApproval::Always) => true,
+            Some(RequireApproval::Writes) => !read_only || destructive,
         }
     }
 
@@ -483,6 +516,25 @@ pub struct AgentConfig {
     /// Seconds a chat waits for MCP servers that are still starting before
     /// it goes on without them; they keep starting for the next chat.
     pub tools_wait_secs: f64,
+    /// What a streamed chat does when its client goes away.
+    pub on_disconnect: OnDisconnect,
+    /// Seconds an ended run's events are kept for `GET /runs/{id}/events`.
+    pub run_retention_secs: f64,
+    /// Seconds a tool call waits for a person's approval before it is
+    /// refused.
+    pub approval_timeout_secs: f64,
+}
+
+/// What a streamed chat does when its client's connection drops.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnDisconnect {
+    /// Stop the chat, its provider request and its tool calls.
+    #[default]
+    Cancel,
+    /// Run the chat to its end and keep what it adds, for a reconnect
+    /// (`GET /runs/{id}/events`) or the session's history.
+    Continue,
 }
 
 impl Default for AgentConfig {
@@ -495,6 +547,9 @@ impl Default for AgentConfig {
             retry_attempts: 3,
             retry_budget_secs: 30.0,
             tools_wait_secs: 2.0,
+            on_disconnect: OnDisconnect::Cancel,
+            run_retention_secs: 300.0,
+            approval_timeout_secs: 300.0,
         }
     }
 }
@@ -587,6 +642,8 @@ impl Config {
             ),
             ("agent.retry_budget_secs", agent.retry_budget_secs),
             ("agent.tools_wait_secs", agent.tools_wait_secs),
+            ("agent.run_retention_secs", agent.run_retention_secs),
+            ("agent.approval_timeout_secs", agent.approval_timeout_secs),
             (
                 "limits.database_timeout_secs",
                 self.limits.database_timeout_secs,
@@ -659,6 +716,8 @@ impl Config {
                 integration_fqn: None,
                 tool_access: BTreeMap::new(),
                 tool_prefix: None,
+                require_approval: None,
+                tool_approval: BTreeMap::new(),
             }]
         })
     }
@@ -685,6 +744,23 @@ fn default_cors_origins() -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn writes_approval_covers_tools_that_write_or_destroy_and_a_tool_entry_wins() {
+        let server: McpServerConfig = toml::from_str(
+            "id = \"demo\"\ntransport = \"stdio\"\ncommand = \"true\"\n\
+             require_approval = \"writes\"\ntool_approval = { calculate = \"always\", drop_all = \"never\" }",
+        )
+        .unwrap();
+        assert!(!server.needs_approval("list_notes", true, false));
+        assert!(server.needs_approval("add_note", false, false));
+        assert!(server.needs_approval("purge", true, true), "destructive");
+        assert!(server.needs_approval("calculate", true, false));
+        assert!(!server.needs_approval("drop_all", false, true));
+        let unset =
+            McpServerConfig::streamable_http("x".into(), "http://x".into(), BTreeMap::new());
+        assert!(!unset.needs_approval("add_note", false, true));
+    }
 
     #[test]
     fn defaults_need_no_file() {

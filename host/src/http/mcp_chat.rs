@@ -107,6 +107,8 @@ impl ServerSpec {
             integration_fqn: None,
             tool_access: Default::default(),
             tool_prefix: None,
+            require_approval: None,
+            tool_approval: Default::default(),
         }
     }
 }

@@ -14,6 +14,7 @@ mod mcp_chat;
 mod mcp_server;
 mod metrics;
 mod openapi;
+mod runs;
 mod servers;
 mod simple;
 mod truefoundry;
@@ -99,6 +100,7 @@ pub fn router(
         .merge(guarded(ui::routes(), &guard, Detail))
         .merge(guarded(mcp_chat::routes(), &guard, Detail))
         .merge(guarded(servers::routes(), &guard, Detail))
+        .merge(guarded(runs::routes(), &guard, Detail))
         .merge(guarded(truefoundry::routes(), &guard, truefoundry::refusal))
         .merge(guarded(feather::routes(), &guard, feather::refusal))
         .split_for_parts();
@@ -115,11 +117,17 @@ pub fn router(
         .layer(cors))
 }
 
+/// Names the run a streamed answer is, for `/runs/{id}`.
+const RUN_ID_HEADER: &str = "x-agenthost-run-id";
+
 impl IntoResponse for ChatStream {
     fn into_response(self) -> Response {
         let content_type = HeaderValue::try_from(self.content_type())
             .unwrap_or(HeaderValue::from_static("application/octet-stream"));
         let mut headers = vec![(header::CONTENT_TYPE, content_type)];
+        if let Ok(run_id) = HeaderValue::try_from(self.run_id()) {
+            headers.push((HeaderName::from_static(RUN_ID_HEADER), run_id));
+        }
         for (name, value) in self.headers() {
             if let (Ok(name), Ok(value)) =
                 (HeaderName::try_from(name), HeaderValue::try_from(value))

@@ -39,6 +39,10 @@ const TAGS: &[(&str, &str)] = &[
         "The Feather API (seeds 000 and 001): chat and org connections",
     ),
     (
+        "runs",
+        "Every streamed chat is a run: its state, its events replayed from Last-Event-ID, cancel",
+    ),
+    (
         "operations",
         "Health, readiness, metrics, usage and plugins, for operators",
     ),

@@ -95,6 +95,8 @@ pub struct OfferedTool {
     pub input_schema: String,
     /// The server's `readOnlyHint`, or the config's override.
     pub read_only: bool,
+    /// Whether a chat's call waits for a person (`require_approval`).
+    pub needs_approval: bool,
     /// The tool exactly as the server listed it, for `/mcp/` to list on
     /// with its title, output schema, annotations and icons.
     pub listed: Arc<Tool>,
@@ -129,15 +131,16 @@ impl ToolSummary {
 
 impl OfferedTool {
     fn prepare(config: &McpServerConfig, tool: &Tool) -> OfferedTool {
+        let hints = tool.annotations.as_ref();
+        let read_only = config.is_read_only(&tool.name, hints.and_then(|a| a.read_only_hint));
+        let destructive = hints.and_then(|a| a.destructive_hint) == Some(true);
         OfferedTool {
             name: tool.name.to_string(),
             description: tool.description.as_deref().unwrap_or_default().to_owned(),
             input_schema: serde_json::to_string(&*tool.input_schema)
                 .unwrap_or_else(|_| "{}".into()),
-            read_only: config.is_read_only(
-                &tool.name,
-                tool.annotations.as_ref().and_then(|a| a.read_only_hint),
-            ),
+            read_only,
+            needs_approval: config.needs_approval(&tool.name, read_only, destructive),
             listed: Arc::new(tool.clone()),
         }
     }

@@ -21,6 +21,8 @@ pub struct ToolBinding {
     pub input_schema: String,
     /// The server's `readOnlyHint`.
     pub read_only: bool,
+    /// Whether a chat's call waits for a person (`require_approval`).
+    pub needs_approval: bool,
     /// The tool as the server listed it.
     pub listed: Arc<Tool>,
     pub entry: Arc<ServerEntry>,
@@ -106,6 +108,7 @@ pub async fn tool_set(selections: &[Selection]) -> Result<ToolSet, McpError> {
                 description: tool.description.clone(),
                 input_schema: tool.input_schema.clone(),
                 read_only: tool.read_only,
+                needs_approval: tool.needs_approval,
                 listed: tool.listed.clone(),
                 entry: entry.clone(),
             });

@@ -65,7 +65,7 @@ async fn send(
         request = request.header(*name, *value);
     }
     let response = request.send().await.unwrap();
-    (response.status(), response.text().await.unwrap())
+    (response.status(), body_text(response).await)
 }
 
 async fn send_json(

@@ -315,7 +315,7 @@ impl Agenthost {
             .send()
             .await
             .unwrap();
-        (response.status(), response.text().await.unwrap())
+        (response.status(), crate::body_text(response).await)
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {

@@ -10,6 +10,7 @@ mod mock_llm;
 pub mod postgres;
 mod procfs;
 mod python;
+mod sse;
 
 pub use binary::*;
 pub use frames::*;
@@ -17,3 +18,4 @@ pub use golden::*;
 pub use mock_llm::*;
 pub use procfs::*;
 pub use python::*;
+pub use sse::*;

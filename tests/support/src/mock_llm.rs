@@ -37,6 +37,8 @@ pub struct Reply {
     hang_after_writes: bool,
     /// Never send even the headers.
     never_answer: bool,
+    /// A pause before the write at this index.
+    pause: Option<(usize, Duration)>,
 }
 
 impl Reply {
@@ -47,6 +49,7 @@ impl Reply {
             writes,
             hang_after_writes: false,
             never_answer: false,
+            pause: None,
         }
     }
 
@@ -59,6 +62,13 @@ impl Reply {
 
     pub fn header(mut self, name: &'static str, value: &str) -> Reply {
         self.headers.push((name, value.to_owned()));
+        self
+    }
+
+    /// Waits `pause` before the `index`th write (from 0), as a model that
+    /// thinks mid-answer.
+    pub fn pausing_before(mut self, index: usize, pause: Duration) -> Reply {
+        self.pause = Some((index, pause));
         self
     }
 
@@ -238,12 +248,18 @@ async fn completions(
     }
     let hang = reply.hang_after_writes;
     let pace = state.pace;
-    let writes = futures::stream::iter(reply.writes).then(move |write| async move {
-        if !pace.is_zero() {
-            tokio::time::sleep(pace).await;
-        }
-        Ok::<_, std::io::Error>(Bytes::from(write))
-    });
+    let pause = reply.pause;
+    let writes = futures::stream::iter(reply.writes.into_iter().enumerate()).then(
+        move |(i, write)| async move {
+            if !pace.is_zero() {
+                tokio::time::sleep(pace).await;
+            }
+            if let Some((_, pause)) = pause.filter(|(at, _)| *at == i) {
+                tokio::time::sleep(pause).await;
+            }
+            Ok::<_, std::io::Error>(Bytes::from(write))
+        },
+    );
     let tail = futures::stream::once(async move {
         if hang {
             std::future::pending::<()>().await;
