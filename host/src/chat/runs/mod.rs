@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
-use serde_json::Value;
 use tokio::sync::{Notify, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -30,6 +29,10 @@ use super::frames::Framed;
 use crate::agent::{Approval, Approver};
 use crate::auth::{Caller, Principal, Role};
 use crate::plugins::ToolCallReady;
+use approvals::Approvals;
+pub use approvals::{ApprovalRefusal, WaitingFor};
+
+mod approvals;
 
 /// Most bytes of events kept for runs that have ended.
 const ENDED_BYTES: usize = 64 << 20;
@@ -64,19 +67,6 @@ pub struct RunView {
     pub waiting_for: Vec<WaitingFor>,
 }
 
-/// A tool call a run waits to have approved, as `GET /runs/{id}` shows it.
-#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct WaitingFor {
-    /// `approval`.
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub call_id: String,
-    pub server: String,
-    pub tool: String,
-    /// The call's arguments, as the model gave them.
-    pub arguments: Value,
-}
-
 /// The runs of this replica, live and recently ended.
 #[derive(Clone)]
 pub struct Runs {
@@ -109,13 +99,7 @@ pub struct Run {
     /// Woken when events are added or the run ends.
     changed: Notify,
     /// Tool calls waiting for a person's approval.
-    approvals: Mutex<Vec<PendingApproval>>,
-}
-
-struct PendingApproval {
-    call: ToolCallReady,
-    read_only: bool,
-    answer: oneshot::Sender<Approval>,
+    approvals: Approvals,
 }
 
 struct Log {
@@ -126,15 +110,6 @@ struct Log {
     ended: Option<(Instant, jiff::Timestamp)>,
     /// `GET /runs/{id}/events` readers following it now.
     followers: usize,
-}
-
-/// Why an approval is not taken.
-#[derive(Debug, thiserror::Error)]
-pub enum ApprovalRefusal {
-    #[error("a viewer key may not approve a call of a tool that writes")]
-    Viewer,
-    #[error("run `{run}` is not waiting for an approval of call `{call}`")]
-    NotWaiting { run: String, call: String },
 }
 
 /// Why a caller may not cancel a run.
@@ -179,7 +154,7 @@ impl Runs {
                 followers: 0,
             }),
             changed: Notify::new(),
-            approvals: Mutex::default(),
+            approvals: Approvals::default(),
         });
         lock(&self.inner.runs).insert(run.id.clone(), run.clone());
         RunHandle {
@@ -223,17 +198,7 @@ impl Runs {
 
 impl Run {
     pub fn view(&self) -> RunView {
-        let waiting_for: Vec<WaitingFor> = self
-            .open_approvals()
-            .iter()
-            .map(|pending| WaitingFor {
-                kind: "approval",
-                call_id: pending.call.call.id.clone(),
-                server: pending.call.call.server.clone(),
-                tool: pending.call.call.tool.clone(),
-                arguments: serde_json::from_str(&pending.call.arguments).unwrap_or(Value::Null),
-            })
-            .collect();
+        let waiting_for = self.approvals.waiting_for();
         let log = lock(&self.log);
         let state = match log.state {
             RunState::Running if !waiting_for.is_empty() => RunState::Waiting,
@@ -257,28 +222,7 @@ impl Run {
         call_id: &str,
         approval: Approval,
     ) -> Result<(), ApprovalRefusal> {
-        let mut pending = self.open_approvals();
-        let Some(at) = pending.iter().position(|p| p.call.call.id == call_id) else {
-            return Err(ApprovalRefusal::NotWaiting {
-                run: self.id.clone(),
-                call: call_id.to_owned(),
-            });
-        };
-        let viewer = user.as_ref().is_some_and(|p| p.role == Role::Viewer);
-        if viewer && !pending[at].read_only && matches!(approval, Approval::Approved) {
-            return Err(ApprovalRefusal::Viewer);
-        }
-        // The chat may stop waiting at this very moment; then the answer
-        // is simply not read.
-        let _ = pending.swap_remove(at).answer.send(approval);
-        Ok(())
-    }
-
-    /// The approval requests the chat still waits on.
-    fn open_approvals(&self) -> MutexGuard<'_, Vec<PendingApproval>> {
-        let mut pending = lock(&self.approvals);
-        pending.retain(|p| !p.answer.is_closed());
-        pending
+        self.approvals.answer(&self.id, user, call_id, approval)
     }
 
     /// Stops the run; it ends as soon as its chat notices, with an error
@@ -360,13 +304,7 @@ impl Run {
 
 impl Approver for Run {
     fn ask(&self, call: &ToolCallReady, read_only: bool) -> oneshot::Receiver<Approval> {
-        let (answer, answered) = oneshot::channel();
-        lock(&self.approvals).push(PendingApproval {
-            call: call.clone(),
-            read_only,
-            answer,
-        });
-        answered
+        self.approvals.ask(call, read_only)
     }
 }
 
@@ -458,7 +396,6 @@ fn rfc3339(at: jiff::Timestamp) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugins::ToolCallInfo;
 
     fn principal(org: &str, role: Role, key: &str) -> Option<Principal> {
         Some(Principal {
@@ -490,18 +427,6 @@ mod tests {
         }
     }
 
-    fn add_note_call() -> ToolCallReady {
-        ToolCallReady {
-            call: ToolCallInfo {
-                id: "call_1".into(),
-                name: "demo__add_note".into(),
-                server: "demo".into(),
-                tool: "add_note".into(),
-            },
-            arguments: r#"{"title": "t"}"#.into(),
-        }
-    }
-
     #[test]
     fn a_run_is_seen_by_its_org_only() {
         let runs = Runs::new(Duration::from_secs(60));
@@ -518,38 +443,25 @@ mod tests {
         assert!(runs.get(&None, &id).is_none(), "nor by the local user");
     }
 
-    #[tokio::test]
-    async fn a_call_waits_until_someone_in_the_org_may_approve_it() {
+    #[test]
+    fn a_run_whose_chat_waits_on_an_approval_shows_it() {
         let runs = Runs::new(Duration::from_secs(60));
         let run = start(&runs).run;
-        let answered = run.ask(&add_note_call(), false);
+        let call = ToolCallReady {
+            call: crate::plugins::ToolCallInfo {
+                id: "call_1".into(),
+                name: "demo__add_note".into(),
+                server: "demo".into(),
+                tool: "add_note".into(),
+            },
+            arguments: "{}".into(),
+        };
+        let answered = run.ask(&call, false);
         let view = run.view();
         assert_eq!(view.state, RunState::Waiting);
-        assert_eq!(view.waiting_for[0].call_id, "call_1");
-        assert_eq!(view.waiting_for[0].arguments["title"], "t");
-
-        let viewer = principal("acme", Role::Viewer, "k2");
-        assert!(matches!(
-            run.approve(&viewer, "call_1", Approval::Approved),
-            Err(ApprovalRefusal::Viewer)
-        ));
-        assert!(matches!(
-            run.approve(&viewer, "call_9", Approval::Approved),
-            Err(ApprovalRefusal::NotWaiting { .. })
-        ));
-        let member = principal("acme", Role::Member, "k1");
-        assert!(run.approve(&member, "call_1", Approval::Approved).is_ok());
-        assert!(matches!(answered.await, Ok(Approval::Approved)));
+        assert_eq!(view.waiting_for[0].tool, "add_note");
+        drop(answered);
         assert_eq!(run.view().state, RunState::Running);
-    }
-
-    #[test]
-    fn a_request_the_chat_stopped_waiting_on_is_no_longer_listed() {
-        let runs = Runs::new(Duration::from_secs(60));
-        let run = start(&runs).run;
-        drop(run.ask(&add_note_call(), true));
-        assert!(run.view().waiting_for.is_empty());
-        assert!(run.approve(&None, "call_1", Approval::Approved).is_err());
     }
 
     #[tokio::test]
