@@ -7,8 +7,9 @@
 
 use std::time::Duration;
 
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
+use super::{ChatEvent, send};
 use crate::plugins::ToolCallReady;
 
 /// A person's answer to an approval request.
@@ -26,20 +27,23 @@ pub trait Approver: Send + Sync {
     fn ask(&self, call: &ToolCallReady, read_only: bool) -> oneshot::Receiver<Approval>;
 }
 
-/// `Ok` when the call may run; otherwise why not, for its error result.
-pub(super) async fn wait(
+/// Announces the call as waiting for approval and waits for the answer:
+/// `Ok` when it may run, otherwise why not, for its error result.
+pub(super) async fn gate(
     approver: Option<&dyn Approver>,
-    call: &ToolCallReady,
+    events: &mpsc::Sender<Vec<ChatEvent>>,
+    call: ToolCallReady,
     read_only: bool,
     limit: Duration,
 ) -> Result<(), String> {
+    send(events, vec![ChatEvent::ApprovalRequest(call.clone())]).await;
     let Some(approver) = approver else {
         return Err(
             "this tool call needs a person's approval, which only a streamed chat can ask for"
                 .into(),
         );
     };
-    match tokio::time::timeout(limit, approver.ask(call, read_only)).await {
+    match tokio::time::timeout(limit, approver.ask(&call, read_only)).await {
         Ok(Ok(Approval::Approved)) => Ok(()),
         Ok(Ok(Approval::Refused {
             reason: Some(reason),

@@ -97,26 +97,21 @@ impl Agent {
                 call.info.name
             )),
             (Ok(args), Some(binding)) => {
-                let approved = match binding.needs_approval {
-                    false => Ok(()),
-                    true => {
+                async {
+                    if binding.needs_approval {
                         let asked = ToolCallReady {
                             call: call.info.clone(),
                             arguments: shown,
                         };
-                        send(events, vec![ChatEvent::ApprovalRequest(asked.clone())]).await;
                         let limit = seconds(self.config.approval_timeout_secs);
-                        approvals::wait(approver, &asked, binding.read_only, limit).await
+                        approvals::gate(approver, events, asked, binding.read_only, limit).await?;
                     }
-                };
-                match approved {
-                    Ok(()) => self
-                        .dispatcher
+                    self.dispatcher
                         .call(binding, args, caller, None)
                         .await
-                        .map_err(|e| e.to_string()),
-                    Err(refused) => Err(refused),
+                        .map_err(|e| e.to_string())
                 }
+                .await
             }
         };
         match outcome {

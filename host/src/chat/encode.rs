@@ -16,11 +16,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 
-use super::frames::{Framed, Framer};
+use super::frames::Framer;
 use super::runs::{RunHandle, RunState};
 use crate::agent::{ChatEvent, ChatRun, is_final};
 use crate::config::OnDisconnect;
@@ -160,24 +160,15 @@ impl Encoding {
         }
     }
 
-    /// Numbers and keeps what is about to be sent; with the run's end,
-    /// what the framer held back too.
+    /// Numbers and keeps what is about to be sent, and ends the run with
+    /// the response.
     fn send(&mut self, output: Vec<u8>, ended: Option<RunState>) -> Bytes {
-        let framed = self.framer.frame(output);
+        let framed = self.framer.frame(output, ended.is_some());
         self.run.record(&framed);
-        let Some(state) = ended else {
-            return framed.bytes;
-        };
-        let Framed { bytes: tail, .. } = self.framer.finish();
-        self.run.end(state);
-        match tail.is_empty() {
-            true => framed.bytes,
-            false => {
-                let mut joined = BytesMut::from(&framed.bytes[..]);
-                joined.extend_from_slice(&tail);
-                joined.freeze()
-            }
+        if let Some(state) = ended {
+            self.run.end(state);
         }
+        framed.bytes
     }
 
     /// How the run ended, from the chat's final batch.

@@ -39,8 +39,9 @@ impl Framer {
     }
 
     /// The whole events in what has come so far; the start of an
-    /// unfinished frame waits for the rest of it.
-    pub(super) fn frame(&mut self, output: Vec<u8>) -> Framed {
+    /// unfinished frame waits for the rest of it, unless this is the
+    /// `last` output of the response, when it is sent as it is.
+    pub(super) fn frame(&mut self, output: Vec<u8>, last: bool) -> Framed {
         if !self.sse {
             return self.whole(output);
         }
@@ -71,22 +72,13 @@ impl Framer {
             }
             start = end;
         }
-        self.partial = input[start..].to_vec();
+        match last {
+            true => bytes.extend_from_slice(&input[start..]),
+            false => self.partial = input[start..].to_vec(),
+        }
         Framed {
             bytes: Bytes::from(bytes),
             events,
-        }
-    }
-
-    /// What is left at the end of the response, sent as it is.
-    pub(super) fn finish(&mut self) -> Framed {
-        let rest = std::mem::take(&mut self.partial);
-        match self.sse {
-            true => Framed {
-                bytes: Bytes::from(rest),
-                events: Vec::new(),
-            },
-            false => self.whole(rest),
         }
     }
 
@@ -125,7 +117,7 @@ mod tests {
         let mut text = String::new();
         let mut events = Vec::new();
         for chunk in chunks {
-            let framed = framer.frame(chunk.as_bytes().to_vec());
+            let framed = framer.frame(chunk.as_bytes().to_vec(), false);
             for range in framed.events {
                 events.push(String::from_utf8(framed.bytes[range].to_vec()).unwrap());
             }
@@ -154,7 +146,7 @@ mod tests {
         let (text, events) = frame_all(&mut framer, &["data: a", "bc\n", "\ndata: d\r\n\r\n"]);
         assert_eq!(text, "id: 1\ndata: abc\n\nid: 2\ndata: d\r\n\r\n");
         assert_eq!(events.len(), 2);
-        assert!(framer.finish().bytes.is_empty());
+        assert!(framer.frame(Vec::new(), true).bytes.is_empty());
     }
 
     #[test]
@@ -170,7 +162,7 @@ mod tests {
         let mut framer = Framer::new("text/event-stream");
         let (text, _) = frame_all(&mut framer, &["data: x\n\ndata: y"]);
         assert_eq!(text, "id: 1\ndata: x\n\n");
-        assert_eq!(&framer.finish().bytes[..], b"data: y");
+        assert_eq!(&framer.frame(Vec::new(), true).bytes[..], b"data: y");
     }
 
     #[test]

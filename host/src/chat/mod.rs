@@ -218,12 +218,10 @@ impl ChatService {
     /// dropped, stops or goes on as `agent.on_disconnect` says.
     pub async fn stream(&self, input: ChatInput) -> Result<ChatStream, ChatError> {
         let (encoder, fallback) = self.encoders(&input.format)?;
-        let cancel = CancellationToken::new();
-        let run = self
-            .runs
-            .start(&input.caller, &encoder.info.content_type, cancel.clone());
+        let run = self.runs.start(&input.caller, &encoder.info.content_type);
         let approver: Arc<dyn Approver> = run.run.clone();
-        let (chat, label) = match self.start(input, cancel, Some(approver)).await {
+        let started = self.start(input, run.cancel_token(), Some(approver));
+        let (chat, label) = match started.await {
             Ok(started) => started,
             Err(e) => {
                 run.discard();

@@ -132,20 +132,15 @@ impl Runs {
         }
     }
 
-    /// Registers a new run for `caller`, stopped by `cancel`.
-    pub(super) fn start(
-        &self,
-        caller: &Caller,
-        content_type: &str,
-        cancel: CancellationToken,
-    ) -> RunHandle {
+    /// Registers a new run for `caller`.
+    pub(super) fn start(&self, caller: &Caller, content_type: &str) -> RunHandle {
         let run = Arc::new(Run {
             id: format!("{:032x}", fastrand::u128(..)),
             tenant: caller.tenant().map(str::to_owned),
             key: caller.principal.as_ref().map(|p| p.key_label.clone()),
             content_type: content_type.to_owned(),
             created: jiff::Timestamp::now(),
-            cancel,
+            cancel: CancellationToken::new(),
             log: Mutex::new(Log {
                 events: Vec::new(),
                 bytes: 0,
@@ -340,6 +335,11 @@ impl RunHandle {
         self.run.changed.notify_waiters();
     }
 
+    /// What stops the run's chat (`POST /runs/{id}/cancel`).
+    pub(super) fn cancel_token(&self) -> CancellationToken {
+        self.run.cancel.clone()
+    }
+
     /// Forgets a run whose chat could not start.
     pub(super) fn discard(self) {
         lock(&self.runs.inner.runs).remove(&self.run.id);
@@ -410,7 +410,7 @@ mod tests {
             principal("acme", Role::Member, "k1").unwrap_or_else(|| unreachable!()),
             "test",
         );
-        runs.start(&caller, "text/event-stream", CancellationToken::new())
+        runs.start(&caller, "text/event-stream")
     }
 
     fn framed(events: &[&str]) -> Framed {
